@@ -1,0 +1,3 @@
+"""HustleXP marketplace backend."""
+
+__version__ = "1.0.0"

@@ -1,0 +1,120 @@
+"""`hustlexp` command line: serve the API, manage the schema, run background jobs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from rich.console import Console
+from rich.table import Table
+
+from hustlexp import config
+from hustlexp.db import embedded
+from hustlexp.db import schema as schema_mod
+
+err_console = Console(stderr=True)
+
+
+class CliError(Exception):
+    """One clear line for the user, exit code 2."""
+
+
+def _connect(settings: config.Settings) -> psycopg.Connection[Any]:
+    url, _server = embedded.resolve_url(settings.database_url)
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=5)
+    except psycopg.ProgrammingError as exc:
+        raise CliError(f"DATABASE_URL is not a valid connection string: {exc}") from None
+    except psycopg.OperationalError as exc:
+        text = str(exc).strip() or type(exc).__name__
+        reason = text.splitlines()[0].removeprefix("connection failed: ")
+        raise CliError(f"cannot connect to the database {_describe(url)}: {reason}") from None
+
+
+def _describe(url: str) -> str:
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(DATABASE_URL is not a valid connection string)"
+    host = params.get("host") or "localhost"
+    port = params.get("port") or "5432"
+    return f"{params.get('dbname', '')!s} at {host}:{port}"
+
+
+def cmd_db_init(args: argparse.Namespace, settings: config.Settings) -> int:
+    with _connect(settings) as conn:
+        try:
+            outcome = schema_mod.apply(conn)
+        except schema_mod.SchemaError as exc:
+            raise CliError(str(exc)) from None
+    message = {"applied": f"schema {schema_mod.SCHEMA_VERSION} applied",
+               "current": f"schema {schema_mod.SCHEMA_VERSION} already installed; nothing to do"}[outcome]
+    err_console.print(f"[green]{message}[/green]")
+    return 0
+
+
+def cmd_db_verify(args: argparse.Namespace, settings: config.Settings) -> int:
+    with _connect(settings) as conn:
+        checks = schema_mod.verify(conn)
+    passed = all(c.ok for c in checks)
+    if args.json:
+        print(json.dumps({"ok": passed, "schema_version": schema_mod.SCHEMA_VERSION,
+                          "checks": schema_mod.checks_as_dicts(checks)}, indent=2))
+    else:
+        table = Table(title="HustleXP schema gate (B001-B005)")
+        table.add_column("check")
+        table.add_column("result")
+        table.add_column("detail")
+        for c in checks:
+            table.add_row(c.name, "[green]pass[/green]" if c.ok else "[red]FAIL[/red]", c.detail)
+        Console().print(table)
+        summary = f"{sum(c.ok for c in checks)}/{len(checks)} checks passed"
+        err_console.print(f"[green]{summary}[/green]" if passed else f"[red]{summary}[/red]")
+    return 0 if passed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hustlexp", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="schema management").add_subparsers(dest="db_command", required=True)
+    init = db.add_parser("init", help="apply sql/schema.sql to an empty database")
+    init.set_defaults(func=cmd_db_init)
+    verify = db.add_parser("verify", help="run every schema gate check (B001-B005)")
+    verify.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    verify.set_defaults(func=cmd_db_verify)
+
+    _add_optional_commands(sub)
+    return parser
+
+
+def _add_optional_commands(sub: Any) -> None:
+    """Commands whose modules pull in the web stack or the job queue, registered lazily."""
+    from hustlexp import commands
+
+    commands.register(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = config.load()
+        return int(args.func(args, settings) or 0)
+    except (CliError, config.ConfigError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

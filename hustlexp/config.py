@@ -1,0 +1,72 @@
+"""Settings, from the environment only (see .env.example). Fail fast: a production
+process refuses to start with unsafe or missing settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    database_url: str | None = None
+    stripe_secret_key: str = "sk_test_local"
+    stripe_webhook_secret: str = "whsec_local"
+    stripe_api_base: str | None = None
+    firebase_project_id: str = "hustlexp-local"
+    firebase_auth_emulator_host: str | None = None
+    storage_dir: Path = field(default_factory=lambda: Path("instance") / "uploads")
+    app_url: str = "http://127.0.0.1:8000"
+    app_version: str = "1.0.0"
+    db_pool_max: int = 10
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str | None:
+        value = env.get(name, "").strip()
+        return value or None
+
+    settings = Settings(
+        env=get("HUSTLEXP_ENV") or "development",
+        database_url=get("DATABASE_URL"),
+        stripe_secret_key=get("STRIPE_SECRET_KEY") or Settings.stripe_secret_key,
+        stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET") or Settings.stripe_webhook_secret,
+        stripe_api_base=get("STRIPE_API_BASE"),
+        firebase_project_id=get("FIREBASE_PROJECT_ID") or Settings.firebase_project_id,
+        firebase_auth_emulator_host=get("FIREBASE_AUTH_EMULATOR_HOST"),
+        storage_dir=Path(get("HUSTLEXP_STORAGE_DIR") or Path("instance") / "uploads"),
+        app_url=get("APP_URL") or Settings.app_url,
+        app_version=get("APP_VERSION") or Settings.app_version,
+        db_pool_max=int(get("HUSTLEXP_DB_POOL_MAX") or 10),
+    )
+    if settings.env not in ("development", "test", "production"):
+        raise ConfigError(f"HUSTLEXP_ENV must be development, test or production, not {settings.env!r}")
+    if settings.production:
+        _check_production(env)
+    return settings
+
+
+def _check_production(env: Mapping[str, str]) -> None:
+    problems = []
+    if env.get("FIREBASE_AUTH_EMULATOR_HOST"):
+        problems.append("FIREBASE_AUTH_EMULATOR_HOST is set: firebase-admin would accept unsigned tokens")
+    for name in ("DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "FIREBASE_PROJECT_ID"):
+        if not env.get(name, "").strip():
+            problems.append(f"{name} is not set")
+    if env.get("STRIPE_API_BASE"):
+        problems.append("STRIPE_API_BASE is set: production must talk to Stripe itself")
+    if problems:
+        raise ConfigError("refusing to start in production: " + "; ".join(problems))

@@ -1,0 +1,84 @@
+"""A throwaway PostgreSQL for the test session: the embedded server (or TEST_DATABASE_URL),
+the schema loaded once into a template database, and a fresh clone per test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from hustlexp.db import embedded
+from hustlexp.db import schema as schema_mod
+
+TEMPLATE = f"hx_template_{os.getpid()}"
+
+
+class TestServer:
+    def __init__(self) -> None:
+        self._handle: Any = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        url = os.environ.get("TEST_DATABASE_URL")
+        if url:
+            self.admin_url = url
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="hustlexp-test-pg-")
+            self._handle = embedded.start(Path(self._tmp.name) / "pgdata", cleanup="delete")
+            self.admin_url = str(self._handle.get_uri())
+            with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                # Durability buys nothing in a throwaway server; speed does.
+                for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                    conn.execute(sql.SQL("ALTER SYSTEM SET {} = off").format(sql.Identifier(setting)))
+                conn.execute("SELECT pg_reload_conf()")
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            self.server_version = conn.info.server_version
+        self._build_template()
+
+    def url_for(self, dbname: str) -> str:
+        params = conninfo_to_dict(self.admin_url)
+        params["dbname"] = dbname
+        return make_conninfo(**params)
+
+    def _build_template(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(TEMPLATE)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+        with psycopg.connect(self.url_for(TEMPLATE), autocommit=True) as conn:
+            schema_mod.apply(conn)
+
+    def create_database(self) -> str:
+        name = f"hx_t_{uuid.uuid4().hex[:12]}"
+        strategy = " STRATEGY = FILE_COPY" if self.server_version >= 150000 else ""
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}" + strategy).format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE)))
+        return name
+
+    def drop_database(self, name: str) -> None:
+        force = " WITH (FORCE)" if self.server_version >= 130000 else ""
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}" + force).format(sql.Identifier(name)))
+
+    @contextmanager
+    def database(self) -> Iterator[str]:
+        name = self.create_database()
+        try:
+            yield self.url_for(name)
+        finally:
+            self.drop_database(name)
+
+    def close(self) -> None:
+        try:
+            self.drop_database(TEMPLATE)
+        finally:
+            if self._handle is not None:
+                self._handle.cleanup()
+            if self._tmp is not None:
+                self._tmp.cleanup()
