@@ -1,0 +1,105 @@
+"""The services: one module per noun. `Services` wires them together; each is built on
+first use, so a service reaches another as `self.s.<name>`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hustlexp.db import Database
+    from hustlexp.services.badge import BadgeService
+    from hustlexp.services.dispute import DisputeService
+    from hustlexp.services.escrow import EscrowService
+    from hustlexp.services.messaging import MessagingService
+    from hustlexp.services.notification import NotificationService
+    from hustlexp.services.payments import PaymentsGateway
+    from hustlexp.services.proof import ProofService
+    from hustlexp.services.storage import Storage
+    from hustlexp.services.stripe_webhooks import StripeWebhookHandler
+    from hustlexp.services.task import TaskService
+    from hustlexp.services.trust import TrustService
+    from hustlexp.services.user import UserService
+    from hustlexp.services.xp import XPService
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Services:
+    def __init__(self, db: Database, *, payments: PaymentsGateway | None = None,
+                 storage: Storage | None = None, webhook_secret: str = "whsec_local",
+                 clock: Callable[[], datetime] = _utcnow, storage_dir: Path | None = None) -> None:
+        self.db = db
+        self._payments = payments
+        self._storage = storage
+        self._storage_dir = storage_dir
+        self.webhook_secret = webhook_secret
+        self.clock = clock
+
+    @property
+    def payments(self) -> PaymentsGateway:
+        if self._payments is None:
+            raise RuntimeError("no payments gateway configured")
+        return self._payments
+
+    @cached_property
+    def storage(self) -> Storage:
+        if self._storage is not None:
+            return self._storage
+        from hustlexp.services.storage import LocalStorage
+
+        return LocalStorage(self._storage_dir or Path("instance") / "uploads")
+
+    def _build(self, module: str, cls: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(f"hustlexp.services.{module}"), cls)(self)
+
+    @cached_property
+    def tasks(self) -> TaskService:
+        return self._build("task", "TaskService")  # type: ignore[no-any-return]
+
+    @cached_property
+    def escrows(self) -> EscrowService:
+        return self._build("escrow", "EscrowService")  # type: ignore[no-any-return]
+
+    @cached_property
+    def proofs(self) -> ProofService:
+        return self._build("proof", "ProofService")  # type: ignore[no-any-return]
+
+    @cached_property
+    def xp(self) -> XPService:
+        return self._build("xp", "XPService")  # type: ignore[no-any-return]
+
+    @cached_property
+    def trust(self) -> TrustService:
+        return self._build("trust", "TrustService")  # type: ignore[no-any-return]
+
+    @cached_property
+    def badges(self) -> BadgeService:
+        return self._build("badge", "BadgeService")  # type: ignore[no-any-return]
+
+    @cached_property
+    def disputes(self) -> DisputeService:
+        return self._build("dispute", "DisputeService")  # type: ignore[no-any-return]
+
+    @cached_property
+    def users(self) -> UserService:
+        return self._build("user", "UserService")  # type: ignore[no-any-return]
+
+    @cached_property
+    def messaging(self) -> MessagingService:
+        return self._build("messaging", "MessagingService")  # type: ignore[no-any-return]
+
+    @cached_property
+    def notifications(self) -> NotificationService:
+        return self._build("notification", "NotificationService")  # type: ignore[no-any-return]
+
+    @cached_property
+    def webhooks(self) -> StripeWebhookHandler:
+        return self._build("stripe_webhooks", "StripeWebhookHandler")  # type: ignore[no-any-return]

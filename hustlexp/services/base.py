@@ -1,0 +1,71 @@
+"""What every service shares: a handle on the other services, and the `returns_result`
+decorator that makes each public method return a ServiceResult.
+
+Conventions (all services):
+- A public method opens `with self.db.transaction() as conn:` (a savepoint when a caller
+  already holds a transaction) and never commits. Raise DomainError subclasses inside;
+  the decorator turns them into ServiceResult failures after the savepoint rolled back.
+- A service calling another uses `self.s.<other>.<method>(...).unwrap()` so a failure
+  rolls the whole outer transaction back.
+- Lock what you change (`SELECT ... FOR UPDATE`) before checking its state.
+- SQL only with parameters; rows come back as dicts (dict_row)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from hustlexp.domain import ServiceResult
+from hustlexp.errors import DomainError
+
+if TYPE_CHECKING:
+    from hustlexp.db import Database
+    from hustlexp.services import Services
+
+log = logging.getLogger("hustlexp.services")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def returns_result(fn: Callable[P, T]) -> Callable[P, ServiceResult[T]]:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> ServiceResult[T]:
+        try:
+            return ServiceResult.success(fn(*args, **kwargs))
+        except DomainError as err:
+            log.info("%s refused: %s %s", fn.__qualname__, err.code, err.message)
+            return ServiceResult.failure(err)
+
+    return wrapper
+
+
+class Service:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    @property
+    def db(self) -> Database:
+        return self.s.db
+
+
+def page_params(limit: int | None, offset: int | None, *, default: int = 20, maximum: int = 100
+                ) -> tuple[int, int]:
+    """Validated (limit, offset): limit 1..maximum, offset >= 0."""
+    from hustlexp.errors import ValidationError
+
+    limit = default if limit is None else limit
+    offset = 0 if offset is None else offset
+    if not 1 <= limit <= maximum:
+        raise ValidationError(f"limit must be between 1 and {maximum}", details={"limit": [f"1..{maximum}"]})
+    if offset < 0:
+        raise ValidationError("offset must be 0 or more", details={"offset": [">= 0"]})
+    return limit, offset
+
+
+def one(conn: Any, query: str, params: Any = None) -> dict[str, Any] | None:
+    """The first row of a query (dict), or None."""
+    row: dict[str, Any] | None = conn.execute(query, params).fetchone()
+    return row
