@@ -62,44 +62,44 @@ class Services:
 
     @cached_property
     def tasks(self) -> TaskService:
-        return self._build("task", "TaskService")  # type: ignore[no-any-return]
+        return self._build("task", "TaskService")
 
     @cached_property
     def escrows(self) -> EscrowService:
-        return self._build("escrow", "EscrowService")  # type: ignore[no-any-return]
+        return self._build("escrow", "EscrowService")
 
     @cached_property
     def proofs(self) -> ProofService:
-        return self._build("proof", "ProofService")  # type: ignore[no-any-return]
+        return self._build("proof", "ProofService")
 
     @cached_property
     def xp(self) -> XPService:
-        return self._build("xp", "XPService")  # type: ignore[no-any-return]
+        return self._build("xp", "XPService")
 
     @cached_property
     def trust(self) -> TrustService:
-        return self._build("trust", "TrustService")  # type: ignore[no-any-return]
+        return self._build("trust", "TrustService")
 
     @cached_property
     def badges(self) -> BadgeService:
-        return self._build("badge", "BadgeService")  # type: ignore[no-any-return]
+        return self._build("badge", "BadgeService")
 
     @cached_property
     def disputes(self) -> DisputeService:
-        return self._build("dispute", "DisputeService")  # type: ignore[no-any-return]
+        return self._build("dispute", "DisputeService")
 
     @cached_property
     def users(self) -> UserService:
-        return self._build("user", "UserService")  # type: ignore[no-any-return]
+        return self._build("user", "UserService")
 
     @cached_property
     def messaging(self) -> MessagingService:
-        return self._build("messaging", "MessagingService")  # type: ignore[no-any-return]
+        return self._build("messaging", "MessagingService")
 
     @cached_property
     def notifications(self) -> NotificationService:
-        return self._build("notification", "NotificationService")  # type: ignore[no-any-return]
+        return self._build("notification", "NotificationService")
 
     @cached_property
     def webhooks(self) -> StripeWebhookHandler:
-        return self._build("stripe_webhooks", "StripeWebhookHandler")  # type: ignore[no-any-return]
+        return self._build("stripe_webhooks", "StripeWebhookHandler")
