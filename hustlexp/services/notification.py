@@ -1,0 +1,684 @@
+"""Notifications (domain §10, api §4): every event becomes a row in the recipient's in-app
+inbox; whether it is also pushed now, later or never (preferences, quiet hours, frequency
+caps) is decided here and recorded on the row, for the delivery worker to act on.
+
+Preferences live in `notification_preferences`; the four API buckets, the read-receipt
+switch and the recipient's time zone live in its `category_preferences` JSONB (spec §12.23)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from psycopg.types.json import Jsonb
+
+from hustlexp.domain import AccountStatus, NotificationChannel, NotificationPriority
+from hustlexp.errors import Forbidden, NotFound, ValidationError
+from hustlexp.services.base import Service, one, page_params, returns_result
+
+P = NotificationPriority
+
+DEDUPE_WINDOW = timedelta(minutes=5)
+GROUP_WINDOW = timedelta(minutes=5)
+GROUP_MAX = 5
+RETENTION = timedelta(days=30)
+TITLE_MAX = 200
+
+BUCKETS = ("task_updates", "messages", "xp_badges", "marketing")
+DEFAULT_BUCKETS = {"task_updates": True, "messages": True, "xp_badges": True, "marketing": False}
+DEFAULT_QUIET_START = time(22, 0)
+DEFAULT_QUIET_END = time(7, 0)
+
+# Frequency caps per hour / per day, shared by the categories of a group (domain §10).
+CAPS: dict[str, tuple[int, int]] = {"live": (10, 50), "trust": (3, 10), "system": (5, 20)}
+
+# Inside NotificationService `list` names a method, so annotations there use this alias.
+Channels = list[str]
+
+TIER_NAMES = {1: "Rookie", 2: "Verified", 3: "Trusted", 4: "Elite"}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one category is sent. `titles`/`bodies` are tried in order with str.format over
+    the event's context; the first whose keys are all known wins, so the last never needs one
+    that may be missing."""
+
+    priority: NotificationPriority
+    bucket: str | None  # the preference switch that silences it; None: cannot be switched off
+    link: str  # task | message | profile | trust | settings | task_or_profile
+    titles: tuple[str, ...]
+    bodies: tuple[str, ...]
+    audience: str = "participants"  # participants | candidates | admins
+    always_push: bool = False  # pushed even in quiet hours, whatever its priority
+    cap: str | None = None
+    email: bool = False  # also e-mailed to those who opted in (payments and alerts)
+    distinct_by: tuple[str, ...] = ()  # metadata keys telling apart events of one task
+
+
+def _k(priority: P, bucket: str | None, link: str, title: str | tuple[str, ...],
+       *bodies: str, **kw: Any) -> Kind:
+    titles = (title,) if isinstance(title, str) else title
+    return Kind(priority, bucket, link, titles, bodies, **kw)
+
+
+CATALOG: dict[str, Kind] = {
+    "TASK_CREATED": _k(P.LOW, "task_updates", "task", "Task posted",
+                       "“{task_title}” is live. We'll tell you when someone accepts it."),
+    "TASK_ACCEPTED": _k(P.HIGH, "task_updates", "task", "Your task was accepted",
+                        "{worker_name} accepted “{task_title}”.", "Someone accepted “{task_title}”.",
+                        always_push=True),
+    "TASK_WORKER_ASSIGNED": _k(P.MEDIUM, "task_updates", "task", "You're on it",
+                               "You accepted “{task_title}”. Time to get going."),
+    "TASK_CANCELLED": _k(P.MEDIUM, "task_updates", "task", "Task cancelled", "“{task_title}” was cancelled."),
+    "TASK_EXPIRED": _k(P.LOW, "task_updates", "task", "Task expired",
+                       "“{task_title}” passed its deadline without a worker. Your payment is refunded."),
+    "TASK_OVERDUE": _k(P.MEDIUM, "task_updates", "task", "Task overdue",
+                       "“{task_title}” is past its deadline. Submit proof or message the poster."),
+    "PROOF_SUBMITTED": _k(P.HIGH, "task_updates", "task", "Proof submitted",
+                          "{worker_name} submitted proof for “{task_title}”. Review it within 48 hours.",
+                          "Proof was submitted for “{task_title}”. Review it within 48 hours."),
+    "PROOF_ACCEPTED": _k(P.MEDIUM, "task_updates", "task", "Proof approved",
+                         "Your proof for “{task_title}” was approved."),
+    "PROOF_REJECTED": _k(P.HIGH, "task_updates", "task", "Proof rejected",
+                         "Your proof for “{task_title}” was rejected: {reason}",
+                         "Your proof for “{task_title}” was rejected. See why and resubmit."),
+    "DISPUTE_OPENED": _k(P.HIGH, "task_updates", "task", "Dispute opened",
+                         "A dispute was opened on “{task_title}”. Our team will review it."),
+    "DISPUTE_RESOLVED": _k(P.MEDIUM, "task_updates", "task", "Dispute resolved",
+                           "The dispute on “{task_title}” was resolved: {resolution_text}.",
+                           "The dispute on “{task_title}” was resolved."),
+    "XP_EARNED": _k(P.LOW, "xp_badges", "profile", ("+{effective_xp} XP", "XP earned"),
+                    "You earned {effective_xp} XP for “{task_title}”.", "You earned XP for “{task_title}”.",
+                    "You earned XP."),
+    "LEVEL_UP": _k(P.LOW, "xp_badges", "profile", ("Level {level_after}!", "Level up!"),
+                   "You reached level {level_after}. Keep hustling.", "You reached a new level."),
+    "BADGE_EARNED": _k(P.MEDIUM, "xp_badges", "profile", "Badge earned",
+                       "You earned the {badge_name} badge.", "You earned a new badge.",
+                       distinct_by=("badge_type", "badge_id")),
+    "ESCROW_FUNDED": _k(P.HIGH, "task_updates", "task", "Payment secured",
+                        "{amount} is held in escrow for “{task_title}”.",
+                        "Payment for “{task_title}” is held in escrow.", email=True),
+    "ESCROW_RELEASED": _k(P.HIGH, "task_updates", "task", "Payment released",
+                          "{amount} is on its way to you for “{task_title}”.",
+                          "Your payment for “{task_title}” was released.", always_push=True, email=True),
+    "ESCROW_REFUNDED": _k(P.MEDIUM, "task_updates", "task", "Refund issued",
+                          "{amount} was refunded for “{task_title}”.",
+                          "Your payment for “{task_title}” was refunded.", email=True),
+    "TRUST_TIER_UP": _k(P.HIGH, "xp_badges", "trust", "Trust tier up",
+                        "You reached trust tier {new_tier}: {tier_name}.", "Your trust tier went up.",
+                        cap="trust"),
+    "TRUST_TIER_DOWN": _k(P.MEDIUM, "xp_badges", "trust", "Trust tier changed",
+                          "Your trust tier is now {new_tier}: {tier_name}.", "Your trust tier went down.",
+                          cap="trust"),
+    "LIVE_TASK_MATCH": _k(P.HIGH, "task_updates", "task", "Live task nearby",
+                          "“{task_title}” pays {price}. Accept it before someone else does.",
+                          audience="candidates", cap="live"),
+    "NEW_MESSAGE": _k(P.HIGH, "messages", "message", ("New message from {sender_name}", "New message"),
+                      "{preview}", "You have a new message about “{task_title}”.",
+                      distinct_by=("message_id",)),
+    "SYSTEM_ANNOUNCEMENT": _k(P.LOW, "marketing", "settings", "News from HustleXP",
+                              "{message}", "There's news from HustleXP.", cap="system"),
+    "PAYMENT_FAILED": _k(P.HIGH, None, "task", "Payment failed",
+                         "We couldn't charge your card for “{task_title}”. Update your payment method.",
+                         email=True),
+    "PAYOUT_FAILED_PERMANENT": _k(P.CRITICAL, None, "task_or_profile", "Payout failed permanently",
+                                  "The {kind} of {amount} for “{task_title}” failed after every retry.",
+                                  "A money movement failed after every retry and needs an admin.",
+                                  audience="admins", email=True),
+}
+
+CATEGORIES = frozenset(CATALOG)
+
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_DEEP_LINK = re.compile(rf"hustlexp://(?:task/{_UUID}|message/{_UUID}|profile/{_UUID}|trust"
+                        r"|settings/notifications)")
+_HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+
+
+def _uuid(value: Any) -> UUID | None:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def dollars(cents: int) -> str:
+    return f"${cents // 100:,}.{cents % 100:02d}"
+
+
+def _json(value: Any) -> Jsonb:
+    # Callers hand us UUIDs, Decimals and datetimes in metadata; store them as text.
+    return Jsonb(value, dumps=lambda obj: json.dumps(obj, default=str))
+
+
+# ---------------------------------------------------------------------------
+# Preferences
+# ---------------------------------------------------------------------------
+
+def _preferences_from(row: dict[str, Any] | None) -> dict[str, Any]:
+    extra: dict[str, Any] = (row or {}).get("category_preferences") or {}
+    stored = extra.get("categories") or {}
+    categories = {b: bool(stored[b]) if b in stored else DEFAULT_BUCKETS[b] for b in BUCKETS}
+    start = row["quiet_hours_start"] if row else DEFAULT_QUIET_START
+    end = row["quiet_hours_end"] if row else DEFAULT_QUIET_END
+    return {
+        "push_enabled": row["push_enabled"] if row else True,
+        "email_enabled": row["email_enabled"] if row else False,
+        "sms_enabled": row["sms_enabled"] if row else False,
+        "quiet_hours": {"enabled": row["quiet_hours_enabled"] if row else True,
+                        "start": start.strftime("%H:%M"), "end": end.strftime("%H:%M"),
+                        "timezone": extra.get("timezone") or "UTC"},
+        "categories": categories,
+        "read_receipts": bool(extra.get("read_receipts", True)),
+    }
+
+
+def load_preferences(conn: Any, user_id: Any) -> dict[str, Any]:
+    """A user's preferences in the API's shape, the defaults when they never set any.
+    Other services read it (messaging honours `read_receipts`)."""
+    row = one(conn, "SELECT * FROM notification_preferences WHERE user_id = %s", (user_id,))
+    return _preferences_from(row)
+
+
+def _bool(patch: dict[str, Any], key: str, errors: dict[str, list[str]], prefix: str = "") -> bool | None:
+    if key not in patch:
+        return None
+    value = patch[key]
+    if not isinstance(value, bool):
+        errors[prefix + key] = ["must be true or false"]
+        return None
+    return value
+
+
+def _validated_patch(patch: Any) -> dict[str, Any]:
+    if not isinstance(patch, dict) or not patch:
+        raise ValidationError("nothing to update", details={"_schema": ["send at least one preference"]})
+    errors: dict[str, list[str]] = {}
+    known = {"push_enabled", "email_enabled", "sms_enabled", "quiet_hours", "categories", "read_receipts"}
+    for key in patch:
+        if key not in known:
+            errors[str(key)] = ["unknown preference"]
+    clean: dict[str, Any] = {}
+    for key in ("push_enabled", "email_enabled", "sms_enabled", "read_receipts"):
+        value = _bool(patch, key, errors)
+        if value is not None:
+            clean[key] = value
+    quiet = patch.get("quiet_hours")
+    if quiet is not None:
+        if not isinstance(quiet, dict):
+            errors["quiet_hours"] = ["must be an object"]
+        else:
+            q: dict[str, Any] = {}
+            for key in quiet:
+                if key not in ("enabled", "start", "end", "timezone"):
+                    errors[f"quiet_hours.{key}"] = ["unknown field"]
+            enabled = _bool(quiet, "enabled", errors, "quiet_hours.")
+            if enabled is not None:
+                q["enabled"] = enabled
+            for key in ("start", "end"):
+                if key in quiet:
+                    match = _HHMM.fullmatch(quiet[key]) if isinstance(quiet[key], str) else None
+                    if match is None:
+                        errors[f"quiet_hours.{key}"] = ["must be HH:MM, 00:00 to 23:59"]
+                    else:
+                        q[key] = time(int(match[1]), int(match[2]))
+            if "timezone" in quiet:
+                tz = quiet["timezone"]
+                try:
+                    if not isinstance(tz, str) or not tz:
+                        raise ZoneInfoNotFoundError(tz)
+                    ZoneInfo(tz)
+                    q["timezone"] = tz
+                except (ZoneInfoNotFoundError, ValueError):
+                    errors["quiet_hours.timezone"] = ["must be an IANA time zone such as America/New_York"]
+            clean["quiet_hours"] = q
+    cats = patch.get("categories")
+    if cats is not None:
+        if not isinstance(cats, dict):
+            errors["categories"] = ["must be an object"]
+        else:
+            c: dict[str, bool] = {}
+            for key in cats:
+                if key not in BUCKETS:
+                    errors[f"categories.{key}"] = ["unknown category"]
+                    continue
+                value = _bool(cats, key, errors, "categories.")
+                if value is not None:
+                    c[key] = value
+            clean["categories"] = c
+    if errors:
+        raise ValidationError("invalid preferences", details=errors)
+    return clean
+
+
+# ---------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------
+
+def _render(templates: tuple[str, ...], context: dict[str, Any]) -> str:
+    for template in templates:
+        try:
+            return template.format_map(context)
+        except (KeyError, IndexError, ValueError):
+            continue
+    return templates[-1]
+
+
+def _context(metadata: dict[str, Any], task: dict[str, Any] | None) -> dict[str, Any]:
+    ctx: dict[str, Any] = {k: v for k, v in metadata.items() if v is not None and v != ""}
+    for key in ("amount", "amount_cents", "payout", "payout_cents", "refund_amount"):
+        value = metadata.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            ctx["amount"] = dollars(value)
+            break
+    else:
+        ctx.pop("amount", None)
+    if task is not None:
+        title = task["title"]
+        ctx["task_title"] = title if len(title) <= 80 else title[:79] + "…"
+        ctx["price"] = dollars(task["price"])
+        for role in ("worker_name", "poster_name"):
+            if task.get(role):
+                ctx.setdefault(role, task[role])
+    tier = metadata.get("new_tier")
+    if isinstance(tier, int) and tier in TIER_NAMES:
+        ctx["tier_name"] = TIER_NAMES[tier]
+    if "level" in metadata and "level_after" not in ctx:
+        ctx["level_after"] = metadata["level"]
+    if "xp" in metadata and "effective_xp" not in ctx:
+        ctx["effective_xp"] = metadata["xp"]
+    if "badge_name" not in ctx and isinstance(metadata.get("badge_type"), str):
+        ctx["badge_name"] = metadata["badge_type"].replace("-", " ").title()
+    if isinstance(metadata.get("resolution"), str):
+        ctx["resolution_text"] = metadata["resolution"].replace("_", " ").lower()
+    if isinstance(metadata.get("preview"), str):
+        ctx["preview"] = metadata["preview"][:100]
+    return ctx
+
+
+def _deep_link(kind: Kind, user_id: UUID, task_id: UUID | None) -> str:
+    if kind.link in ("task", "message") and task_id is None:
+        raise ValidationError("this notification needs a task", details={"task_id": ["required"]})
+    if kind.link == "task" or (kind.link == "task_or_profile" and task_id is not None):
+        return f"hustlexp://task/{task_id}"
+    if kind.link == "message":
+        return f"hustlexp://message/{task_id}"
+    if kind.link == "trust":
+        return "hustlexp://trust"
+    if kind.link == "settings":
+        return "hustlexp://settings/notifications"
+    return f"hustlexp://profile/{user_id}"
+
+
+def in_quiet_hours(local: time, start: time, end: time) -> bool:
+    """Whether a local wall-clock time falls in [start, end); the window may cross midnight.
+    start == end is an empty window."""
+    if start < end:
+        return start <= local < end
+    if start > end:
+        return local >= start or local < end
+    return False
+
+
+def _quiet_hours_end(now: datetime, tz: ZoneInfo, end: time) -> datetime:
+    local = now.astimezone(tz)
+    candidate = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+    if candidate <= local:
+        candidate = (candidate + timedelta(days=1)).replace(hour=end.hour, minute=end.minute)
+    return candidate.astimezone(UTC)
+
+
+def notification_item(row: dict[str, Any]) -> dict[str, Any]:
+    """The API's notification object (api §4), plus channels and grouping."""
+    return {
+        "id": row["id"], "user_id": row["user_id"], "type": row["category"], "title": row["title"],
+        "body": row["body"], "priority": row["priority"], "task_id": row["task_id"],
+        "deep_link": row["deep_link"], "read": row["read_at"] is not None, "read_at": row["read_at"],
+        "created_at": row["created_at"], "metadata": row["metadata"], "channels": list(row["channels"]),
+        "group_id": row["group_id"], "group_position": row["group_position"],
+    }
+
+
+# ---------------------------------------------------------------------------
+# The service
+# ---------------------------------------------------------------------------
+
+class NotificationService(Service):
+    @returns_result
+    def notify(self, user_id: Any, category: str, *, task_id: Any = None, title: str | None = None,
+               body: str | None = None, metadata: dict[str, Any] | None = None,
+               priority: str | None = None, deep_link: str | None = None) -> dict[str, Any] | None:
+        """Record one notification for `user_id`. Returns the row (API shape), the earlier row
+        when this repeats one from the last 5 minutes, or None when the recipient switched the
+        category's bucket off. `channels` says whether it is pushed now; a push held back by
+        quiet hours or a frequency cap is flagged in metadata `push_held` (+ `push_after`)."""
+        kind = CATALOG.get(category)
+        if kind is None:
+            raise ValidationError(f"unknown notification category {category!r}",
+                                  details={"category": [f"one of {', '.join(sorted(CATALOG))}"]})
+        recipient_id = _uuid(user_id)
+        if recipient_id is None:
+            raise NotFound("No such user.", code="HX504")
+        task_uuid = None
+        if task_id is not None:
+            task_uuid = _uuid(task_id)
+            if task_uuid is None:
+                raise NotFound("No such task.")
+        level = self._priority(kind, priority)
+        meta = dict(metadata or {})
+        if not all(isinstance(k, str) for k in meta):
+            raise ValidationError("metadata keys must be strings", details={"metadata": ["string keys"]})
+        now = self.s.clock()
+
+        with self.db.transaction() as conn:
+            recipient = one(conn, "SELECT id, account_status FROM users WHERE id = %s", (recipient_id,))
+            if recipient is None:
+                raise NotFound("No such user.", code="HX504")
+            task = self._task(conn, task_uuid) if task_uuid is not None else None
+            self._check_audience(conn, kind, recipient_id, task)
+
+            prefs = load_preferences(conn, recipient_id)
+            if kind.bucket is not None and not prefs["categories"][kind.bucket]:
+                return None
+
+            discriminator = self._discriminator(kind, meta)
+            if task_uuid is not None:
+                # Serialise notifications of one event so a replayed event can't slip past the check.
+                conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                             (f"notify:{recipient_id}:{category}:{task_uuid}",))
+                earlier = self._recent_duplicate(conn, recipient_id, category, task_uuid, discriminator, now)
+                if earlier is not None:
+                    return notification_item(earlier)
+
+            channels, held, push_after = self._channels(conn, kind, category, level, prefs, recipient, now)
+            if held is not None:
+                meta["push_held"] = held
+                if push_after is not None:
+                    meta["push_after"] = push_after.isoformat()
+
+            context = _context(meta, task)
+            final_title = title if title is not None else _render(kind.titles, context)
+            final_body = body if body is not None else _render(kind.bodies, context)
+            final_title, final_body = self._checked_text(final_title, final_body, title is not None)
+            link = self._checked_link(deep_link) if deep_link is not None else \
+                _deep_link(kind, recipient_id, task_uuid)
+
+            new_id = uuid.uuid4()
+            group_id, position = self._group(conn, recipient_id, category, task_uuid, new_id, now)
+            row = one(conn, """
+                INSERT INTO notifications (id, user_id, category, title, body, deep_link, task_id, metadata,
+                                           channels, priority, group_id, group_position, expires_at,
+                                           created_at)
+                VALUES (%(id)s, %(user_id)s, %(category)s, %(title)s, %(body)s, %(link)s, %(task_id)s,
+                        %(metadata)s, %(channels)s, %(priority)s, %(group_id)s, %(position)s,
+                        %(expires)s, %(now)s)
+                RETURNING *""", {
+                "id": new_id, "user_id": recipient_id, "category": category, "title": final_title,
+                "body": final_body, "link": link, "task_id": task_uuid, "metadata": _json(meta),
+                "channels": channels, "priority": level, "group_id": group_id, "position": position,
+                "expires": now + RETENTION, "now": now})
+            assert row is not None
+            return notification_item(row)
+
+    @returns_result
+    def list(self, user_id: Any, *, unread_only: bool = False, limit: int | None = 20,
+             offset: int | None = 0) -> dict[str, Any]:
+        """The user's live (unexpired) notifications, newest first:
+        {notifications, unread_count, total, has_more}."""
+        limit, offset = page_params(limit, offset, default=20, maximum=100)
+        uid = _uuid(user_id)
+        if uid is None:
+            raise NotFound("No such user.", code="HX504")
+        now = self.s.clock()
+        with self.db.transaction() as conn:
+            counts = one(conn, """
+                SELECT count(*) AS total, count(*) FILTER (WHERE read_at IS NULL) AS unread
+                  FROM notifications WHERE user_id = %s AND expires_at > %s""", (uid, now))
+            assert counts is not None
+            rows = conn.execute("""
+                SELECT * FROM notifications
+                 WHERE user_id = %(uid)s AND expires_at > %(now)s
+                   AND (NOT %(unread_only)s OR read_at IS NULL)
+                 ORDER BY created_at DESC, id DESC
+                 LIMIT %(limit)s OFFSET %(offset)s""",
+                {"uid": uid, "now": now, "unread_only": bool(unread_only), "limit": limit,
+                 "offset": offset}).fetchall()
+        total = counts["unread"] if unread_only else counts["total"]
+        return {"notifications": [notification_item(r) for r in rows], "unread_count": counts["unread"],
+                "total": total, "has_more": offset + len(rows) < total}
+
+    @returns_result
+    def mark_read(self, user_id: Any, notification_ids: Any) -> dict[str, int]:
+        """Mark the caller's own unread notifications among `notification_ids` read."""
+        if isinstance(notification_ids, str | bytes) or not isinstance(notification_ids, list | tuple):
+            raise ValidationError("notification_ids must be a list", details={"notification_ids": ["list"]})
+        if not 1 <= len(notification_ids) <= 500:
+            raise ValidationError("send 1 to 500 notification ids", details={"notification_ids": ["1..500"]})
+        ids = [_uuid(n) for n in notification_ids]
+        if any(i is None for i in ids):
+            raise ValidationError("notification ids must be UUIDs", details={"notification_ids": ["UUIDs"]})
+        uid = _uuid(user_id)
+        if uid is None:
+            return {"marked_count": 0}
+        with self.db.transaction() as conn:
+            return {"marked_count": self._mark(conn, uid, ids)}
+
+    @returns_result
+    def mark_all_read(self, user_id: Any) -> dict[str, int]:
+        uid = _uuid(user_id)
+        if uid is None:
+            return {"marked_count": 0}
+        with self.db.transaction() as conn:
+            return {"marked_count": self._mark(conn, uid, None)}
+
+    @returns_result
+    def get_preferences(self, user_id: Any) -> dict[str, Any]:
+        with self.db.transaction() as conn:
+            uid = self._existing_user(conn, user_id)
+            return load_preferences(conn, uid)
+
+    @returns_result
+    def update_preferences(self, user_id: Any, patch: dict[str, Any]) -> dict[str, Any]:
+        """Apply a partial update and return the whole preference object."""
+        clean = _validated_patch(patch)
+        with self.db.transaction() as conn:
+            uid = self._existing_user(conn, user_id)
+            # Create the row first, then lock it: two first-time updates must merge, not overwrite.
+            conn.execute("INSERT INTO notification_preferences (user_id) VALUES (%s) "
+                         "ON CONFLICT (user_id) DO NOTHING", (uid,))
+            row = one(conn, "SELECT * FROM notification_preferences WHERE user_id = %s FOR UPDATE", (uid,))
+            assert row is not None
+            extra = dict(row["category_preferences"] or {})
+            quiet = clean.get("quiet_hours", {})
+            if "categories" in clean:
+                extra["categories"] = {**(extra.get("categories") or {}), **clean["categories"]}
+            if "read_receipts" in clean:
+                extra["read_receipts"] = clean["read_receipts"]
+            if "timezone" in quiet:
+                extra["timezone"] = quiet["timezone"]
+            updated = one(conn, """
+                UPDATE notification_preferences
+                   SET push_enabled = %(push)s, email_enabled = %(email)s, sms_enabled = %(sms)s,
+                       quiet_hours_enabled = %(q_enabled)s, quiet_hours_start = %(q_start)s,
+                       quiet_hours_end = %(q_end)s, category_preferences = %(extra)s
+                 WHERE user_id = %(uid)s
+                 RETURNING *""", {
+                "push": clean.get("push_enabled", row["push_enabled"]),
+                "email": clean.get("email_enabled", row["email_enabled"]),
+                "sms": clean.get("sms_enabled", row["sms_enabled"]),
+                "q_enabled": quiet.get("enabled", row["quiet_hours_enabled"]),
+                "q_start": quiet.get("start", row["quiet_hours_start"]),
+                "q_end": quiet.get("end", row["quiet_hours_end"]),
+                "extra": _json(extra), "uid": uid})
+            return _preferences_from(updated)
+
+    # -- helpers -------------------------------------------------------------
+
+    @staticmethod
+    def _priority(kind: Kind, priority: str | None) -> str:
+        if priority is None:
+            return kind.priority.value
+        if priority not in P.__members__:
+            raise ValidationError("unknown priority", details={"priority": [", ".join(P.__members__)]})
+        return priority
+
+    @staticmethod
+    def _task(conn: Any, task_id: UUID) -> dict[str, Any]:
+        task = one(conn, """
+            SELECT t.id, t.title, t.price, t.poster_id, t.worker_id,
+                   p.full_name AS poster_name, w.full_name AS worker_name
+              FROM tasks t JOIN users p ON p.id = t.poster_id LEFT JOIN users w ON w.id = t.worker_id
+             WHERE t.id = %s""", (task_id,))
+        if task is None:
+            raise NotFound("No such task.")
+        return task
+
+    @staticmethod
+    def _check_audience(conn: Any, kind: Kind, recipient: UUID, task: dict[str, Any] | None) -> None:
+        if kind.audience == "admins":
+            if one(conn, "SELECT 1 FROM admin_roles WHERE user_id = %s", (recipient,)) is None:
+                raise Forbidden("This alert goes to admins only.", code="HX805")
+            return
+        if task is None:
+            return
+        if kind.audience == "candidates":
+            # A match goes to would-be workers, never to the task's own poster.
+            if task["poster_id"] == recipient:
+                raise Forbidden("The poster is not a candidate for their own task.", code="HX805")
+            return
+        if recipient not in (task["poster_id"], task["worker_id"]):
+            raise Forbidden("Task notifications go to the task's poster and worker only.", code="HX805")
+
+    @staticmethod
+    def _discriminator(kind: Kind, meta: dict[str, Any]) -> tuple[str, str] | None:
+        for key in kind.distinct_by:
+            if meta.get(key) is not None:
+                return key, str(meta[key])
+        return None
+
+    @staticmethod
+    def _recent_duplicate(conn: Any, user_id: UUID, category: str, task_id: UUID,
+                          discriminator: tuple[str, str] | None, now: datetime) -> dict[str, Any] | None:
+        key, value = discriminator if discriminator is not None else (None, None)
+        return one(conn, """
+            SELECT * FROM notifications
+             WHERE user_id = %(uid)s AND category = %(category)s AND task_id = %(task_id)s
+               AND created_at > %(since)s AND created_at <= %(now)s
+               AND (%(key)s::text IS NULL OR metadata ->> %(key)s::text = %(value)s::text)
+             ORDER BY created_at DESC LIMIT 1""", {
+            "uid": user_id, "category": category, "task_id": task_id, "since": now - DEDUPE_WINDOW,
+            "now": now, "key": key, "value": value})
+
+    def _channels(self, conn: Any, kind: Kind, category: str, priority: str, prefs: dict[str, Any],
+                  recipient: dict[str, Any], now: datetime) -> tuple[Channels, str | None, datetime | None]:
+        """(channels, why the push is held or None, when it may go out or None)."""
+        channels = [NotificationChannel.IN_APP.value]
+        if kind.email and prefs["email_enabled"]:
+            channels.append(NotificationChannel.EMAIL.value)
+        if priority == P.CRITICAL and prefs["sms_enabled"]:
+            channels.append(NotificationChannel.SMS.value)
+        if not prefs["push_enabled"]:
+            return channels, None, None
+        if recipient["account_status"] != AccountStatus.ACTIVE:
+            # A paused account is silent: the inbox still fills, nothing buzzes.
+            return channels, "account_paused", None
+        quiet = prefs["quiet_hours"]
+        if quiet["enabled"] and not kind.always_push and priority not in (P.HIGH, P.CRITICAL):
+            tz = ZoneInfo(quiet["timezone"])
+            start, end = time.fromisoformat(quiet["start"]), time.fromisoformat(quiet["end"])
+            if in_quiet_hours(now.astimezone(tz).time(), start, end):
+                return channels, "quiet_hours", _quiet_hours_end(now, tz, end)
+        if kind.cap is not None:
+            held = self._over_cap(conn, kind.cap, recipient["id"], now)
+            if held is not None:
+                return channels, "frequency_cap", held
+        return [NotificationChannel.PUSH.value, *channels], None, None
+
+    @staticmethod
+    def _over_cap(conn: Any, cap: str, user_id: UUID, now: datetime) -> datetime | None:
+        """When the user already had their pushes of this cap group, the time the window frees
+        up; None while under the cap."""
+        per_hour, per_day = CAPS[cap]
+        members = [c for c, k in CATALOG.items() if k.cap == cap]
+        rows = conn.execute("""
+            SELECT created_at FROM notifications
+             WHERE user_id = %s AND category = ANY(%s) AND 'push' = ANY(channels)
+               AND created_at > %s AND created_at <= %s
+             ORDER BY created_at DESC""", (user_id, members, now - timedelta(days=1), now)).fetchall()
+        stamps = [r["created_at"] for r in rows]
+        last_hour = [s for s in stamps if s > now - timedelta(hours=1)]
+        if len(stamps) >= per_day:
+            return stamps[per_day - 1] + timedelta(days=1)
+        if len(last_hour) >= per_hour:
+            return last_hour[per_hour - 1] + timedelta(hours=1)
+        return None
+
+    @staticmethod
+    def _group(conn: Any, user_id: UUID, category: str, task_id: UUID | None, new_id: UUID,
+               now: datetime) -> tuple[UUID, int]:
+        """Join the open group of this category (same task) or start one: a group takes at most
+        five and closes after five minutes of silence."""
+        last = one(conn, """
+            SELECT id, group_id, group_position FROM notifications
+             WHERE user_id = %s AND category = %s AND task_id IS NOT DISTINCT FROM %s
+               AND created_at > %s AND created_at <= %s
+             ORDER BY created_at DESC, group_position DESC NULLS LAST LIMIT 1""",
+            (user_id, category, task_id, now - GROUP_WINDOW, now))
+        if last is not None and (last["group_position"] or 1) < GROUP_MAX:
+            return last["group_id"] or last["id"], (last["group_position"] or 1) + 1
+        return new_id, 1
+
+    @staticmethod
+    def _checked_text(title: str, body: str, title_given: bool) -> tuple[str, str]:
+        errors: dict[str, list[str]] = {}
+        if not isinstance(title, str) or not title.strip():
+            errors["title"] = ["required"]
+        elif len(title) > TITLE_MAX:
+            if title_given:
+                errors["title"] = [f"at most {TITLE_MAX} characters"]
+            else:
+                title = title[:TITLE_MAX - 1] + "…"
+        if not isinstance(body, str) or not body.strip():
+            errors["body"] = ["required"]
+        if errors:
+            raise ValidationError("invalid notification text", details=errors)
+        return title, body
+
+    @staticmethod
+    def _checked_link(link: str) -> str:
+        if not isinstance(link, str) or _DEEP_LINK.fullmatch(link) is None:
+            raise ValidationError("invalid deep link", details={"deep_link": ["a hustlexp:// link"]})
+        return link
+
+    def _mark(self, conn: Any, user_id: UUID, ids: Sequence[UUID | None] | None) -> int:
+        # Reading implies it was sent and delivered; stamp those too so the CHECK chain
+        # created <= sent <= delivered <= read holds whatever the delivery worker did.
+        cur = conn.execute("""
+            WITH t AS (SELECT greatest(%(now)s::timestamptz, n.created_at) AS at, n.id
+                         FROM notifications n
+                        WHERE n.user_id = %(uid)s AND n.read_at IS NULL
+                          AND (%(all)s OR n.id = ANY(%(ids)s::uuid[])))
+            UPDATE notifications n
+               SET sent_at = coalesce(n.sent_at, n.delivered_at, t.at),
+                   delivered_at = coalesce(n.delivered_at, greatest(coalesce(n.sent_at, t.at), t.at)),
+                   read_at = greatest(t.at, coalesce(n.delivered_at, t.at), coalesce(n.sent_at, t.at))
+              FROM t WHERE n.id = t.id""",
+            {"now": self.s.clock(), "uid": user_id, "all": ids is None, "ids": list(ids or [])})
+        return int(cur.rowcount)
+
+    @staticmethod
+    def _existing_user(conn: Any, user_id: Any) -> UUID:
+        uid = _uuid(user_id)
+        if uid is None or one(conn, "SELECT 1 FROM users WHERE id = %s", (uid,)) is None:
+            raise NotFound("No such user.", code="HX504")
+        return uid
