@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class _Scope:
     conn: psycopg.Connection[dict[str, Any]]
-    after_commit: list[Callable[[], None]] = field(default_factory=list)
+    after_commit: list[Callable[[], object]] = field(default_factory=list)
 
 
 _scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("hustlexp_db_scope", default=None)
@@ -76,7 +76,7 @@ class Database:
             except Exception:  # the commit stands; the outbox retry job picks up what failed
                 log.exception("after-commit work failed")
 
-    def after_commit(self, fn: Callable[[], None]) -> None:
+    def after_commit(self, fn: Callable[[], object]) -> None:
         scope = _scope.get()
         if scope is None:
             raise RuntimeError("after_commit needs an open transaction")

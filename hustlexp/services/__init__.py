@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from hustlexp.services.escrow import EscrowService
     from hustlexp.services.messaging import MessagingService
     from hustlexp.services.notification import NotificationService
+    from hustlexp.services.outbox import MoneyOutbox
     from hustlexp.services.payments import PaymentsGateway
     from hustlexp.services.proof import ProofService
     from hustlexp.services.storage import Storage
@@ -99,6 +100,10 @@ class Services:
     @cached_property
     def notifications(self) -> NotificationService:
         return self._build("notification", "NotificationService")
+
+    @cached_property
+    def outbox(self) -> MoneyOutbox:
+        return self._build("outbox", "MoneyOutbox")
 
     @cached_property
     def webhooks(self) -> StripeWebhookHandler:

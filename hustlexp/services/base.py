@@ -69,3 +69,11 @@ def one(conn: Any, query: str, params: Any = None) -> dict[str, Any] | None:
     """The first row of a query (dict), or None."""
     row: dict[str, Any] | None = conn.execute(query, params).fetchone()
     return row
+
+
+def returning(conn: Any, query: str, params: Any = None) -> dict[str, Any]:
+    """The row a write returns (INSERT/UPDATE ... RETURNING) when it must exist."""
+    row: dict[str, Any] | None = conn.execute(query, params).fetchone()
+    if row is None:
+        raise LookupError("the statement returned no row")
+    return row

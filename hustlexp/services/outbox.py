@@ -1,0 +1,180 @@
+"""MoneyOutbox: the only path by which money leaves (DESIGN §7.8).
+
+A row is claimed in a short transaction (PENDING -> PROCESSING), Stripe is called with no
+lock held, and the outcome is written in a second short transaction. The idempotency key
+is fixed per escrow and kind, so however often a row is retried — by the request that
+wrote it, by the retry job, by two job workers at once — Stripe moves the money once.
+
+Failures back off 5 min, 30 min, 2 h, 24 h, then the row is FAILED_PERMANENT and admins are
+told. A transfer to a worker with no connected account yet waits without counting as a
+failure: it goes out once the account exists."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from hustlexp.domain import MoneyKind, MoneyStatus
+from hustlexp.services.base import Service, one, returns_result
+
+log = logging.getLogger(__name__)
+
+BACKOFF = (timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2), timedelta(hours=24))
+NO_ACCOUNT_RECHECK = timedelta(hours=1)
+# A row left PROCESSING this long belongs to a process that died mid-call; the same
+# idempotency key makes picking it up again safe.
+STALE_PROCESSING = timedelta(minutes=10)
+
+
+class NoPayoutAccount(Exception):
+    pass
+
+
+class MoneyOutbox(Service):
+    @returns_result
+    def dispatch(self, outbox_id: UUID) -> dict[str, Any]:
+        """Try one movement now, if it is due and nobody else holds it."""
+        row = self._claim(outbox_id)
+        if row is None:
+            return {"id": outbox_id, "status": "not_due"}
+        return self._send(row)
+
+    @returns_result
+    def retry_due(self, limit: int = 100) -> dict[str, int]:
+        """One pass of the retry job: every due movement, oldest first."""
+        now = self.s.clock()
+        with self.db.transaction() as conn:
+            ids = [r["id"] for r in conn.execute(
+                """SELECT id FROM money_outbox
+                    WHERE (status = 'PENDING' AND next_attempt_at <= %(now)s)
+                       OR (status = 'PROCESSING' AND last_attempt_at < %(stale)s)
+                    ORDER BY next_attempt_at LIMIT %(limit)s""",
+                {"now": now, "stale": now - STALE_PROCESSING, "limit": limit}).fetchall()]
+        counts = {"due": len(ids), "succeeded": 0, "failed": 0, "waiting": 0, "skipped": 0}
+        for outbox_id in ids:
+            status = self.dispatch(outbox_id).unwrap()["status"]
+            key = {"SUCCEEDED": "succeeded", "PENDING": "failed", "FAILED_PERMANENT": "failed",
+                   "CANCELLED": "succeeded", "WAITING": "waiting"}.get(status, "skipped")
+            counts[key] += 1
+        return counts
+
+    @returns_result
+    def release_waiting_for(self, user_id: UUID) -> dict[str, int]:
+        """A worker just connected a payout account: send what was waiting for it."""
+        with self.db.transaction() as conn:
+            conn.execute("""UPDATE money_outbox SET next_attempt_at = now()
+                             WHERE recipient_id = %s AND kind = 'TRANSFER' AND status = 'PENDING'""",
+                         (user_id,))
+        return self.retry_due().unwrap()
+
+    @returns_result
+    def list_for_escrow(self, escrow_id: UUID) -> list[dict[str, Any]]:
+        with self.db.transaction() as conn:
+            return list(conn.execute("SELECT * FROM money_outbox WHERE escrow_id = %s ORDER BY created_at",
+                                     (escrow_id,)).fetchall())
+
+    # -- steps -----------------------------------------------------------------
+
+    def _claim(self, outbox_id: UUID) -> dict[str, Any] | None:
+        now = self.s.clock()
+        with self.db.transaction() as conn:
+            return one(conn, """
+                UPDATE money_outbox o
+                   SET status = 'PROCESSING', attempt_count = attempt_count + 1, last_attempt_at = %(now)s
+                  FROM (SELECT id FROM money_outbox
+                         WHERE id = %(id)s
+                           AND ((status = 'PENDING' AND next_attempt_at <= %(now)s)
+                             OR (status = 'PROCESSING' AND last_attempt_at < %(stale)s))
+                         FOR UPDATE SKIP LOCKED) due
+                 WHERE o.id = due.id
+             RETURNING o.*""", {"id": outbox_id, "now": now, "stale": now - STALE_PROCESSING})
+
+    def _send(self, row: dict[str, Any]) -> dict[str, Any]:
+        from hustlexp.services.payments import PaymentError
+
+        try:
+            stripe_id = self._call_stripe(row)
+        except NoPayoutAccount:
+            return self._wait_for_account(row)
+        except PaymentError as exc:
+            return self._failed(row, exc)
+        return self._succeeded(row, stripe_id)
+
+    def _call_stripe(self, row: dict[str, Any]) -> str:
+        payments = self.s.payments
+        with self.db.transaction() as conn:
+            escrow = one(conn, "SELECT * FROM escrows WHERE id = %s", (row["escrow_id"],))
+            recipient = one(conn, "SELECT stripe_connect_id FROM users WHERE id = %s", (row["recipient_id"],)) \
+                if row["recipient_id"] else None
+        assert escrow is not None
+        kind = MoneyKind(row["kind"])
+        if kind is MoneyKind.TRANSFER:
+            if recipient is None or not recipient["stripe_connect_id"]:
+                raise NoPayoutAccount
+            return str(payments.create_transfer(
+                amount=row["amount"], destination=recipient["stripe_connect_id"], escrow_id=str(escrow["id"]),
+                task_id=str(escrow["task_id"]), worker_id=str(row["recipient_id"]),
+                idempotency_key=row["idempotency_key"]))
+        if kind is MoneyKind.REFUND:
+            return str(payments.create_refund(
+                payment_intent_id=escrow["stripe_payment_intent_id"], amount=row["amount"],
+                escrow_id=str(escrow["id"]), reason_note="task_refund", idempotency_key=row["idempotency_key"]))
+        intent = payments.cancel_payment_intent(escrow["stripe_payment_intent_id"],
+                                                idempotency_key=row["idempotency_key"])
+        return str(intent.id)
+
+    def _succeeded(self, row: dict[str, Any], stripe_id: str) -> dict[str, Any]:
+        column = {"TRANSFER": "stripe_transfer_id", "REFUND": "stripe_refund_id"}.get(row["kind"])
+        with self.db.transaction() as conn:
+            conn.execute("""UPDATE money_outbox SET status = 'SUCCEEDED', stripe_object_id = %s,
+                                   completed_at = now(), last_error = NULL WHERE id = %s""",
+                         (stripe_id, row["id"]))
+            if column == "stripe_transfer_id":
+                conn.execute("UPDATE escrows SET stripe_transfer_id = %s WHERE id = %s",
+                             (stripe_id, row["escrow_id"]))
+            elif column == "stripe_refund_id":
+                conn.execute("UPDATE escrows SET stripe_refund_id = %s WHERE id = %s",
+                             (stripe_id, row["escrow_id"]))
+        log.info("outbox %s: %s of %s cents done at Stripe (%s)", row["id"], row["kind"], row["amount"],
+                 stripe_id)
+        return {"id": row["id"], "status": MoneyStatus.SUCCEEDED.value, "stripe_id": stripe_id}
+
+    def _wait_for_account(self, row: dict[str, Any]) -> dict[str, Any]:
+        with self.db.transaction() as conn:
+            conn.execute("""UPDATE money_outbox SET status = 'PENDING', attempt_count = attempt_count - 1,
+                                   next_attempt_at = %s, last_error = 'NO_PAYOUT_ACCOUNT' WHERE id = %s""",
+                         (self.s.clock() + NO_ACCOUNT_RECHECK, row["id"]))
+        log.info("outbox %s: worker %s has no payout account yet; transfer waits", row["id"],
+                 row["recipient_id"])
+        return {"id": row["id"], "status": "WAITING"}
+
+    def _failed(self, row: dict[str, Any], exc: Any) -> dict[str, Any]:
+        error = f"{getattr(exc, 'stripe_code', None) or type(exc).__name__}: {exc}"[:1000]
+        attempts = row["attempt_count"]
+        if row["kind"] == MoneyKind.CANCEL_INTENT and not getattr(exc, "retryable", True):
+            # The intent can no longer be cancelled (it succeeded or was cancelled already); a
+            # payment that did land is refunded by the payment_intent.succeeded handler.
+            status, next_at = MoneyStatus.CANCELLED, None
+        elif attempts > len(BACKOFF):
+            status, next_at = MoneyStatus.FAILED_PERMANENT, None
+        else:
+            status, next_at = MoneyStatus.PENDING, self.s.clock() + BACKOFF[attempts - 1]
+        with self.db.transaction() as conn:
+            conn.execute("""UPDATE money_outbox SET status = %s, last_error = %s,
+                                   next_attempt_at = coalesce(%s, next_attempt_at) WHERE id = %s""",
+                         (status.value, error, next_at, row["id"]))
+            if status is MoneyStatus.FAILED_PERMANENT:
+                self._alert_admins(conn, row, error)
+        log.warning("outbox %s: %s of %s cents failed (attempt %s): %s -> %s", row["id"], row["kind"],
+                    row["amount"], attempts, error, status.value)
+        return {"id": row["id"], "status": status.value, "error": error}
+
+    def _alert_admins(self, conn: Any, row: dict[str, Any], error: str) -> None:
+        admins = conn.execute("SELECT user_id FROM admin_roles WHERE can_override_escrow").fetchall()
+        for admin in admins:
+            self.s.notifications.notify(
+                admin["user_id"], "PAYOUT_FAILED_PERMANENT",
+                metadata={"outbox_id": str(row["id"]), "escrow_id": str(row["escrow_id"]),
+                          "kind": row["kind"], "amount": row["amount"], "error": error}).unwrap()

@@ -1,0 +1,94 @@
+"""StripeWebhookHandler: Stripe's events, verified, applied once (DESIGN §3.6, spec api.md §5).
+
+The event id is inserted into processed_stripe_events in the same transaction as the
+event's effect: a replay — even ten deliveries racing each other — finds the id and does
+nothing, and a failure rolls both back so Stripe's retry finds a clean slate. Handlers look
+escrows up by our own metadata, so no delivery order is assumed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from hustlexp.services.base import Service, one, returns_result
+
+log = logging.getLogger(__name__)
+
+
+class StripeWebhookHandler(Service):
+    @returns_result
+    def handle(self, payload: bytes, signature: str | None) -> dict[str, Any]:
+        """Verify and apply one delivery. Signature problems fail with
+        WEBHOOK_SIGNATURE_INVALID (400); a handler error propagates (500, Stripe retries)."""
+        event = self.s.payments.construct_event(payload, signature)
+        return self.process(event)
+
+    def process(self, event: dict[str, Any]) -> dict[str, Any]:
+        event_id, event_type = str(event["id"]), str(event["type"])
+        with self.db.transaction() as conn:
+            claimed = one(conn, """INSERT INTO processed_stripe_events (event_id, event_type, result)
+                                   VALUES (%s, %s, 'processing') ON CONFLICT (event_id) DO NOTHING
+                                   RETURNING event_id""", (event_id, event_type))
+            if claimed is None:
+                log.info("stripe event %s (%s) already processed", event_id, event_type)
+                return {"event_id": event_id, "type": event_type, "result": "duplicate"}
+            handler = self._handlers().get(event_type)
+            obj = event.get("data", {}).get("object", {}) or {}
+            outcome = handler(obj) if handler else {"result": "ignored", "reason": "unhandled event type"}
+            conn.execute("UPDATE processed_stripe_events SET result = %s, error_message = %s WHERE event_id = %s",
+                         (outcome["result"], outcome.get("reason"), event_id))
+        log.info("stripe event %s (%s): %s", event_id, event_type, outcome)
+        return {"event_id": event_id, "type": event_type, **outcome}
+
+    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        return {
+            "payment_intent.succeeded": self._payment_succeeded,
+            "payment_intent.canceled": self._payment_canceled,
+            "payment_intent.payment_failed": self._payment_failed,
+            "transfer.created": self._transfer_created,
+            "charge.refunded": self._charge_refunded,
+        }
+
+    def _payment_succeeded(self, pi: dict[str, Any]) -> dict[str, Any]:
+        return self.s.escrows.handle_payment_success(
+            payment_intent_id=pi["id"], amount_received=int(pi.get("amount_received") or pi.get("amount") or 0),
+            escrow_id=_meta(pi, "escrow_id")).unwrap()
+
+    def _payment_canceled(self, pi: dict[str, Any]) -> dict[str, Any]:
+        return self.s.escrows.handle_payment_canceled(
+            payment_intent_id=pi["id"], escrow_id=_meta(pi, "escrow_id")).unwrap()
+
+    def _payment_failed(self, pi: dict[str, Any]) -> dict[str, Any]:
+        error = pi.get("last_payment_error") or {}
+        log.warning("payment %s failed: %s %s", pi.get("id"), error.get("code"), error.get("message"))
+        with self.db.transaction() as conn:
+            task = one(conn, """SELECT t.id, t.poster_id, t.title FROM escrows e JOIN tasks t ON t.id = e.task_id
+                                 WHERE e.stripe_payment_intent_id = %s OR e.id::text = %s""",
+                       (pi.get("id"), _meta(pi, "escrow_id") or ""))
+        if task is None:
+            return {"result": "ignored", "reason": "unknown_payment_intent"}
+        self.s.notifications.notify(task["poster_id"], "PAYMENT_FAILED", task_id=task["id"],
+                                    metadata={"title": task["title"], "code": error.get("code")}).unwrap()
+        return {"result": "processed"}
+
+    def _transfer_created(self, transfer: dict[str, Any]) -> dict[str, Any]:
+        escrow_id = _meta(transfer, "escrow_id") or transfer.get("transfer_group")
+        if not escrow_id:
+            return {"result": "ignored", "reason": "transfer without escrow metadata"}
+        return self.s.escrows.record_stripe_id(escrow_id=escrow_id, kind="transfer",
+                                               stripe_id=transfer["id"]).unwrap()
+
+    def _charge_refunded(self, charge: dict[str, Any]) -> dict[str, Any]:
+        refunds = (charge.get("refunds") or {}).get("data") or []
+        escrow_id = _meta(charge, "escrow_id") or next(
+            (_meta(r, "escrow_id") for r in refunds if _meta(r, "escrow_id")), None)
+        if not escrow_id or not refunds:
+            return {"result": "ignored", "reason": "refund without escrow metadata"}
+        return self.s.escrows.record_stripe_id(escrow_id=escrow_id, kind="refund",
+                                               stripe_id=refunds[0]["id"]).unwrap()
+
+
+def _meta(obj: dict[str, Any], key: str) -> str | None:
+    value = (obj.get("metadata") or {}).get(key)
+    return str(value) if value else None

@@ -1,0 +1,317 @@
+"""TaskService: a task's life from OPEN to COMPLETED, CANCELLED or EXPIRED (domain §2.1).
+
+Every transition locks the task row first and checks its state under the lock, so of N
+concurrent attempts exactly one wins and the rest see the new state (409 CONFLICT)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from hustlexp.domain import EscrowState, TaskState
+from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
+from hustlexp.services import audit
+from hustlexp.services.base import Service, one, page_params, returning, returns_result
+
+log = logging.getLogger(__name__)
+
+CATEGORIES = (
+    "cleaning", "delivery", "moving", "handyman", "yard_work", "pet_care", "errands", "tech_help",
+    "assembly", "tutoring", "event_help", "photography", "personal_assistant", "other",
+)
+SORTABLE = {"created_at": "t.created_at", "price": "t.price", "deadline": "t.deadline"}
+CREATE_FIELDS = ("title", "description", "requirements", "location", "location_lat", "location_lng",
+                 "category", "price", "mode", "deadline", "requires_proof", "proof_instructions",
+                 "required_trust_tier", "risk_level")
+
+
+class TaskService(Service):
+    # -- create ----------------------------------------------------------------
+
+    @returns_result
+    def create(self, poster_id: UUID, **fields: Any) -> dict[str, Any]:
+        """Task OPEN + escrow PENDING (amount = price) in one transaction; then, after commit and
+        holding no lock, the PaymentIntent. If Stripe is unreachable the task still exists and
+        the app asks again through escrow.create_payment_intent."""
+        unknown = set(fields) - set(CREATE_FIELDS)
+        if unknown:
+            raise ValidationError("unknown fields", details={k: ["unknown field"] for k in sorted(unknown)})
+        _validate_new_task(fields, self.s.clock())
+        with self.db.transaction() as conn:
+            self._require_active(conn, poster_id)
+            values = {k: v for k, v in fields.items() if v is not None} | {"poster_id": poster_id}
+            columns = list(values)
+            task = one(conn, "INSERT INTO tasks ({}) VALUES ({}) RETURNING *".format(
+                ", ".join(columns), ", ".join(f"%({c})s" for c in columns)), values)
+            assert task is not None
+            escrow = one(conn, "INSERT INTO escrows (task_id, amount) VALUES (%s, %s) RETURNING *",
+                         (task["id"], task["price"]))
+            assert escrow is not None
+        intent: dict[str, Any] = {"payment_intent_id": None, "client_secret": None}
+        result = self.s.escrows.create_payment_intent(escrow["id"])
+        if result.ok:
+            intent = {k: result.unwrap()[k] for k in ("payment_intent_id", "client_secret")}
+        else:
+            log.warning("task %s created but its PaymentIntent failed: %s", task["id"], result.code)
+        return {**task, "escrow_id": escrow["id"], "escrow": escrow, **intent}
+
+    # -- transitions -----------------------------------------------------------
+
+    @returns_result
+    def accept(self, task_id: UUID, worker_id: UUID) -> dict[str, Any]:
+        with self.db.transaction() as conn:
+            task = _lock(conn, task_id)
+            if task["state"] != TaskState.OPEN:
+                raise Conflict(f"the task is {task['state']}, no longer OPEN")
+            self.s.trust.check_eligibility(worker_id, task_id).unwrap()
+            task = _update(conn, task_id, "state = 'ACCEPTED', worker_id = %(worker)s, accepted_at = now()",
+                           {"worker": worker_id})
+            self._notify(task["poster_id"], "TASK_ACCEPTED", task)
+            self._notify(worker_id, "TASK_WORKER_ASSIGNED", task)
+            return task
+
+    @returns_result
+    def submit_proof(self, task_id: UUID, worker_id: UUID, *, description: str | None = None,
+                     proof_id: UUID | None = None) -> dict[str, Any]:
+        """ACCEPTED -> PROOF_SUBMITTED: the same as proof.submit, addressed by task."""
+        return self.s.proofs.submit(task_id, worker_id, description=description, proof_id=proof_id).unwrap()
+
+    @returns_result
+    def complete(self, task_id: UUID, actor_id: UUID | None) -> dict[str, Any]:
+        """The completion chain (DESIGN §7.7): task COMPLETED -> escrow RELEASED -> XP -> badges,
+        trust, notifications, in one transaction. Idempotent: a COMPLETED task is returned as is.
+        actor_id None is the system (auto-accept)."""
+        with self.db.transaction() as conn:
+            task = _lock(conn, task_id)
+            if actor_id is not None and actor_id != task["poster_id"]:
+                audit.require_admin(conn, actor_id, "can_override_escrow")
+            if task["state"] == TaskState.COMPLETED:
+                return self._completion(conn, task, xp=None)
+            accepted = one(conn, "SELECT id FROM proofs WHERE task_id = %s AND state = 'ACCEPTED'", (task_id,))
+            no_proof_needed = not task["requires_proof"] and task["state"] == TaskState.ACCEPTED
+            if task["state"] != TaskState.PROOF_SUBMITTED and not no_proof_needed:
+                raise Conflict(f"a {task['state']} task cannot be completed")
+            if task["requires_proof"] and accepted is None:
+                raise Conflict("the task has no accepted proof; approve the proof first", code="HX301")
+            return self.finish(conn, task)
+
+    def finish(self, conn: Any, task: dict[str, Any]) -> dict[str, Any]:
+        """Run the chain for a task already locked and checked by the caller (proof acceptance,
+        dispute ruling, task.complete). Must run inside the caller's transaction."""
+        task = _update(conn, task["id"], "state = 'COMPLETED', completed_at = now()")
+        escrow = one(conn, "SELECT id FROM escrows WHERE task_id = %s", (task["id"],))
+        assert escrow is not None
+        self.s.escrows.release(escrow["id"]).unwrap()
+        xp = self.s.xp.award(escrow["id"]).unwrap()
+        self._notify(task["worker_id"], "ESCROW_RELEASED", task,
+                     amount=_payout(conn, escrow["id"]))
+        return self._completion(conn, task, xp=xp)
+
+    @returns_result
+    def cancel(self, task_id: UUID, actor_id: UUID, *, reason: str | None = None) -> dict[str, Any]:
+        """OPEN/ACCEPTED -> CANCELLED by the poster or an admin; the poster gets everything back."""
+        with self.db.transaction() as conn:
+            task = _lock(conn, task_id)
+            role = None if actor_id == task["poster_id"] else audit.require_admin(conn, actor_id)
+            if task["state"] not in (TaskState.OPEN, TaskState.ACCEPTED):
+                raise Conflict(f"a {task['state']} task cannot be cancelled")
+            task = _update(conn, task_id, "state = 'CANCELLED', cancelled_at = now()")
+            escrow = self._close_escrow(conn, task, reason or "task_cancelled")
+            if task["worker_id"]:
+                self._notify(task["worker_id"], "TASK_CANCELLED", task, reason=reason)
+            if role is not None:
+                audit.record(conn, role, "TASK_CANCEL", {"reason": reason}, task_id=task_id,
+                             escrow_id=escrow["id"])
+            return {"task": task, "escrow": escrow}
+
+    @returns_result
+    def expire(self, task_id: UUID) -> dict[str, Any]:
+        """OPEN past its deadline -> EXPIRED with the escrow closed like a cancellation (job)."""
+        with self.db.transaction() as conn:
+            task = _lock(conn, task_id)
+            if task["state"] != TaskState.OPEN or task["deadline"] is None or task["deadline"] > self.s.clock():
+                raise Conflict("only an OPEN task past its deadline expires")
+            task = _update(conn, task_id, "state = 'EXPIRED', expired_at = now()")
+            escrow = self._close_escrow(conn, task, "task_expired")
+            self._notify(task["poster_id"], "TASK_EXPIRED", task)
+            return {"task": task, "escrow": escrow}
+
+    @returns_result
+    def expire_due(self, limit: int = 200) -> dict[str, Any]:
+        """One pass of the expiry job. Safe to run concurrently: each task is re-checked under
+        its lock, and one already taken by another worker is skipped."""
+        with self.db.transaction() as conn:
+            ids = [r["id"] for r in conn.execute(
+                "SELECT id FROM tasks WHERE state = 'OPEN' AND deadline < %s ORDER BY deadline LIMIT %s",
+                (self.s.clock(), limit)).fetchall()]
+            overdue = conn.execute(
+                """SELECT t.* FROM tasks t WHERE t.state = 'ACCEPTED' AND t.deadline < %s
+                    AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.task_id = t.id
+                                       AND n.category = 'TASK_OVERDUE')""",
+                (self.s.clock(),)).fetchall()
+            for task in overdue:
+                self._notify(task["worker_id"], "TASK_OVERDUE", task)
+        expired = sum(1 for task_id in ids if self.expire(task_id).ok)
+        return {"expired": expired, "overdue_warned": len(overdue)}
+
+    # -- reads -----------------------------------------------------------------
+
+    @returns_result
+    def get_by_id(self, task_id: UUID, viewer_id: UUID | None = None) -> dict[str, Any]:
+        """The task with poster, worker, escrow and latest-proof summaries. Visible to its
+        participants, admins, and anyone while it is OPEN."""
+        with self.db.transaction() as conn:
+            task = one(conn, "SELECT * FROM tasks WHERE id = %s", (task_id,))
+            if task is None:
+                raise NotFound("task not found")
+            if viewer_id is not None and not _may_view(conn, task, viewer_id):
+                raise Forbidden("only the task's poster, its worker or an admin can see it")
+            return self._detail(conn, task)
+
+    @returns_result
+    def list(self, viewer_id: UUID | None = None, *, states: list[str] | None = None,
+             category: str | None = None, mode: str | None = None, poster_id: UUID | None = None,
+             worker_id: UUID | None = None, min_price: int | None = None, max_price: int | None = None,
+             sort: str = "created_at", order: str = "desc", limit: int | None = None,
+             offset: int | None = None) -> dict[str, Any]:
+        """OPEN tasks plus the viewer's own (admins see all), filtered, sorted and paged."""
+        limit, offset = page_params(limit, offset)
+        if sort not in SORTABLE:
+            raise ValidationError("bad sort", details={"sort": [f"one of {', '.join(SORTABLE)}"]})
+        if order not in ("asc", "desc"):
+            raise ValidationError("bad order", details={"order": ["asc or desc"]})
+        where: list[str] = ["TRUE"]
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        with self.db.transaction() as conn:
+            if viewer_id is not None and audit.admin_role(conn, viewer_id) is None:
+                where.append("(t.state = 'OPEN' OR t.poster_id = %(viewer)s OR t.worker_id = %(viewer)s)")
+                params["viewer"] = viewer_id
+            filters = {"states": ("t.state = ANY(%(states)s)", states), "category": ("t.category = %(category)s",
+                       category), "mode": ("t.mode = %(mode)s", mode), "poster_id": ("t.poster_id = %(poster_id)s",
+                       poster_id), "worker_id": ("t.worker_id = %(worker_id)s", worker_id),
+                       "min_price": ("t.price >= %(min_price)s", min_price),
+                       "max_price": ("t.price <= %(max_price)s", max_price)}
+            for name, (clause, value) in filters.items():
+                if value is not None and value != []:
+                    where.append(clause)
+                    params[name] = value
+            direction = "ASC" if order == "asc" else "DESC"
+            rows = conn.execute(
+                f"""SELECT t.*, count(*) OVER () AS total_count,
+                           u.full_name AS poster_name, u.avatar_url AS poster_avatar_url,
+                           u.trust_tier AS poster_trust_tier, u.is_verified AS poster_is_verified
+                      FROM tasks t JOIN users u ON u.id = t.poster_id
+                     WHERE {" AND ".join(where)}
+                     ORDER BY {SORTABLE[sort]} {direction} NULLS LAST, t.id
+                     LIMIT %(limit)s OFFSET %(offset)s""", params).fetchall()
+            total = rows[0]["total_count"] if rows else returning(
+                conn, f"SELECT count(*) AS n FROM tasks t WHERE {' AND '.join(where)}", params)["n"]
+        tasks = [_summary(r) for r in rows]
+        return {"tasks": tasks, "total": total, "has_more": offset + len(tasks) < total,
+                "limit": limit, "offset": offset}
+
+    # -- internals -------------------------------------------------------------
+
+    def _close_escrow(self, conn: Any, task: dict[str, Any], reason: str) -> dict[str, Any]:
+        """Refund what was paid (or close an unpaid escrow) and retire proofs still in flight."""
+        conn.execute("UPDATE proofs SET state = 'EXPIRED' WHERE task_id = %s AND state IN ('PENDING', 'SUBMITTED')",
+                     (task["id"],))
+        escrow = one(conn, "SELECT id, state FROM escrows WHERE task_id = %s", (task["id"],))
+        assert escrow is not None
+        refunded = self.s.escrows.refund(escrow["id"], reason=reason).unwrap()
+        if escrow["state"] != EscrowState.PENDING:
+            self._notify(task["poster_id"], "ESCROW_REFUNDED", task, amount=refunded["amount"])
+        return refunded
+
+    def _completion(self, conn: Any, task: dict[str, Any], *, xp: dict[str, Any] | None) -> dict[str, Any]:
+        escrow = one(conn, "SELECT id, state, amount, released_at, stripe_transfer_id FROM escrows "
+                     "WHERE task_id = %s", (task["id"],))
+        if xp is None:
+            xp = one(conn, "SELECT * FROM xp_ledger WHERE task_id = %s", (task["id"],))
+        xp_out = None if xp is None else {k: xp[k] for k in (
+            "id", "base_xp", "streak_multiplier", "trust_multiplier", "effective_xp", "user_xp_after",
+            "user_level_before", "user_level_after") if k in xp}
+        return {"task": task, "escrow": escrow, "xp_awarded": xp_out}
+
+    def _detail(self, conn: Any, task: dict[str, Any]) -> dict[str, Any]:
+        def person(user_id: Any) -> dict[str, Any] | None:
+            if user_id is None:
+                return None
+            return one(conn, "SELECT id, full_name, avatar_url, trust_tier, is_verified FROM users WHERE id = %s",
+                       (user_id,))
+
+        escrow = one(conn, "SELECT id, amount, state FROM escrows WHERE task_id = %s", (task["id"],))
+        proof = one(conn, "SELECT id, state, submitted_at FROM proofs WHERE task_id = %s "
+                    "ORDER BY created_at DESC LIMIT 1", (task["id"],))
+        return {**task, "poster": person(task["poster_id"]), "worker": person(task["worker_id"]),
+                "escrow": escrow, "proof": proof}
+
+    def _require_active(self, conn: Any, user_id: UUID) -> None:
+        from hustlexp.services.user import require_active
+
+        require_active(conn, user_id)
+
+    def _notify(self, user_id: Any, category: str, task: dict[str, Any], **metadata: Any) -> None:
+        self.s.notifications.notify(user_id, category, task_id=task["id"],
+                                    metadata={"title": task["title"], **metadata}).unwrap()
+
+
+def _lock(conn: Any, task_id: UUID) -> dict[str, Any]:
+    row = one(conn, "SELECT * FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
+    if row is None:
+        raise NotFound("task not found")
+    return row
+
+
+def _update(conn: Any, task_id: UUID, assignments: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    row = one(conn, f"UPDATE tasks SET {assignments} WHERE id = %(id)s RETURNING *",
+              {"id": task_id, **(params or {})})
+    assert row is not None
+    return row
+
+
+def _payout(conn: Any, escrow_id: Any) -> int:
+    row = one(conn, "SELECT amount FROM money_outbox WHERE escrow_id = %s AND kind = 'TRANSFER'", (escrow_id,))
+    return int(row["amount"]) if row else 0
+
+
+def _may_view(conn: Any, task: dict[str, Any], viewer_id: UUID) -> bool:
+    if task["state"] == TaskState.OPEN or viewer_id in (task["poster_id"], task["worker_id"]):
+        return True
+    return audit.admin_role(conn, viewer_id) is not None
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "title": row["title"], "category": row["category"], "price": row["price"],
+            "state": row["state"], "mode": row["mode"], "location": row["location"],
+            "deadline": row["deadline"], "created_at": row["created_at"], "poster_id": row["poster_id"],
+            "worker_id": row["worker_id"],
+            "poster": {"id": row["poster_id"], "full_name": row["poster_name"],
+                       "avatar_url": row["poster_avatar_url"], "trust_tier": row["poster_trust_tier"],
+                       "is_verified": row["poster_is_verified"]}}
+
+
+def _validate_new_task(fields: dict[str, Any], now: datetime) -> None:
+    """Rules a schema can't express; the API's marshmallow schema checks shapes and lengths."""
+    errors: dict[str, list[str]] = {}
+    for name, maximum in (("title", 255), ("description", 5000)):
+        value = fields.get(name)
+        if not isinstance(value, str) or not value.strip() or len(value) > maximum:
+            errors[name] = [f"1 to {maximum} characters"]
+    if fields.get("requirements") is not None and len(fields["requirements"]) > 2000:
+        errors["requirements"] = ["at most 2000 characters"]
+    price, mode = fields.get("price"), fields.get("mode") or "STANDARD"
+    if isinstance(price, bool) or not isinstance(price, int) or price < (1500 if mode == "LIVE" else 500):
+        errors["price"] = ["integer cents, at least 500 (1500 for LIVE)"]
+    if mode not in ("STANDARD", "LIVE"):
+        errors["mode"] = ["STANDARD or LIVE"]
+    if fields.get("category") is not None and fields["category"] not in CATEGORIES:
+        errors["category"] = [f"one of {', '.join(CATEGORIES)}"]
+    deadline = fields.get("deadline")
+    if deadline is not None and (deadline.tzinfo is None or deadline <= now):
+        errors["deadline"] = ["a timezone-aware time in the future"]
+    if errors:
+        raise ValidationError("the task is not valid", details=errors)
+
