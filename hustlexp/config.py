@@ -22,10 +22,12 @@ class Settings:
     stripe_api_base: str | None = None
     firebase_project_id: str = "hustlexp-local"
     firebase_auth_emulator_host: str | None = None
+    firebase_admin_key: str | None = None
     storage_dir: Path = field(default_factory=lambda: Path("instance") / "uploads")
     app_url: str = "http://127.0.0.1:8000"
     app_version: str = "1.0.0"
     db_pool_max: int = 10
+    db_pool_timeout: float = 10.0
 
     @property
     def production(self) -> bool:
@@ -47,10 +49,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         stripe_api_base=get("STRIPE_API_BASE"),
         firebase_project_id=get("FIREBASE_PROJECT_ID") or Settings.firebase_project_id,
         firebase_auth_emulator_host=get("FIREBASE_AUTH_EMULATOR_HOST"),
+        firebase_admin_key=get("FIREBASE_ADMIN_KEY"),
         storage_dir=Path(get("HUSTLEXP_STORAGE_DIR") or Path("instance") / "uploads"),
         app_url=get("APP_URL") or Settings.app_url,
         app_version=get("APP_VERSION") or Settings.app_version,
         db_pool_max=int(get("HUSTLEXP_DB_POOL_MAX") or 10),
+        db_pool_timeout=float(get("HUSTLEXP_DB_POOL_TIMEOUT") or 10.0),
     )
     if settings.env not in ("development", "test", "production"):
         raise ConfigError(f"HUSTLEXP_ENV must be development, test or production, not {settings.env!r}")

@@ -1,0 +1,228 @@
+"""Who is calling: Firebase ID tokens verified by firebase-admin, users and admin rights
+read from our database (never from token claims).
+
+- ``@requires_token``: a verified token is enough (only POST /api/users, registration).
+- ``@requires_user``: a verified token whose uid has a users row; SUSPENDED accounts are
+  refused (403 FORBIDDEN), PAUSED accounts may read but not change anything (403 HX602).
+- ``@requires_admin("can_resolve_disputes")``: ``requires_user`` plus that admin_roles flag.
+- ``current_user()`` (a domain.User), ``current_claims()`` (the verified token's claims) and
+  ``current_admin()`` (the admin_roles row) inside a decorated view.
+
+Failures: no/non-Bearer Authorization header -> 401 AUTH_REQUIRED; a token that fails
+verification (bad signature, expired, wrong audience or issuer, revoked) -> 401
+AUTH_INVALID with ``WWW-Authenticate: Bearer``; verified but unregistered -> 404 HX504.
+
+Each Flask app gets its own named firebase_admin App (project id from settings). No
+credentials file is needed to verify tokens: Google's public certificates suffice. A
+service-account key (FIREBASE_ADMIN_KEY) additionally enables the revocation check. With
+FIREBASE_AUTH_EMULATOR_HOST set (refused in production), firebase-admin accepts the
+emulator's unsigned tokens.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import firebase_admin
+from firebase_admin import auth as fb_auth
+from firebase_admin import credentials as fb_credentials
+from flask import current_app, g, request
+from google.auth.credentials import AnonymousCredentials
+
+from hustlexp.api.base import BEARER_SCHEME, EXTENSION, services
+from hustlexp.config import ConfigError, Settings
+from hustlexp.domain import AccountStatus, User
+from hustlexp.errors import AuthInvalid, AuthRequired, DomainError, Forbidden, Unavailable
+
+log = logging.getLogger("hustlexp.auth")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EMULATOR_VARIABLE = "FIREBASE_AUTH_EMULATOR_HOST"
+ADMIN_FLAGS = frozenset({"can_resolve_disputes", "can_override_escrow", "can_modify_trust",
+                         "can_ban_users", "can_access_financials"})
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_CLOCK_SKEW_SECONDS = 5
+
+
+class AccountPaused(DomainError):
+    code, status = "HX602", 403
+
+
+class TokenVerifier:
+    """Verifies Firebase ID tokens for one Flask app through its own firebase_admin App."""
+
+    def __init__(self, settings: Settings) -> None:
+        emulator = os.environ.get(EMULATOR_VARIABLE, "").strip() or None
+        # firebase-admin reads the emulator switch from the process environment, not from us:
+        # refuse any disagreement rather than verify differently from what the settings say.
+        if settings.production and emulator:
+            raise ConfigError(f"refusing to start in production: {EMULATOR_VARIABLE} is set; "
+                              "firebase-admin would accept unsigned tokens")
+        if (settings.firebase_auth_emulator_host or None) != emulator:
+            raise ConfigError(f"{EMULATOR_VARIABLE} must be set in the process environment to use "
+                              "the Firebase Auth emulator (firebase-admin reads it from there)")
+        self.emulated = emulator is not None
+        credential: Any
+        if settings.firebase_admin_key:
+            credential = fb_credentials.Certificate(_service_account(settings.firebase_admin_key))
+        else:
+            credential = AnonymousCredentials()
+        self.check_revoked = bool(settings.firebase_admin_key)
+        self.app = firebase_admin.initialize_app(
+            credential, {"projectId": settings.firebase_project_id},
+            name=f"hustlexp-{uuid.uuid4().hex}")
+
+    def verify(self, token: str) -> dict[str, Any]:
+        try:
+            claims = fb_auth.verify_id_token(token, app=self.app, check_revoked=self.check_revoked,
+                                             clock_skew_seconds=_CLOCK_SKEW_SECONDS)
+        except fb_auth.CertificateFetchError as exc:
+            log.error("cannot fetch Firebase public certificates: %s", exc)
+            raise Unavailable("Sign-in cannot be checked right now; try again.") from None
+        except (fb_auth.InvalidIdTokenError, fb_auth.UserDisabledError, ValueError) as exc:
+            log.info("token refused: %s", type(exc).__name__)
+            raise AuthInvalid("The sign-in token is invalid or expired.") from None
+        return cast(dict[str, Any], claims)
+
+    def close(self) -> None:
+        firebase_admin.delete_app(self.app)
+
+
+def _service_account(value: str) -> Any:
+    """FIREBASE_ADMIN_KEY is either a path to the JSON key file or the JSON itself."""
+    return json.loads(value) if value.lstrip().startswith("{") else value
+
+
+def _verifier() -> TokenVerifier:
+    verifier: TokenVerifier = current_app.extensions[EXTENSION].verifier
+    return verifier
+
+
+# ---------------------------------------------------------------------------
+# Per-request identity
+# ---------------------------------------------------------------------------
+
+def _bearer_token() -> str:
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthRequired("Sign in: send Authorization: Bearer <Firebase ID token>.")
+    return token
+
+
+def _authenticate() -> dict[str, Any]:
+    claims: dict[str, Any] | None = g.get("hx_claims")
+    if claims is None:
+        claims = _verifier().verify(_bearer_token())
+        g.hx_claims = claims
+    return claims
+
+
+def _load_user() -> User:
+    user: User | None = g.get("hx_user")
+    if user is None:
+        claims = _authenticate()
+        result = services().users.get_by_firebase_uid(claims["uid"])
+        if result.error is not None:
+            raise result.error
+        user = cast(User, result.data)
+        g.hx_user = user
+    if user.account_status == AccountStatus.SUSPENDED:
+        raise Forbidden("This account is suspended.")
+    if user.account_status == AccountStatus.PAUSED and request.method in _MUTATING:
+        raise AccountPaused("This account is paused; resume it to make changes.")
+    return user
+
+
+def current_claims() -> dict[str, Any]:
+    """The verified token's claims (uid, email, ...) in a view behind an auth decorator."""
+    claims: dict[str, Any] = g.hx_claims
+    return claims
+
+
+def current_user() -> User:
+    """The caller's users row in a view behind @requires_user / @requires_admin."""
+    user: User = g.hx_user
+    return user
+
+
+def current_admin() -> dict[str, Any]:
+    """The caller's admin_roles row in a view behind @requires_admin."""
+    admin: dict[str, Any] = g.hx_admin
+    return admin
+
+
+# ---------------------------------------------------------------------------
+# Decorators
+# ---------------------------------------------------------------------------
+
+def _documented(wrapper: Any, *, codes: tuple[int, ...]) -> None:
+    """Mark the operation as bearer-secured and list its auth failures in the OpenAPI doc."""
+    import copy
+
+    from flask_smorest.utils import deepupdate
+
+    doc = copy.deepcopy(getattr(wrapper, "_apidoc", {}))
+    doc["manual_doc"] = deepupdate(doc.get("manual_doc", {}), {"security": [{BEARER_SCHEME: []}]})
+    responses = doc.setdefault("response", {}).setdefault("responses", {})
+    names = {401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND"}
+    for code in codes:
+        entries = responses.setdefault(code, [])
+        if names[code] not in entries:
+            entries.append(names[code])
+    wrapper._apidoc = doc
+
+
+def requires_token(fn: F) -> F:
+    """A verified Firebase token; the caller need not be registered yet."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _authenticate()
+        return fn(*args, **kwargs)
+
+    _documented(wrapper, codes=(401,))
+    return cast(F, wrapper)
+
+
+def requires_user(fn: F) -> F:
+    """A verified token of a registered, not suspended user (PAUSED: reads only)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _load_user()
+        return fn(*args, **kwargs)
+
+    _documented(wrapper, codes=(401, 403, 404))
+    return cast(F, wrapper)
+
+
+def requires_admin(flag: str) -> Callable[[F], F]:
+    """A registered user whose admin_roles row grants `flag` (403 FORBIDDEN otherwise)."""
+    if flag not in ADMIN_FLAGS:
+        raise ValueError(f"unknown admin flag {flag!r}; one of {sorted(ADMIN_FLAGS)}")
+
+    def decorator(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            user = _load_user()
+            result = services().users.get_admin_role(user.id)
+            if result.error is not None:
+                raise result.error
+            role = result.data
+            if not role or not role.get(flag):
+                raise Forbidden("This action needs an admin right you do not have.")
+            g.hx_admin = role
+            return fn(*args, **kwargs)
+
+        _documented(wrapper, codes=(401, 403, 404))
+        return cast(F, wrapper)
+
+    return decorator

@@ -1,0 +1,88 @@
+"""The application factory: ``create_app()`` builds a configured Flask app from the
+environment. Nothing happens at import time; each step is one init_* call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+
+from hustlexp import config as config_mod
+from hustlexp.api import register_routers
+from hustlexp.api.auth import TokenVerifier
+from hustlexp.api.base import EXTENSION, init_api
+from hustlexp.db import Database, embedded
+from hustlexp.services import Services
+
+if TYPE_CHECKING:
+    from hustlexp.services.payments import PaymentsGateway
+
+log = logging.getLogger("hustlexp.app")
+
+# Up to 5 proof photos of 10 MB each, plus the multipart overhead.
+MAX_REQUEST_BYTES = 55 * 1024 * 1024
+
+
+@dataclass
+class AppState:
+    """What create_app wired, kept in ``app.extensions["hustlexp"]``."""
+
+    settings: config_mod.Settings
+    db: Database
+    services: Services
+    verifier: TokenVerifier
+    embedded_server: Any = None
+
+
+def create_app(config: config_mod.Settings | Mapping[str, str] | None = None, *,
+               payments: PaymentsGateway | None = None) -> Flask:
+    """Build the app.
+
+    config: None reads the process environment; a mapping is read as if it were the
+    environment (tests); a Settings object is used as given (build it with hustlexp.config.load).
+    payments: a ready gateway (tests pass one backed by their fake Stripe); by default one
+    is built from the Stripe settings.
+    Raises hustlexp.config.ConfigError on unsafe or missing settings (production refuses to start)."""
+    settings = config if isinstance(config, config_mod.Settings) else config_mod.load(config)
+    app = Flask("hustlexp")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    verifier = TokenVerifier(settings)
+    try:
+        db, server = init_db(settings)
+        services = Services(db, payments=payments or init_payments(settings),
+                            webhook_secret=settings.stripe_webhook_secret,
+                            storage_dir=settings.storage_dir)
+    except BaseException:
+        verifier.close()
+        raise
+    app.extensions[EXTENSION] = AppState(settings, db, services, verifier, server)
+    api = init_api(app, title="HustleXP API", version=settings.app_version)
+    register_routers(api)
+    return app
+
+
+def init_db(settings: config_mod.Settings) -> tuple[Database, Any]:
+    """The pool, opened without waiting: a worker starts even while the database is down
+    (GET /health then reports it) and connects as soon as it can."""
+    if settings.production and not settings.database_url:
+        raise config_mod.ConfigError("refusing to start in production: DATABASE_URL is not set")
+    url, server = embedded.resolve_url(settings.database_url)
+    db = Database(url, min_size=1, max_size=settings.db_pool_max, timeout=settings.db_pool_timeout)
+    return db.open(wait=False), server
+
+
+def init_payments(settings: config_mod.Settings) -> PaymentsGateway:
+    from hustlexp.services.payments import PaymentsGateway
+
+    return PaymentsGateway(settings.stripe_secret_key, api_base=settings.stripe_api_base,
+                           webhook_secret=settings.stripe_webhook_secret)
+
+
+def close_app(app: Flask) -> None:
+    """Release what create_app opened (pool, firebase app). Tests and workers call it."""
+    state: AppState = app.extensions[EXTENSION]
+    state.db.close()
+    state.verifier.close()
