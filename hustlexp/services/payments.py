@@ -1,0 +1,254 @@
+"""The payments gateway: the one module that talks to Stripe's API.
+
+It wraps a `stripe.StripeClient` of its own (never the module-global `stripe.api_key`), so
+several gateways (a test's fake, a served E2E fake, production) can live in one process.
+Every call that moves or reserves money takes an idempotency key the caller derives from our
+own ids, so a retry after a lost response can never charge or pay twice. Every Stripe failure
+leaves as a `PaymentError` that says whether trying again later can help.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import stripe
+
+from hustlexp.errors import DomainError, PaymentProviderError
+
+log = logging.getLogger("hustlexp.payments")
+
+CURRENCY = "usd"
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+# Stripe codes that mean "busy, try again", whatever status or error class carries them.
+_RETRYABLE_CODES = frozenset({"lock_timeout", "rate_limit", "token_in_use"})
+# What Stripe answers when asked to cancel an intent that is past cancelling (or already canceled).
+_UNEXPECTED_STATE = frozenset({"payment_intent_unexpected_state"})
+
+
+class PaymentError(PaymentProviderError):
+    """A Stripe call failed. `retryable` tells the outbox whether a later attempt with the same
+    idempotency key can succeed (network trouble, Stripe 5xx, rate limits, lock timeouts) or
+    not (declines, invalid requests, bad credentials)."""
+
+    def __init__(self, message: str, *, retryable: bool, stripe_code: str | None = None,
+                 http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.stripe_code = stripe_code
+        self.http_status = http_status
+
+
+class WebhookSignatureError(DomainError):
+    code, status = "WEBHOOK_SIGNATURE_INVALID", 400
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What we keep of a PaymentIntent. `client_secret` goes to the app so it can confirm the
+    payment itself: card data never reaches us."""
+
+    id: str
+    # Kept out of repr so it never lands in a log line or a traceback.
+    client_secret: str | None = field(repr=False)
+    status: str
+    amount: int
+    currency: str
+    metadata: dict[str, str] = field(default_factory=dict, hash=False)
+    amount_received: int = 0
+
+
+class PaymentsGateway:
+    def __init__(self, secret_key: str, *, api_base: str | None = None,
+                 http_client: stripe.HTTPClient | None = None, webhook_secret: str | None = None,
+                 max_network_retries: int = 0) -> None:
+        if not secret_key:
+            raise ValueError("a Stripe secret key is required")
+        self.webhook_secret = webhook_secret
+        self._client = stripe.StripeClient(
+            secret_key,
+            base_addresses={"api": api_base} if api_base else None,
+            http_client=http_client,
+            max_network_retries=max_network_retries,
+        )
+
+    # -- PaymentIntents ---------------------------------------------------------------
+
+    def create_payment_intent(self, *, amount: int, escrow_id: str, task_id: str, poster_id: str,
+                              idempotency_key: str) -> Intent:
+        _require_cents(amount)
+        ids = {"escrow_id": escrow_id, "task_id": task_id, "poster_user_id": poster_id}
+        with _stripe_call("payment_intents.create", ids):
+            pi = self._client.v1.payment_intents.create(
+                {
+                    "amount": amount,
+                    "currency": CURRENCY,
+                    "capture_method": "automatic",
+                    # Ties the charge to the transfer that later pays the worker.
+                    "transfer_group": escrow_id,
+                    "metadata": {"escrow_id": escrow_id, "task_id": task_id, "poster_user_id": poster_id},
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return _intent(pi)
+
+    def retrieve_payment_intent(self, payment_intent_id: str) -> Intent:
+        with _stripe_call("payment_intents.retrieve", {"payment_intent_id": payment_intent_id}):
+            pi = self._client.v1.payment_intents.retrieve(payment_intent_id)
+        return _intent(pi)
+
+    def cancel_payment_intent(self, payment_intent_id: str, *, idempotency_key: str) -> Intent:
+        """Cancel; an intent that is already canceled is the wanted outcome, not an error."""
+        ids = {"payment_intent_id": payment_intent_id}
+        try:
+            with _stripe_call("payment_intents.cancel", ids, quiet_codes=_UNEXPECTED_STATE):
+                pi = self._client.v1.payment_intents.cancel(payment_intent_id, None,
+                                                            {"idempotency_key": idempotency_key})
+        except PaymentError as err:
+            if err.stripe_code not in _UNEXPECTED_STATE:
+                raise
+            current = self.retrieve_payment_intent(payment_intent_id)
+            if current.status == "canceled":
+                return current
+            log.warning("stripe payment_intents.cancel refused: payment_intent_id=%s status=%s",
+                        payment_intent_id, current.status)
+            raise
+        return _intent(pi)
+
+    # -- Money out ----------------------------------------------------------------------
+
+    def create_transfer(self, *, amount: int, destination: str, escrow_id: str, task_id: str,
+                        worker_id: str, idempotency_key: str) -> str:
+        _require_cents(amount)
+        ids = {"escrow_id": escrow_id, "task_id": task_id, "worker_user_id": worker_id,
+               "destination": destination}
+        with _stripe_call("transfers.create", ids):
+            transfer = self._client.v1.transfers.create(
+                {
+                    "amount": amount,
+                    "currency": CURRENCY,
+                    "destination": destination,
+                    "transfer_group": escrow_id,
+                    "metadata": {"escrow_id": escrow_id, "task_id": task_id, "worker_user_id": worker_id},
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return str(transfer.id)
+
+    def find_transfer(self, escrow_id: str) -> str | None:
+        """The transfer already made for this escrow, if any. Idempotency keys expire after a
+        day, so a late retry looks here before paying again."""
+        with _stripe_call("transfers.list", {"escrow_id": escrow_id}):
+            page = self._client.v1.transfers.list({"transfer_group": escrow_id, "limit": 10})
+        for transfer in page.data:
+            if transfer.metadata and transfer.metadata.to_dict().get("escrow_id") == escrow_id:
+                return str(transfer.id)
+        return None
+
+    def create_refund(self, *, payment_intent_id: str, amount: int, escrow_id: str, reason_note: str,
+                      idempotency_key: str) -> str:
+        _require_cents(amount)
+        ids = {"escrow_id": escrow_id, "payment_intent_id": payment_intent_id}
+        with _stripe_call("refunds.create", ids):
+            refund = self._client.v1.refunds.create(
+                {
+                    "payment_intent": payment_intent_id,
+                    "amount": amount,
+                    "reason": "requested_by_customer",
+                    "metadata": {"escrow_id": escrow_id, "refund_reason": reason_note},
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return str(refund.id)
+
+    # -- Webhooks -----------------------------------------------------------------------
+
+    def construct_event(self, payload: bytes, signature_header: str | None, *,
+                        secret: str | None = None,
+                        tolerance: int = WEBHOOK_TOLERANCE_SECONDS) -> dict[str, Any]:
+        """The event in a webhook body, as a plain dict, once its Stripe-Signature header proves
+        it was signed with our secret within `tolerance` seconds."""
+        secret = secret if secret is not None else self.webhook_secret
+        try:
+            stripe.WebhookSignature.verify_header(payload, signature_header, secret, tolerance)
+            event = json.loads(payload)
+        except stripe.SignatureVerificationError as err:
+            raise WebhookSignatureError("webhook signature verification failed") from err
+        except (UnicodeDecodeError, ValueError) as err:
+            raise WebhookSignatureError("webhook body is not a JSON event") from err
+        if not isinstance(event, dict) or not isinstance(event.get("id"), str) \
+                or not isinstance(event.get("type"), str):
+            raise WebhookSignatureError("webhook body is not a JSON event")
+        return event
+
+
+def _require_cents(amount: int) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise ValueError(f"amount must be a positive integer number of cents, not {amount!r}")
+
+
+def _intent(pi: Any) -> Intent:
+    metadata = pi.metadata.to_dict() if pi.metadata is not None else {}
+    return Intent(
+        id=str(pi.id),
+        client_secret=pi.client_secret,
+        status=str(pi.status),
+        amount=int(pi.amount),
+        currency=str(pi.currency),
+        metadata={str(k): str(v) for k, v in metadata.items()},
+        amount_received=int(pi.amount_received or 0),
+    )
+
+
+@contextmanager
+def _stripe_call(operation: str, ids: dict[str, str], *,
+                 quiet_codes: frozenset[str] = frozenset()) -> Iterator[None]:
+    """Turns any StripeError raised inside into a PaymentError and logs it with our ids (the
+    ids only: request bodies may hold personal data)."""
+    try:
+        yield
+    except stripe.StripeError as exc:
+        error = to_payment_error(exc)
+        if error.stripe_code not in quiet_codes:
+            log.warning("stripe %s failed: %s error=%s code=%s http_status=%s retryable=%s request_id=%s",
+                        operation, " ".join(f"{k}={v}" for k, v in ids.items()), type(exc).__name__,
+                        error.stripe_code, error.http_status, error.retryable, exc.request_id)
+        raise error from exc
+
+
+def to_payment_error(exc: stripe.StripeError) -> PaymentError:
+    code = exc.code or (exc.error.code if exc.error is not None else None)
+    return PaymentError(
+        f"payment provider error: {type(exc).__name__}" + (f" ({code})" if code else ""),
+        retryable=_is_retryable(exc, code),
+        stripe_code=code,
+        http_status=exc.http_status,
+    )
+
+
+def _is_retryable(exc: stripe.StripeError, code: str | None) -> bool:
+    # Stripe says outright when a retry would or would not help; that beats any guess of ours.
+    advice = _header(exc, "stripe-should-retry")
+    if advice in ("true", "false"):
+        return advice == "true"
+    if code in _RETRYABLE_CODES:
+        return True
+    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
+        return True
+    if isinstance(exc, stripe.CardError | stripe.InvalidRequestError | stripe.AuthenticationError
+                  | stripe.PermissionError | stripe.IdempotencyError):
+        return False
+    status = exc.http_status
+    return status is None or status >= 500 or status == 409
+
+
+def _header(exc: stripe.StripeError, name: str) -> str | None:
+    for key, value in (exc.headers or {}).items():
+        if key.lower() == name:
+            return str(value).lower()
+    return None

@@ -1,0 +1,2 @@
+"""In-process stand-ins for the services we do not run ourselves (Stripe), driven through the
+real client libraries."""

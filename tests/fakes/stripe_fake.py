@@ -1,0 +1,596 @@
+"""An in-process Stripe, just large enough for HustleXP's calls, driven through the REAL stripe
+library: either as the library's HTTP client (`http_client()`, no sockets) or as a real HTTP
+server on 127.0.0.1 (`serve()`, for E2E runs where the API is another process that reaches it
+through STRIPE_API_BASE). Both paths answer from the same state, under one lock.
+
+What it models, because our money safety depends on it:
+- form-encoded requests exactly as stripe-python sends them (`metadata[escrow_id]=...`), with
+  unknown parameters refused like Stripe does;
+- idempotency: a POST repeating an Idempotency-Key replays the stored response with no second
+  effect; the same key with other parameters (or on another endpoint) is a 400
+  `idempotency_error`. Only successful responses are stored, so a retry after a refusal or an
+  injected failure is evaluated afresh;
+- refunds never exceed what was captured minus earlier refunds;
+- failures on demand (`fail_next`), including a response lost *after* the effect happened.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+import stripe
+from requests.structures import CaseInsensitiveDict
+
+FailureKind = Literal["api_error", "network", "card_error", "rate_limit", "lock_timeout",
+                      "invalid_request", "auth"]
+Response = tuple[int, str, dict[str, str]]
+
+CANCELABLE = frozenset({"requires_payment_method", "requires_capture", "requires_confirmation",
+                        "requires_action", "processing"})
+REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
+CANCEL_REASONS = REFUND_REASONS | {"abandoned"}
+
+
+class NetworkFailure(Exception):
+    """The connection dies before any response: the HTTP client adapter turns it into
+    stripe.APIConnectionError, the served fake closes the socket without answering."""
+
+
+class _StripeError(Exception):
+    def __init__(self, status: int, type_: str, message: str, *, code: str | None = None,
+                 param: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: dict[str, Any] = {"type": type_, "message": message}
+        if code is not None:
+            self.body["code"] = code
+            self.body["doc_url"] = f"https://stripe.com/docs/error-codes/{code.replace('_', '-')}"
+        if param is not None:
+            self.body["param"] = param
+        self.body.update(extra)
+
+
+@dataclass
+class _Failure:
+    path_prefix: str
+    kind: FailureKind
+    remaining: int
+    method: str | None
+    after_effect: bool
+
+
+@dataclass(frozen=True)
+class _Stored:
+    method: str
+    path: str
+    params: dict[str, Any]
+    status: int
+    body: str
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+class FakeStripe:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.payment_intents: dict[str, dict[str, Any]] = {}
+        self.transfers: list[dict[str, Any]] = []
+        self.refunds: list[dict[str, Any]] = []
+        # (METHOD, path, decoded params, Idempotency-Key or None), every request received,
+        # including those an injected failure then refused.
+        self.calls: list[tuple[str, str, dict[str, Any], str | None]] = []
+        self.events: list[dict[str, Any]] = []
+        self._idempotent: dict[str, _Stored] = {}
+        self._failures: list[_Failure] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.base_url: str | None = None
+        self._routes: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, dict[str, Any]]]]] = [
+            ("POST", re.compile(r"/v1/payment_intents"), self._create_payment_intent),
+            ("GET", re.compile(r"/v1/payment_intents/(?P<pi_id>[^/]+)"), self._retrieve_payment_intent),
+            ("POST", re.compile(r"/v1/payment_intents/(?P<pi_id>[^/]+)/cancel"), self._cancel_payment_intent),
+            ("POST", re.compile(r"/v1/transfers"), self._create_transfer),
+            ("GET", re.compile(r"/v1/transfers"), self._list_transfers),
+            ("POST", re.compile(r"/v1/refunds"), self._create_refund),
+            ("GET", re.compile(r"/v1/refunds"), self._list_refunds),
+        ]
+
+    # -- ways in ------------------------------------------------------------------------
+
+    def http_client(self) -> FakeStripeHTTPClient:
+        """An HTTP client for stripe.StripeClient(http_client=...): no network at all."""
+        return FakeStripeHTTPClient(self)
+
+    def serve(self) -> str:
+        """Serve this fake over real HTTP on a free local port; returns the base URL to use as
+        STRIPE_API_BASE (or PaymentsGateway(api_base=...))."""
+        if self._server is not None:
+            assert self.base_url is not None
+            return self.base_url
+        fake = self
+
+        class Handler(_FakeStripeRequestHandler):
+            stripe_fake = fake
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="fake-stripe", daemon=True)
+        self._thread.start()
+        self.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+        self.base_url = None
+
+    def __enter__(self) -> FakeStripe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- test controls ------------------------------------------------------------------
+
+    def fail_next(self, path_prefix: str, times: int = 1, kind: FailureKind = "api_error", *,
+                  method: str | None = None, after_effect: bool = False) -> None:
+        """The next `times` requests whose path starts with `path_prefix` (and whose method is
+        `method`, if given) fail as `kind`. By default they fail before doing anything, so a
+        retry succeeds afresh. With after_effect=True the request takes effect (and its response
+        is stored under its idempotency key) and only then is the answer lost: the case
+        idempotency keys exist for."""
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        with self._lock:
+            self._failures.append(_Failure(path_prefix, kind, times, method and method.upper(),
+                                           after_effect))
+
+    def money_out(self, escrow_id: str) -> dict[str, int]:
+        """Cents that left the platform for this escrow, by kind."""
+        with self._lock:
+            return {
+                "transferred": sum(t["amount"] for t in self.transfers
+                                   if t["metadata"].get("escrow_id") == escrow_id),
+                "refunded": sum(r["amount"] for r in self.refunds
+                                if r["status"] == "succeeded"
+                                and r["metadata"].get("escrow_id") == escrow_id),
+            }
+
+    def event(self, type_: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """A webhook event of `type_` carrying a snapshot of `obj`, with a fresh evt_ id."""
+        event = {
+            "id": _new_id("evt"),
+            "object": "event",
+            "api_version": stripe.api_version,
+            "created": int(time.time()),
+            "data": {"object": copy.deepcopy(dict(obj))},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
+            "type": type_,
+        }
+        with self._lock:
+            self.events.append(event)
+        return copy.deepcopy(event)
+
+    def succeed_payment(self, pi_id: str, amount: int | None = None) -> dict[str, Any]:
+        """The poster's payment went through: the intent is succeeded with `amount` (default:
+        its full amount) received. Returns the `payment_intent.succeeded` event."""
+        with self._lock:
+            pi = self.payment_intents[pi_id]
+            if pi["status"] == "canceled":
+                raise ValueError(f"{pi_id} is canceled and cannot succeed")
+            pi.update(status="succeeded", amount_received=pi["amount"] if amount is None else amount,
+                      amount_capturable=0, latest_charge=pi["latest_charge"] or _new_id("ch"),
+                      last_payment_error=None)
+            return self.event("payment_intent.succeeded", pi)
+
+    def fail_payment(self, pi_id: str, decline_code: str = "generic_decline") -> dict[str, Any]:
+        """The poster's card was declined. Returns the `payment_intent.payment_failed` event."""
+        with self._lock:
+            pi = self.payment_intents[pi_id]
+            pi.update(status="requires_payment_method", last_payment_error={
+                "type": "card_error", "code": "card_declined", "decline_code": decline_code,
+                "message": "Your card was declined."})
+            return self.event("payment_intent.payment_failed", pi)
+
+    def cancel_event(self, pi_id: str) -> dict[str, Any]:
+        """The intent is canceled (unless it already was). Returns `payment_intent.canceled`."""
+        with self._lock:
+            pi = self.payment_intents[pi_id]
+            if pi["status"] != "canceled":
+                if pi["status"] not in CANCELABLE:
+                    raise ValueError(f"{pi_id} is {pi['status']} and cannot be canceled")
+                pi.update(status="canceled", canceled_at=int(time.time()), cancellation_reason="abandoned")
+            return self.event("payment_intent.canceled", pi)
+
+    @staticmethod
+    def sign(event_or_payload: Mapping[str, Any] | str | bytes, secret: str,
+             timestamp: int | None = None) -> tuple[bytes, str]:
+        """(body, Stripe-Signature header) as Stripe would deliver them, signed with `secret`."""
+        if isinstance(event_or_payload, bytes):
+            payload = event_or_payload.decode("utf-8")
+        elif isinstance(event_or_payload, str):
+            payload = event_or_payload
+        else:
+            payload = json.dumps(event_or_payload)
+        header = stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp)
+        return payload.encode("utf-8"), header
+
+    # -- the request path -----------------------------------------------------------------
+
+    def handle(self, method: str, path: str, query: str, headers: Mapping[str, str], body: str | bytes
+               ) -> Response:
+        """Answer one API request: (status, JSON body, response headers). Raises NetworkFailure
+        when the connection is to die instead."""
+        method = method.upper()
+        if isinstance(body, bytes):
+            body = body.decode("utf-8")
+        lowered = {k.lower(): v for k, v in headers.items()}
+        key = lowered.get("idempotency-key") if method == "POST" else None
+        params = decode_form(body if method == "POST" else query)
+        with self._lock:
+            self.calls.append((method, path, copy.deepcopy(params), key))
+            failure = self._take_failure(method, path)
+            if failure is not None and not failure.after_effect:
+                return self._fail(failure.kind)
+            try:
+                self._authenticate(lowered.get("authorization"))
+                if key is not None and key in self._idempotent:
+                    return self._replay(self._idempotent[key], method, path, params, key)
+                status, obj = self._route(method, path, params)
+            except _StripeError as err:
+                return _response(err.status, {"error": err.body})
+            status, text, out_headers = _response(status, obj)
+            if key is not None:
+                self._idempotent[key] = _Stored(method, path, params, status, text)
+            if failure is not None:
+                return self._fail(failure.kind)
+            return status, text, out_headers
+
+    def _take_failure(self, method: str, path: str) -> _Failure | None:
+        for failure in self._failures:
+            if path.startswith(failure.path_prefix) and failure.method in (None, method):
+                failure.remaining -= 1
+                if failure.remaining == 0:
+                    self._failures.remove(failure)
+                return failure
+        return None
+
+    @staticmethod
+    def _fail(kind: FailureKind) -> Response:
+        if kind == "network":
+            raise NetworkFailure("connection reset by fake Stripe")
+        errors: dict[str, tuple[int, dict[str, Any]]] = {
+            "api_error": (500, {"type": "api_error",
+                                "message": "An unknown error occurred while processing your request."}),
+            "card_error": (402, {"type": "card_error", "code": "card_declined",
+                                 "decline_code": "generic_decline", "message": "Your card was declined."}),
+            # Since API 2015-09-08 a rate-limited request is a bare 429, with no error code.
+            "rate_limit": (429, {"type": "invalid_request_error",
+                                 "message": "Too many requests hit the API too quickly."}),
+            "lock_timeout": (429, {"type": "invalid_request_error", "code": "lock_timeout",
+                                   "message": "This object cannot be accessed right now because another "
+                                              "API request or Stripe process is currently accessing it."}),
+            "invalid_request": (400, {"type": "invalid_request_error", "code": "parameter_invalid_empty",
+                                      "message": "Invalid request (injected by the fake)."}),
+            "auth": (401, {"type": "invalid_request_error", "message": "Invalid API Key provided."}),
+        }
+        status, error = errors[kind]
+        return _response(status, {"error": error})
+
+    @staticmethod
+    def _authenticate(authorization: str | None) -> None:
+        if not authorization or not authorization.startswith("Bearer ") or not authorization[7:].strip():
+            raise _StripeError(401, "invalid_request_error", "You did not provide an API key.")
+
+    @staticmethod
+    def _replay(stored: _Stored, method: str, path: str, params: dict[str, Any], key: str) -> Response:
+        if (stored.method, stored.path) != (method, path):
+            raise _StripeError(400, "idempotency_error",
+                               f"Keys for idempotent requests can only be used for the same endpoint they "
+                               f"were first used for ('{stored.method} {stored.path}' vs '{method} {path}').")
+        if stored.params != params:
+            raise _StripeError(400, "idempotency_error",
+                               f"Keys for idempotent requests can only be used with the same parameters "
+                               f"they were first used with. Try using a key other than '{key}'.")
+        return stored.status, stored.body, {"Request-Id": _new_id("req"), "Idempotent-Replayed": "true",
+                                            "Content-Type": "application/json"}
+
+    def _route(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        for route_method, pattern, handler in self._routes:
+            match = pattern.fullmatch(path)
+            if match and route_method == method:
+                return handler(params, **match.groupdict())
+        raise _StripeError(404, "invalid_request_error",
+                           f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs "
+                           f"or we can help at https://support.stripe.com/.")
+
+    # -- endpoints (called under the lock) -----------------------------------------------
+
+    def _create_payment_intent(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        _allow(params, {"amount", "currency", "capture_method", "metadata", "description", "transfer_group",
+                        "automatic_payment_methods", "payment_method_types", "customer", "receipt_email",
+                        "statement_descriptor_suffix", "setup_future_usage", "radar_options",
+                        "on_behalf_of", "application_fee_amount"})
+        amount = _int_param(params, "amount", required=True)
+        if amount < 50:
+            raise _StripeError(400, "invalid_request_error", "Amount must be at least $0.50 usd",
+                               code="amount_too_small", param="amount")
+        currency = _str_param(params, "currency", required=True).lower()
+        capture_method = _str_param(params, "capture_method") or "automatic_async"
+        if capture_method not in ("automatic", "automatic_async", "manual"):
+            raise _StripeError(400, "invalid_request_error", f"Invalid capture_method: {capture_method}",
+                               code="parameter_invalid_string", param="capture_method")
+        pi_id = _new_id("pi")
+        pi = {
+            "id": pi_id, "object": "payment_intent", "amount": amount, "amount_capturable": 0,
+            "amount_received": 0, "automatic_payment_methods": {"enabled": True},
+            "canceled_at": None, "cancellation_reason": None, "capture_method": capture_method,
+            "client_secret": f"{pi_id}_secret_{secrets.token_hex(12)}", "confirmation_method": "automatic",
+            "created": int(time.time()), "currency": currency, "description": params.get("description"),
+            "last_payment_error": None, "latest_charge": None, "livemode": False,
+            "metadata": _metadata(params), "payment_method": None, "payment_method_types": ["card"],
+            "status": "requires_payment_method", "transfer_group": params.get("transfer_group"),
+        }
+        self.payment_intents[pi_id] = pi
+        return 200, pi
+
+    def _payment_intent(self, pi_id: str, param: str = "intent") -> dict[str, Any]:
+        pi = self.payment_intents.get(pi_id)
+        if pi is None:
+            status = 404 if param == "intent" else 400
+            raise _StripeError(status, "invalid_request_error", f"No such payment_intent: '{pi_id}'",
+                               code="resource_missing", param=param)
+        return pi
+
+    def _retrieve_payment_intent(self, params: dict[str, Any], pi_id: str) -> tuple[int, dict[str, Any]]:
+        _allow(params, {"client_secret"})
+        return 200, self._payment_intent(pi_id)
+
+    def _cancel_payment_intent(self, params: dict[str, Any], pi_id: str) -> tuple[int, dict[str, Any]]:
+        _allow(params, {"cancellation_reason"})
+        pi = self._payment_intent(pi_id)
+        if pi["status"] not in CANCELABLE:
+            raise _StripeError(
+                400, "invalid_request_error",
+                f"You cannot cancel this PaymentIntent because it has a status of {pi['status']}. Only a "
+                f"PaymentIntent with one of the following statuses may be canceled: "
+                f"{', '.join(sorted(CANCELABLE))}.",
+                code="payment_intent_unexpected_state", payment_intent=copy.deepcopy(pi))
+        reason = _str_param(params, "cancellation_reason")
+        if reason is not None and reason not in CANCEL_REASONS:
+            raise _StripeError(400, "invalid_request_error", f"Invalid cancellation_reason: {reason}",
+                               code="parameter_invalid_string", param="cancellation_reason")
+        pi.update(status="canceled", canceled_at=int(time.time()), cancellation_reason=reason)
+        return 200, pi
+
+    def _create_transfer(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        _allow(params, {"amount", "currency", "destination", "transfer_group", "metadata", "description",
+                        "source_transaction", "source_type"})
+        amount = _int_param(params, "amount", required=True)
+        if amount < 1:
+            raise _StripeError(400, "invalid_request_error", "Amount must be at least 1 cent",
+                               code="amount_too_small", param="amount")
+        currency = _str_param(params, "currency", required=True).lower()
+        destination = _str_param(params, "destination", required=True)
+        if not destination.startswith("acct_"):
+            raise _StripeError(400, "invalid_request_error", f"No such destination: '{destination}'",
+                               code="resource_missing", param="destination")
+        tr_id = _new_id("tr")
+        transfer = {
+            "id": tr_id, "object": "transfer", "amount": amount, "amount_reversed": 0,
+            "balance_transaction": _new_id("txn"), "created": int(time.time()), "currency": currency,
+            "description": params.get("description"), "destination": destination,
+            "destination_payment": _new_id("py"), "livemode": False, "metadata": _metadata(params),
+            "reversals": {"object": "list", "data": [], "has_more": False, "total_count": 0,
+                          "url": f"/v1/transfers/{tr_id}/reversals"},
+            "reversed": False, "source_transaction": params.get("source_transaction"),
+            "source_type": "card", "transfer_group": params.get("transfer_group"),
+        }
+        self.transfers.append(transfer)
+        return 200, transfer
+
+    def _list_transfers(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        _allow(params, {"transfer_group", "destination", "limit"})
+        filters = {name: params[name] for name in ("transfer_group", "destination") if name in params}
+        found = [t for t in reversed(self.transfers) if all(t[k] == v for k, v in filters.items())]
+        return 200, _page("/v1/transfers", found, params)
+
+    def _create_refund(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        _allow(params, {"payment_intent", "amount", "reason", "metadata", "instructions_email",
+                        "refund_application_fee", "reverse_transfer"})
+        pi = self._payment_intent(_str_param(params, "payment_intent", required=True), "payment_intent")
+        if pi["status"] != "succeeded":
+            raise _StripeError(
+                400, "invalid_request_error",
+                f"This PaymentIntent ({pi['id']}) does not have a successful charge to refund.",
+                code="payment_intent_unexpected_state", param="payment_intent")
+        already = sum(r["amount"] for r in self.refunds
+                      if r["payment_intent"] == pi["id"] and r["status"] == "succeeded")
+        remaining = pi["amount_received"] - already
+        if remaining <= 0:
+            raise _StripeError(400, "invalid_request_error", f"Charge {pi['latest_charge']} has already been "
+                               "refunded.", code="charge_already_refunded")
+        amount = _int_param(params, "amount")
+        if amount is None:
+            amount = remaining
+        if amount < 1:
+            raise _StripeError(400, "invalid_request_error", "Amount must be at least 1 cent",
+                               code="amount_too_small", param="amount")
+        if amount > remaining:
+            raise _StripeError(400, "invalid_request_error",
+                               f"Refund amount ({amount}) is greater than unrefunded amount on charge "
+                               f"({remaining})", code="amount_too_large", param="amount")
+        reason = _str_param(params, "reason")
+        if reason is not None and reason not in REFUND_REASONS:
+            raise _StripeError(400, "invalid_request_error", f"Invalid reason: {reason}",
+                               code="parameter_invalid_string", param="reason")
+        refund = {
+            "id": _new_id("re"), "object": "refund", "amount": amount, "balance_transaction": _new_id("txn"),
+            "charge": pi["latest_charge"], "created": int(time.time()), "currency": pi["currency"],
+            "metadata": _metadata(params), "payment_intent": pi["id"], "reason": reason,
+            "status": "succeeded",
+        }
+        self.refunds.append(refund)
+        return 200, refund
+
+    def _list_refunds(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        _allow(params, {"payment_intent", "limit"})
+        found = [r for r in reversed(self.refunds)
+                 if "payment_intent" not in params or r["payment_intent"] == params["payment_intent"]]
+        return 200, _page("/v1/refunds", found, params)
+
+
+class FakeStripeHTTPClient(stripe.HTTPClient):
+    """stripe-python's custom HTTP client interface, answered by a FakeStripe in-process."""
+
+    name = "hustlexp-fake-stripe"
+
+    def __init__(self, fake: FakeStripe) -> None:
+        super().__init__()
+        self.fake = fake
+
+    def request(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None,
+                *, _usage: list[str] | None = None) -> tuple[str, int, Mapping[str, str]]:
+        parts = urlsplit(url)
+        try:
+            status, body, response_headers = self.fake.handle(method, parts.path, parts.query, headers or {},
+                                                              post_data or "")
+        except NetworkFailure as err:
+            # should_retry=True is what the library's own clients set for a dropped connection.
+            raise stripe.APIConnectionError(f"Network error talking to fake Stripe: {err}",
+                                            should_retry=True) from err
+        return body, status, CaseInsensitiveDict(response_headers)
+
+    def close(self) -> None:
+        return None
+
+
+class _FakeStripeRequestHandler(BaseHTTPRequestHandler):
+    stripe_fake: FakeStripe
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def do_DELETE(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        parts = urlsplit(self.path)
+        try:
+            status, text, headers = self.stripe_fake.handle(self.command, parts.path, parts.query,
+                                                            dict(self.headers.items()), body)
+        except NetworkFailure:
+            # Close without a byte of response: the client sees the connection drop.
+            self.close_connection = True
+            return
+        data = text.encode("utf-8")
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def decode_form(text: str) -> dict[str, Any]:
+    """Undo stripe-python's form encoding: `metadata[k]=v` → {"metadata": {"k": "v"}},
+    `expand[0]=a` → {"expand": ["a"]}. Values stay strings, as Stripe receives them."""
+    root: dict[str, Any] = {}
+    for raw_key, value in parse_qsl(text, keep_blank_values=True):
+        head, _, tail = raw_key.partition("[")
+        path = [head, *re.findall(r"([^\[\]]*)\]", tail)] if tail else [head]
+        node = root
+        for part in path[:-1]:
+            # "[]" appends, as in `expand[]=a` in a query string.
+            node = node.setdefault(part or str(len(node)), {})
+        node[path[-1] or str(len(node))] = value
+    return _listify(root)
+
+
+def _listify(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    converted = {k: _listify(v) for k, v in value.items()}
+    if converted and all(k.isdigit() for k in converted):
+        return [converted[k] for k in sorted(converted, key=int)]
+    return converted
+
+
+def _allow(params: dict[str, Any], allowed: set[str]) -> None:
+    for name in params:
+        if name not in allowed and name != "expand":
+            raise _StripeError(400, "invalid_request_error", f"Received unknown parameter: {name}",
+                               code="parameter_unknown", param=name)
+
+
+def _str_param(params: dict[str, Any], name: str, *, required: bool = False) -> Any:
+    value = params.get(name)
+    if value is None or value == "":
+        if required:
+            raise _StripeError(400, "invalid_request_error", f"Missing required param: {name}.",
+                               code="parameter_missing", param=name)
+        return None
+    if not isinstance(value, str):
+        raise _StripeError(400, "invalid_request_error", f"Invalid string: {name}",
+                           code="parameter_invalid_string", param=name)
+    return value
+
+
+def _int_param(params: dict[str, Any], name: str, *, required: bool = False) -> Any:
+    value = _str_param(params, name, required=required)
+    if value is None:
+        return None
+    if not re.fullmatch(r"-?\d+", value):
+        raise _StripeError(400, "invalid_request_error", f"Invalid integer: {value}",
+                           code="parameter_invalid_integer", param=name)
+    return int(value)
+
+
+def _metadata(params: dict[str, Any]) -> dict[str, str]:
+    metadata = params.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise _StripeError(400, "invalid_request_error", "Invalid metadata", code="parameter_invalid_string",
+                           param="metadata")
+    # Stripe drops keys set to "" (that is how metadata keys are unset).
+    return {str(k): str(v) for k, v in metadata.items() if v != ""}
+
+
+def _page(url: str, items: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    limit = _int_param(params, "limit") or 10
+    return {"object": "list", "data": items[:limit], "has_more": len(items) > limit, "url": url}
+
+
+def _response(status: int, obj: Mapping[str, Any]) -> Response:
+    return status, json.dumps(obj), {"Request-Id": _new_id("req"), "Content-Type": "application/json"}
