@@ -1,0 +1,151 @@
+"""Badges (domain §6): awarded after XP awards and tier changes, never removed.
+
+An earned badge reads as {id (row id), badge_type (= catalog id), slug, name, description,
+condition, tier, category, rarity, icon_url, awarded_at, awarded_for, task_id,
+animation_shown_at}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hustlexp.errors import NotFound
+from hustlexp.services.badge_catalog import (
+    BY_ID,
+    CATALOG,
+    EARLY_BIRD_COUNT,
+    LEVEL_BADGES,
+    PERFECT_WEEK_COUNT,
+    SPECIALIST_BADGES,
+    SPECIALIST_COUNT,
+    STREAK_BADGES,
+    TASK_COUNT_BADGES,
+    TRUST_BADGES,
+)
+from hustlexp.services.base import Service, one, returns_result
+
+_STATS = """
+SELECT count(*) AS completed,
+       count(*) FILTER (WHERE lower(category) = 'cleaning') AS cleaning,
+       count(*) FILTER (WHERE lower(category) = 'delivery') AS delivery,
+       count(*) FILTER (WHERE lower(category) = 'moving') AS moving,
+       count(*) FILTER (WHERE (completed_at AT TIME ZONE 'UTC')::time < time '09:00') AS early
+  FROM tasks
+ WHERE worker_id = %(user_id)s AND state = 'COMPLETED'
+"""
+
+# A week (ISO, Monday-based, UTC) with enough completions and no proof of this user rejected
+# in it.
+_PERFECT_WEEK = """
+WITH weeks AS (
+    SELECT date_trunc('week', completed_at AT TIME ZONE 'UTC') AS week
+      FROM tasks
+     WHERE worker_id = %(user_id)s AND state = 'COMPLETED' AND completed_at IS NOT NULL
+     GROUP BY 1
+    HAVING count(*) >= %(count)s)
+SELECT EXISTS (
+    SELECT 1 FROM weeks w
+     WHERE NOT EXISTS (
+        SELECT 1 FROM proofs p
+         WHERE p.submitter_id = %(user_id)s AND p.state = 'REJECTED'
+           AND date_trunc('week', coalesce(p.reviewed_at, p.submitted_at, p.created_at)
+                                  AT TIME ZONE 'UTC') = w.week)) AS ok
+"""
+
+
+def earned_view(row: dict[str, Any]) -> dict[str, Any]:
+    definition = BY_ID.get(row["badge_type"])
+    described = definition.to_dict() if definition else {"slug": row["badge_type"], "tier": row["badge_tier"]}
+    return described | {
+        "id": row["id"],
+        "badge_type": row["badge_type"],
+        "tier": row["badge_tier"],
+        "awarded_at": row["awarded_at"],
+        "awarded_for": row["awarded_for"],
+        "task_id": row["task_id"],
+        "animation_shown_at": row["animation_shown_at"],
+    }
+
+
+class BadgeService(Service):
+    @returns_result
+    def get_badge_definitions(self) -> list[dict[str, Any]]:
+        return [b.to_dict() for b in CATALOG]
+
+    @returns_result
+    def check_and_award(self, user_id: Any, task_id: Any = None) -> list[dict[str, Any]]:
+        """Award every catalog badge the user now qualifies for and lacks; returns the newly
+        awarded badges (earned view), each announced with a BADGE_EARNED notification."""
+        with self.db.transaction() as conn:
+            user = one(conn, "SELECT trust_tier, current_level, current_streak FROM users WHERE id = %s",
+                       (user_id,))
+            if user is None:
+                raise NotFound("No such user.", code="HX504")
+            stats = one(conn, _STATS, {"user_id": user_id})
+            assert stats is not None
+            held = {r["badge_type"] for r in conn.execute(
+                "SELECT badge_type FROM badges WHERE user_id = %s", (user_id,)).fetchall()}
+
+            qualifies: set[str] = set()
+            qualifies |= {b for b, n in TASK_COUNT_BADGES.items() if stats["completed"] >= n}
+            qualifies |= {b for b, n in STREAK_BADGES.items() if user["current_streak"] >= n}
+            qualifies |= {b for b, n in TRUST_BADGES.items() if user["trust_tier"] >= n}
+            qualifies |= {b for b, n in LEVEL_BADGES.items() if user["current_level"] >= n}
+            qualifies |= {b for b, cat in SPECIALIST_BADGES.items() if stats[cat] >= SPECIALIST_COUNT}
+            if stats["early"] >= EARLY_BIRD_COUNT:
+                qualifies.add("early-bird")
+            if "perfect-week" not in held and stats["completed"] >= PERFECT_WEEK_COUNT:
+                week = one(conn, _PERFECT_WEEK, {"user_id": user_id, "count": PERFECT_WEEK_COUNT})
+                if week and week["ok"]:
+                    qualifies.add("perfect-week")
+
+            awarded: list[dict[str, Any]] = []
+            for definition in CATALOG:
+                if definition.id not in qualifies or definition.id in held:
+                    continue
+                row = one(conn, "INSERT INTO badges (user_id, badge_type, badge_tier, awarded_for, task_id) "
+                                "VALUES (%s, %s, %s, %s, %s) "
+                                "ON CONFLICT (user_id, badge_type) DO NOTHING RETURNING *",
+                          (user_id, definition.id, definition.tier, definition.condition, task_id))
+                if row is None:  # a concurrent check got there first
+                    continue
+                awarded.append(earned_view(row))
+                self._notify(user_id, "BADGE_EARNED", task_id=task_id, metadata={
+                    "badge_id": str(row["id"]), "badge_type": definition.id, "badge_name": definition.name,
+                    "badge_tier": definition.tier})
+            return awarded
+
+    @returns_result
+    def get_user_badges(self, user_id: Any) -> dict[str, Any]:
+        """{earned_badges [earned view, oldest first], available_badges [definitions not yet
+        earned], total_earned, total_available (the size of the catalog)}."""
+        with self.db.transaction() as conn:
+            if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
+                raise NotFound("No such user.", code="HX504")
+            rows = conn.execute("SELECT * FROM badges WHERE user_id = %s ORDER BY awarded_at, badge_type",
+                                (user_id,)).fetchall()
+        earned = [earned_view(r) for r in rows]
+        held = {r["badge_type"] for r in rows}
+        return {
+            "earned_badges": earned,
+            "available_badges": [b.to_dict() for b in CATALOG if b.id not in held],
+            "total_earned": len(earned),
+            "total_available": len(CATALOG),
+        }
+
+    @returns_result
+    def mark_animation_shown(self, user_id: Any, badge_id: Any) -> dict[str, Any]:
+        """Record that the client played the badge's animation. `badge_id` is the badge row id
+        or its type (slug). The first confirmation wins; later ones return the row as is."""
+        with self.db.transaction() as conn:
+            row = one(conn, "SELECT * FROM badges WHERE user_id = %s AND (id::text = %s OR badge_type = %s) "
+                            "FOR UPDATE", (user_id, str(badge_id), str(badge_id)))
+            if row is None:
+                raise NotFound("No such badge.")
+            if row["animation_shown_at"] is None:
+                row = one(conn, "UPDATE badges SET animation_shown_at = now() WHERE id = %s RETURNING *",
+                          (row["id"],))
+                assert row is not None
+            return earned_view(row)
+
+    def _notify(self, user_id: Any, category: str, **kw: Any) -> None:
+        self.s.notifications.notify(user_id, category, **kw).unwrap()
