@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 from hustlexp.domain import AccountStatus, NotificationChannel, NotificationPriority
 from hustlexp.errors import Forbidden, NotFound, ValidationError
 from hustlexp.services.base import Service, one, page_params, returns_result
+from hustlexp.services.user import parse_uuid
 
 P = NotificationPriority
 
@@ -141,15 +142,6 @@ _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 _DEEP_LINK = re.compile(rf"hustlexp://(?:task/{_UUID}|message/{_UUID}|profile/{_UUID}|trust"
                         r"|settings/notifications)")
 _HHMM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
-
-
-def _uuid(value: Any) -> UUID | None:
-    if isinstance(value, UUID):
-        return value
-    try:
-        return UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        return None
 
 
 def dollars(cents: int) -> str:
@@ -366,12 +358,12 @@ class NotificationService(Service):
         if kind is None:
             raise ValidationError(f"unknown notification category {category!r}",
                                   details={"category": [f"one of {', '.join(sorted(CATALOG))}"]})
-        recipient_id = _uuid(user_id)
+        recipient_id = parse_uuid(user_id)
         if recipient_id is None:
             raise NotFound("No such user.", code="HX504")
         task_uuid = None
         if task_id is not None:
-            task_uuid = _uuid(task_id)
+            task_uuid = parse_uuid(task_id)
             if task_uuid is None:
                 raise NotFound("No such task.")
         level = self._priority(kind, priority)
@@ -436,7 +428,7 @@ class NotificationService(Service):
         """The user's live (unexpired) notifications, newest first:
         {notifications, unread_count, total, has_more}."""
         limit, offset = page_params(limit, offset, default=20, maximum=100)
-        uid = _uuid(user_id)
+        uid = parse_uuid(user_id)
         if uid is None:
             raise NotFound("No such user.", code="HX504")
         now = self.s.clock()
@@ -464,10 +456,10 @@ class NotificationService(Service):
             raise ValidationError("notification_ids must be a list", details={"notification_ids": ["list"]})
         if not 1 <= len(notification_ids) <= 500:
             raise ValidationError("send 1 to 500 notification ids", details={"notification_ids": ["1..500"]})
-        ids = [_uuid(n) for n in notification_ids]
+        ids = [parse_uuid(n) for n in notification_ids]
         if any(i is None for i in ids):
             raise ValidationError("notification ids must be UUIDs", details={"notification_ids": ["UUIDs"]})
-        uid = _uuid(user_id)
+        uid = parse_uuid(user_id)
         if uid is None:
             return {"marked_count": 0}
         with self.db.transaction() as conn:
@@ -475,7 +467,7 @@ class NotificationService(Service):
 
     @returns_result
     def mark_all_read(self, user_id: Any) -> dict[str, int]:
-        uid = _uuid(user_id)
+        uid = parse_uuid(user_id)
         if uid is None:
             return {"marked_count": 0}
         with self.db.transaction() as conn:
@@ -678,7 +670,7 @@ class NotificationService(Service):
 
     @staticmethod
     def _existing_user(conn: Any, user_id: Any) -> UUID:
-        uid = _uuid(user_id)
+        uid = parse_uuid(user_id)
         if uid is None or one(conn, "SELECT 1 FROM users WHERE id = %s", (uid,)) is None:
             raise NotFound("No such user.", code="HX504")
         return uid

@@ -1,0 +1,344 @@
+"""Users: registration (a Firebase identity becomes a row), profile edits, onboarding
+(domain §2.5), pause/resume, the payout destination, and the account-status guard other
+services call before letting a user act."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from uuid import UUID
+
+from psycopg import sql
+
+from hustlexp.domain import AccountStatus, DefaultMode, RoleCertainty
+from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
+from hustlexp.services.base import Service, one, returns_result
+
+REONBOARD_COOLDOWN = timedelta(days=7)
+STRONG_AT = Decimal("0.75")
+MODERATE_AT = Decimal("0.60")
+
+# Presentation preferences onboarding sets for each role (domain §2.5).
+ROLE_PREFS = {
+    DefaultMode.WORKER: {"xp_visibility_rules": "ledger", "copy_tone_variant": "earner"},
+    DefaultMode.POSTER: {"xp_visibility_rules": "outcome", "copy_tone_variant": "delegator"},
+}
+
+EDITABLE = ("full_name", "avatar_url", "default_mode", "phone")
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_PHONE = re.compile(r"\+?[0-9][0-9 ().-]{5,18}[0-9]")
+_CONNECT_ID = re.compile(r"acct_[A-Za-z0-9]{1,250}")
+
+
+def parse_uuid(value: Any) -> UUID | None:
+    """The UUID in `value`, or None when it is not one (a bad id in a path is a 404)."""
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _missing_user() -> NotFound:
+    return NotFound("No such user.", code="HX504")
+
+
+def require_active(conn: Any, user_id: Any, *, lock: bool = False) -> dict[str, Any]:
+    """The user's row if their account may act: NotFound HX504 when there is no such user,
+    Forbidden HX602 when paused (read-only until they resume), Forbidden when suspended.
+    `lock=True` holds the row FOR UPDATE, for callers about to change it."""
+    uid = parse_uuid(user_id)
+    if uid is None:
+        raise _missing_user()
+    query = "SELECT * FROM users WHERE id = %s FOR UPDATE" if lock else "SELECT * FROM users WHERE id = %s"
+    user = one(conn, query, (uid,))
+    if user is None:
+        raise _missing_user()
+    if user["account_status"] == AccountStatus.PAUSED:
+        raise Forbidden("Your account is paused; resume it to do that.", code="HX602")
+    if user["account_status"] == AccountStatus.SUSPENDED:
+        raise Forbidden("Your account is suspended.")
+    return user
+
+
+def certainty_tier(confidence: Decimal) -> RoleCertainty:
+    if confidence >= STRONG_AT:
+        return RoleCertainty.STRONG
+    if confidence >= MODERATE_AT:
+        return RoleCertainty.MODERATE
+    return RoleCertainty.WEAK
+
+
+# -- validation ---------------------------------------------------------------
+
+def _name(value: Any, errors: dict[str, list[str]]) -> str | None:
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 255:
+        errors["full_name"] = ["1 to 255 characters"]
+        return None
+    return value.strip()
+
+
+def _phone(value: Any, errors: dict[str, list[str]]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 20 or _PHONE.fullmatch(value.strip()) is None:
+        errors["phone"] = ["a phone number of at most 20 characters"]
+        return None
+    return value.strip()
+
+
+def _mode(value: Any, errors: dict[str, list[str]]) -> str | None:
+    if value not in DefaultMode.__members__.values():
+        errors["default_mode"] = ["worker or poster"]
+        return None
+    return str(value)
+
+
+def _avatar(value: Any, errors: dict[str, list[str]]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 500 or not value.startswith(("https://", "http://")):
+        errors["avatar_url"] = ["an http(s) URL of at most 500 characters"]
+        return None
+    return value
+
+
+def _confidence(value: Any, field: str, errors: dict[str, list[str]]) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise InvalidOperation
+        number = Decimal(str(value))
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not number.is_finite() or not Decimal(0) <= number <= Decimal(1):
+        errors[field] = ["a number from 0 to 1"]
+        return None
+    return number.quantize(Decimal("0.0001"))
+
+
+def _raise_if(errors: dict[str, list[str]]) -> None:
+    if errors:
+        raise ValidationError("invalid user data", details=errors)
+
+
+class UserService(Service):
+    @returns_result
+    def create(self, *, firebase_uid: str | None, email: str, full_name: str, phone: str | None = None,
+               default_mode: str = DefaultMode.WORKER) -> dict[str, Any]:
+        """Register a user. A taken email, Firebase uid or phone is a Conflict."""
+        errors: dict[str, list[str]] = {}
+        if firebase_uid is not None and (not isinstance(firebase_uid, str) or not 1 <= len(firebase_uid) <= 128):
+            errors["firebase_uid"] = ["1 to 128 characters"]
+        if not isinstance(email, str) or len(email.strip()) > 255 or _EMAIL.fullmatch(email.strip()) is None:
+            errors["email"] = ["a valid email address"]
+        name = _name(full_name, errors)
+        number = _phone(phone, errors)
+        mode = _mode(default_mode, errors)
+        _raise_if(errors)
+        address = email.strip().lower()
+        with self.db.transaction() as conn:
+            taken = conn.execute(
+                "SELECT email, firebase_uid, phone FROM users "
+                "WHERE email = %s OR firebase_uid = %s OR phone = %s", (address, firebase_uid, number)).fetchall()
+            if taken:
+                fields = sorted({field for row in taken for field, mine in
+                                 (("email", address), ("firebase_uid", firebase_uid), ("phone", number))
+                                 if mine is not None and row[field] == mine})
+                raise Conflict("That account is already registered.",
+                               details={field: ["already registered"] for field in fields})
+            user = one(conn, """
+                INSERT INTO users (firebase_uid, email, full_name, phone, default_mode)
+                VALUES (%s, %s, %s, %s, %s) RETURNING *""", (firebase_uid, address, name, number, mode))
+            assert user is not None
+            return user
+
+    @returns_result
+    def get_by_id(self, user_id: Any) -> dict[str, Any]:
+        uid = parse_uuid(user_id)
+        if uid is None:
+            raise _missing_user()
+        return self._one("SELECT * FROM users WHERE id = %s", uid)
+
+    @returns_result
+    def get_by_email(self, email: str) -> dict[str, Any]:
+        if not isinstance(email, str):
+            raise _missing_user()
+        return self._one("SELECT * FROM users WHERE email = %s", email.strip().lower())
+
+    @returns_result
+    def get_by_firebase_uid(self, firebase_uid: str) -> dict[str, Any]:
+        if not isinstance(firebase_uid, str) or not firebase_uid:
+            raise _missing_user()
+        return self._one("SELECT * FROM users WHERE firebase_uid = %s", firebase_uid)
+
+    @returns_result
+    def update(self, user_id: Any, **fields: Any) -> dict[str, Any]:
+        """Edit the profile: full_name, avatar_url (None clears), default_mode, phone (None
+        clears). Anything else, or nothing at all, is a ValidationError."""
+        if not fields:
+            raise ValidationError("nothing to update", details={"_schema": ["send at least one field"]})
+        errors: dict[str, list[str]] = {k: ["cannot be changed here"] for k in fields if k not in EDITABLE}
+        values: dict[str, Any] = {}
+        if "full_name" in fields:
+            values["full_name"] = _name(fields["full_name"], errors)
+        if "avatar_url" in fields:
+            values["avatar_url"] = _avatar(fields["avatar_url"], errors)
+        if "default_mode" in fields:
+            values["default_mode"] = _mode(fields["default_mode"], errors)
+        if "phone" in fields:
+            values["phone"] = _phone(fields["phone"], errors)
+        _raise_if(errors)
+        with self.db.transaction() as conn:
+            user = require_active(conn, user_id, lock=True)
+            if values.get("phone") is not None and one(
+                    conn, "SELECT 1 FROM users WHERE phone = %s AND id <> %s", (values["phone"], user["id"])):
+                raise Conflict("That phone number is already registered.",
+                               details={"phone": ["already registered"]})
+            # Column names come from EDITABLE, never from the caller.
+            assignments = sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(col), sql.Placeholder(col)) for col in values)
+            query = sql.SQL("UPDATE users SET {} WHERE id = %(id)s RETURNING *").format(assignments)
+            updated: dict[str, Any] | None = conn.execute(query, values | {"id": user["id"]}).fetchone()
+            assert updated is not None
+            return updated
+
+    @returns_result
+    def complete_onboarding(self, user_id: Any, *, version: str = "1.0",
+                            role_confidence_worker: Any = None, role_confidence_poster: Any = None,
+                            overridden: bool = False) -> dict[str, Any]:
+        """Finish onboarding (domain §2.5): stamp it, lock the version, infer the role from the
+        two confidences (the higher wins; `overridden` means the user chose the other one),
+        grade the certainty and set the role's presentation preferences.
+
+        Repeating a completion with nothing new is a no-op. Re-onboarding with new answers is
+        refused within 7 days of the last completion (Conflict), and after that allowed only
+        when the role was WEAK or overridden (otherwise an admin must do it: Forbidden)."""
+        errors: dict[str, list[str]] = {}
+        if not isinstance(version, str) or not 1 <= len(version) <= 20:
+            errors["version"] = ["1 to 20 characters"]
+        worker = _confidence(role_confidence_worker, "role_confidence_worker", errors)
+        poster = _confidence(role_confidence_poster, "role_confidence_poster", errors)
+        if not isinstance(overridden, bool):
+            errors["overridden"] = ["true or false"]
+        _raise_if(errors)
+        answered = worker is not None or poster is not None
+        now = self.s.clock()
+        with self.db.transaction() as conn:
+            user = require_active(conn, user_id, lock=True)
+            if user["onboarding_completed_at"] is not None:
+                same = (version == user["onboarding_version"] and worker == user["role_confidence_worker"]
+                        and poster == user["role_confidence_poster"]
+                        and overridden == user["role_was_overridden"])
+                if not answered or same:
+                    return user
+                self._check_reonboarding(user, now)
+
+            mode = user["default_mode"]
+            tier = user["role_certainty_tier"] if not answered else None
+            if answered:
+                w, p = worker or Decimal(0), poster or Decimal(0)
+                inferred = DefaultMode.WORKER if w >= p else DefaultMode.POSTER
+                other = DefaultMode.POSTER if inferred == DefaultMode.WORKER else DefaultMode.WORKER
+                mode = other if overridden else inferred
+                tier = certainty_tier(max(w, p))
+            prefs = ROLE_PREFS[DefaultMode(mode)]
+            updated = one(conn, """
+                UPDATE users
+                   SET onboarding_completed_at = %(now)s, onboarding_version = %(version)s,
+                       role_confidence_worker = %(worker)s, role_confidence_poster = %(poster)s,
+                       role_certainty_tier = %(tier)s, role_was_overridden = %(overridden)s,
+                       default_mode = %(mode)s, xp_visibility_rules = %(xp_vis)s,
+                       copy_tone_variant = %(tone)s
+                 WHERE id = %(id)s RETURNING *""", {
+                "now": now, "version": version, "worker": worker, "poster": poster, "tier": tier,
+                "overridden": overridden, "mode": mode, "xp_vis": prefs["xp_visibility_rules"],
+                "tone": prefs["copy_tone_variant"], "id": user["id"]})
+            assert updated is not None
+            return updated
+
+    @returns_result
+    def get_admin_role(self, user_id: Any) -> dict[str, Any] | None:
+        """The user's admin_roles row (role and permission flags), or None for everyone else."""
+        uid = parse_uuid(user_id)
+        if uid is None:
+            return None
+        with self.db.transaction() as conn:
+            return one(conn, "SELECT * FROM admin_roles WHERE user_id = %s", (uid,))
+
+    @returns_result
+    def pause(self, user_id: Any) -> dict[str, Any]:
+        """ACTIVE → PAUSED, remembering the streak and tier it paused with. Pausing a paused
+        account changes nothing; a suspended one cannot."""
+        with self.db.transaction() as conn:
+            user = self._locked(conn, user_id)
+            if user["account_status"] == AccountStatus.PAUSED:
+                return user
+            updated = one(conn, """
+                UPDATE users SET account_status = 'PAUSED', paused_at = %s,
+                       pause_streak_snapshot = current_streak, pause_trust_tier_snapshot = trust_tier
+                 WHERE id = %s RETURNING *""", (self.s.clock(), user["id"]))
+            assert updated is not None
+            return updated
+
+    @returns_result
+    def resume(self, user_id: Any) -> dict[str, Any]:
+        """PAUSED → ACTIVE. The snapshots stay for the trust job to judge the pause's length."""
+        with self.db.transaction() as conn:
+            user = self._locked(conn, user_id)
+            if user["account_status"] == AccountStatus.ACTIVE:
+                return user
+            updated = one(conn, "UPDATE users SET account_status = 'ACTIVE', paused_at = NULL "
+                                "WHERE id = %s RETURNING *", (user["id"],))
+            assert updated is not None
+            return updated
+
+    @returns_result
+    def set_connect_account(self, user_id: Any, stripe_connect_id: str) -> dict[str, Any]:
+        """Record where the user's payouts go (a Stripe Connect account id, acct_…). Allowed
+        whatever the account status: a paused worker may still be owed money."""
+        if not isinstance(stripe_connect_id, str) or _CONNECT_ID.fullmatch(stripe_connect_id) is None:
+            raise ValidationError("invalid Stripe Connect account id",
+                                  details={"stripe_connect_id": ["acct_…"]})
+        uid = parse_uuid(user_id)
+        if uid is None:
+            raise _missing_user()
+        with self.db.transaction() as conn:
+            updated = one(conn, "UPDATE users SET stripe_connect_id = %s WHERE id = %s RETURNING *",
+                          (stripe_connect_id, uid))
+            if updated is None:
+                raise _missing_user()
+            return updated
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _one(self, query: str, value: Any) -> dict[str, Any]:
+        with self.db.transaction() as conn:
+            user = one(conn, query, (value,))
+        if user is None:
+            raise _missing_user()
+        return user
+
+    @staticmethod
+    def _locked(conn: Any, user_id: Any) -> dict[str, Any]:
+        uid = parse_uuid(user_id)
+        user = one(conn, "SELECT * FROM users WHERE id = %s FOR UPDATE", (uid,)) if uid else None
+        if user is None:
+            raise _missing_user()
+        if user["account_status"] == AccountStatus.SUSPENDED:
+            raise Forbidden("Your account is suspended.")
+        return user
+
+    @staticmethod
+    def _check_reonboarding(user: dict[str, Any], now: datetime) -> None:
+        if now - user["onboarding_completed_at"] < REONBOARD_COOLDOWN:
+            raise Conflict("Onboarding was completed less than 7 days ago.",
+                           details={"onboarding": ["retry after 7 days"]})
+        # No recorded certainty (onboarding finished without answers) counts as weak.
+        if user["role_certainty_tier"] not in (None, RoleCertainty.WEAK) and not user["role_was_overridden"]:
+            raise Forbidden("Your role is settled; ask support to change it.")
