@@ -94,7 +94,8 @@ class DisputeService(Service):
                 conn.execute("UPDATE proofs SET state = 'ACCEPTED', reviewed_by = %s, reviewed_at = now() "
                              "WHERE id = %s", (admin_id, latest["id"]))
                 completion = self.s.tasks.finish(conn, task)
-                action, escrow, xp = "RELEASE", completion["escrow"], completion["xp_awarded"]
+                task, escrow, xp = completion["task"], completion["escrow"], completion["xp_awarded"]
+                action = "RELEASE"
                 penalties = (False, True)
             else:
                 conn.execute("UPDATE proofs SET state = 'EXPIRED' WHERE task_id = %s AND state IN "

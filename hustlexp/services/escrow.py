@@ -36,14 +36,19 @@ class EscrowService(Service):
     # -- reads ---------------------------------------------------------------
 
     @returns_result
-    def get_by_id(self, escrow_id: UUID) -> dict[str, Any]:
+    def get_by_id(self, escrow_id: UUID, viewer_id: UUID | None = None) -> dict[str, Any]:
         with self.db.transaction() as conn:
-            return _escrow(conn, "id", escrow_id)
+            escrow = _escrow(conn, "id", escrow_id)
+            _require_viewer(conn, escrow, viewer_id)
+            return escrow
 
     @returns_result
-    def get_by_task_id(self, task_id: UUID) -> dict[str, Any]:
+    def get_by_task_id(self, task_id: UUID, viewer_id: UUID | None = None) -> dict[str, Any]:
+        """The task's escrow; with viewer_id, only for the task's poster, worker or an admin."""
         with self.db.transaction() as conn:
-            return _escrow(conn, "task_id", task_id)
+            escrow = _escrow(conn, "task_id", task_id)
+            _require_viewer(conn, escrow, viewer_id)
+            return escrow
 
     # -- funding -------------------------------------------------------------
 
@@ -265,6 +270,14 @@ def _escrow(conn: Any, column: str, value: Any) -> dict[str, Any]:
     if row is None:
         raise NotFound("escrow not found")
     return row
+
+
+def _require_viewer(conn: Any, escrow: dict[str, Any], viewer_id: UUID | None) -> None:
+    if viewer_id is None:
+        return
+    task = _task(conn, escrow["task_id"])
+    if viewer_id not in (task["poster_id"], task["worker_id"]) and audit.admin_role(conn, viewer_id) is None:
+        raise Forbidden("only the task's poster, its worker or an admin can see its escrow")
 
 
 def _lock(conn: Any, escrow_id: Any) -> dict[str, Any]:
