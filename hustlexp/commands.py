@@ -1,9 +1,114 @@
-"""Subcommands beyond `db`: serve and jobs. Each registers itself on the `hustlexp` parser."""
+"""Subcommands beyond `db`: serve (and jobs). Each registers itself on the `hustlexp` parser.
+
+`hustlexp serve` runs the API under gunicorn (its Python API: workers fork from this process
+and build their own app with create_app, so no pool or socket crosses a fork). With no
+DATABASE_URL it first starts the embedded PostgreSQL and applies the schema to an empty
+database; Ctrl-C or SIGTERM stops gunicorn (workers finish in-flight requests) and then the
+embedded server."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import logging
+import os
 from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from hustlexp import config
+
+log = logging.getLogger("hustlexp.serve")
+
+GRACEFUL_TIMEOUT_SECONDS = 30
 
 
 def register(sub: Any) -> None:
-    """Add `serve` and `jobs` once they exist (API and jobs issues)."""
+    serve = sub.add_parser("serve", help="serve the REST API with gunicorn",
+                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    serve.set_defaults(func=cmd_serve)
+
+    from hustlexp.jobs import cli as jobs_cli
+
+    jobs_cli.register(sub)
+
+
+def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
+    from hustlexp.cli import CliError
+
+    if not 1 <= args.port <= 65535:
+        raise CliError(f"--port must be 1..65535, not {args.port}")
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    url, server = _database(settings)
+    master = os.getpid()
+    try:
+        app = ApiServer(dataclasses.replace(settings, database_url=url), {
+            "bind": f"{args.host}:{args.port}",
+            "workers": args.workers,
+            "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
+            "accesslog": "-" if args.access_log else None,
+            "errorlog": "-",
+            "loglevel": "info" if args.verbose else "warning",
+            "proc_name": "hustlexp",
+        })
+        log.info("serving on http://%s:%s", args.host, args.port)
+        app.run()  # returns by SystemExit when gunicorn halts
+    finally:
+        # A forked worker unwinds through here too; only the master owns the embedded server.
+        if server is not None and os.getpid() == master:
+            server.cleanup()
+    return 0
+
+
+def _database(settings: config.Settings) -> tuple[str, Any]:
+    """DATABASE_URL, or the embedded server with the schema applied if its database is empty."""
+    import psycopg
+
+    from hustlexp.cli import CliError
+    from hustlexp.db import embedded
+    from hustlexp.db import schema as schema_mod
+
+    if settings.database_url:
+        return settings.database_url, None
+    url, server = embedded.resolve_url(None)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            outcome = schema_mod.apply(conn)
+    except schema_mod.SchemaError as exc:
+        server.cleanup()
+        raise CliError(str(exc)) from None
+    if outcome == "applied":
+        log.warning("embedded database was empty: schema %s applied", schema_mod.SCHEMA_VERSION)
+    return url, server
+
+
+class ApiServer(BaseApplication):
+    """gunicorn, configured in code; each worker builds its app after the fork."""
+
+    def __init__(self, settings: config.Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = {k: v for k, v in options.items() if v is not None}
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+        self.cfg.set("worker_exit", _close_worker_app)
+
+    def load(self) -> Any:
+        from hustlexp.app import create_app
+
+        return create_app(self.settings)
+
+
+def _close_worker_app(arbiter: Any, worker: Any) -> None:
+    app = getattr(worker.app, "callable", None)
+    if app is not None:
+        from hustlexp.app import close_app
+
+        close_app(app)

@@ -1,0 +1,91 @@
+"""`hustlexp jobs worker | run NAME | schema`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from hustlexp import config
+from hustlexp.jobs import PASSES, build_app, run_pass
+
+if TYPE_CHECKING:
+    from hustlexp.services import Services
+
+log = logging.getLogger("hustlexp.jobs")
+
+
+def register(sub: Any) -> None:
+    jobs = sub.add_parser("jobs", help="background jobs (procrastinate)").add_subparsers(
+        dest="jobs_command", required=True)
+    worker = jobs.add_parser("worker", help="run a worker: executes and schedules the periodic jobs")
+    worker.add_argument("--concurrency", type=int, default=2, help="jobs run at once (default 2)")
+    worker.set_defaults(func=cmd_worker)
+    run = jobs.add_parser("run", help="run one pass of a job now (cron, operators, tests)")
+    run.add_argument("name", choices=sorted(PASSES))
+    run.set_defaults(func=cmd_run)
+    schema = jobs.add_parser("schema", help="install procrastinate's tables if missing")
+    schema.set_defaults(func=cmd_schema)
+
+
+def _services(settings: config.Settings) -> tuple[Services, Any]:
+    from hustlexp.app import init_db, init_payments
+    from hustlexp.services import Services
+
+    db, server = init_db(settings)
+    services = Services(db, payments=init_payments(settings), webhook_secret=settings.stripe_webhook_secret,
+                        storage_dir=settings.storage_dir)
+    return services, server
+
+
+def cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
+    services, _server = _services(settings)
+    try:
+        counts = run_pass(args.name, services)
+    finally:
+        services.db.close()
+    print(json.dumps({"job": args.name, **counts}))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace, settings: config.Settings) -> int:
+    services, _server = _services(settings)
+    try:
+        _ensure_queue_schema(services.db.conninfo)
+    finally:
+        services.db.close()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: config.Settings) -> int:
+    services, _server = _services(settings)
+    conninfo = services.db.conninfo
+    _ensure_queue_schema(conninfo)
+    app = build_app(conninfo, lambda: services)
+    log.warning("jobs worker started: %s", ", ".join(f"{n} ({c})" for n, (c, _) in PASSES.items()))
+    try:
+        app.run_worker(concurrency=args.concurrency)
+    finally:
+        services.db.close()
+    return 0
+
+
+def _ensure_queue_schema(conninfo: str) -> None:
+    """procrastinate's own tables, installed once (their presence is checked first, so two
+    workers starting together don't both try)."""
+    import procrastinate
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext('hustlexp.procrastinate_schema'))")
+        try:
+            exists = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
+            if exists and exists[0]:
+                return
+            app = procrastinate.App(connector=procrastinate.SyncPsycopgConnector(conninfo=conninfo))
+            with app.open():
+                app.schema_manager.apply_schema()
+            log.warning("installed procrastinate's job tables")
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('hustlexp.procrastinate_schema'))")
