@@ -9,7 +9,7 @@ import importlib
 
 from flask_smorest import Api
 
-ROUTERS = ("health", "webhooks", "users", "notifications", "tasks", "escrows", "proofs", "disputes")
+ROUTERS = ("health", "webhooks", "users", "notifications", "messages", "tasks", "escrows", "proofs", "disputes")
 
 
 def register_routers(api: Api) -> None:

@@ -3,7 +3,8 @@ read from our database (never from token claims).
 
 - ``@requires_token``: a verified token is enough (only POST /api/users, registration).
 - ``@requires_user``: a verified token whose uid has a users row; SUSPENDED accounts are
-  refused (403 FORBIDDEN), PAUSED accounts may read but not change anything (403 HX602).
+  refused (403 FORBIDDEN), PAUSED accounts may read but not change anything (403 HX602)
+  unless the route says ``@requires_user(allow_paused=True)``.
 - ``@requires_admin("can_resolve_disputes")``: ``requires_user`` plus that admin_roles flag.
 - ``current_user()`` (a domain.User), ``current_claims()`` (the verified token's claims) and
   ``current_admin()`` (the admin_roles row) inside a decorated view.
@@ -27,7 +28,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 import firebase_admin
 from firebase_admin import auth as fb_auth
@@ -125,18 +126,18 @@ def _authenticate() -> dict[str, Any]:
     return claims
 
 
-def _load_user() -> User:
+def _load_user(*, allow_paused: bool = False) -> User:
     user: User | None = g.get("hx_user")
     if user is None:
         claims = _authenticate()
         result = services().users.get_by_firebase_uid(claims["uid"])
         if result.error is not None:
             raise result.error
-        user = cast(User, result.data)
+        user = User.from_row(cast(dict[str, Any], result.data))
         g.hx_user = user
     if user.account_status == AccountStatus.SUSPENDED:
         raise Forbidden("This account is suspended.")
-    if user.account_status == AccountStatus.PAUSED and request.method in _MUTATING:
+    if user.account_status == AccountStatus.PAUSED and request.method in _MUTATING and not allow_paused:
         raise AccountPaused("This account is paused; resume it to make changes.")
     return user
 
@@ -192,16 +193,29 @@ def requires_token(fn: F) -> F:
     return cast(F, wrapper)
 
 
-def requires_user(fn: F) -> F:
-    """A verified token of a registered, not suspended user (PAUSED: reads only)."""
+@overload
+def requires_user(fn: F, /) -> F: ...
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _load_user()
-        return fn(*args, **kwargs)
 
-    _documented(wrapper, codes=(401, 403, 404))
-    return cast(F, wrapper)
+@overload
+def requires_user(*, allow_paused: bool = False) -> Callable[[F], F]: ...
+
+
+def requires_user(fn: Any = None, /, *, allow_paused: bool = False) -> Any:
+    """A verified token of a registered user who is not suspended. A PAUSED account may only
+    read, unless the route opts in with ``@requires_user(allow_paused=True)`` (inbox
+    housekeeping, the payout account: nothing that moves the marketplace)."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            _load_user(allow_paused=allow_paused)
+            return view(*args, **kwargs)
+
+        _documented(wrapper, codes=(401, 403, 404))
+        return cast(F, wrapper)
+
+    return decorator(fn) if fn is not None else decorator
 
 
 def requires_admin(flag: str) -> Callable[[F], F]:

@@ -29,7 +29,7 @@ Pieces:
 - ``PageQuerySchema`` (limit 1..100, default 20; offset >= 0): subclass it to change limits.
 - Path ids use Flask's ``<uuid:...>`` converter: a malformed id never matches, so it is 404.
 - Errors (``init_errors``): DomainError -> its status and code (429 adds Retry-After,
-  AUTH_INVALID adds ``WWW-Authenticate: Bearer``); werkzeug HTTP errors (404 unknown
+  401s add ``WWW-Authenticate: Bearer``); werkzeug HTTP errors (404 unknown
   route, 405 with Allow, ...) and webargs validation failures -> the error envelope;
   anything else -> 500 INTERNAL_ERROR, logged, never an HTML page.
 - Auth decorators live in hustlexp.api.auth: ``@requires_user``, ``@requires_registered_token``,
@@ -57,7 +57,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from hustlexp.domain import ServiceResult
-from hustlexp.errors import AuthInvalid, DomainError, RateLimited
+from hustlexp.errors import AuthInvalid, AuthRequired, DomainError, RateLimited
 
 if TYPE_CHECKING:
     from hustlexp.services import Services
@@ -225,6 +225,8 @@ def domain_error_response(err: DomainError) -> ResponseReturnValue:
         headers["Retry-After"] = str(max(1, int(err.retry_after)))
     if isinstance(err, AuthInvalid):
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    elif isinstance(err, AuthRequired):
+        headers["WWW-Authenticate"] = "Bearer"
     if err.status >= 500:
         log.error("request failed: %r", err, exc_info=err)
     return error_response(err.status, err.code, err.message, err.details, headers)

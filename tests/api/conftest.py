@@ -14,7 +14,10 @@ verification. Reuse them in every tests/api module.
 - ``make_admin(user_id, role="admin", **flags)``: an admin_roles row (flags default false).
 - ``conn``: a raw connection to the same database (from tests/conftest.py), for setup that
   has no API (task states, badges...) through tests/factories.py.
-- ``error(response)``: the error body, after asserting the envelope shape.
+- ``services``: the app's own Services container: drive a task's life with
+  tests.services.flows (e.g. ``flows.completed_task(services, stripe_fake, worker=user_id)``).
+- ``error(response)`` / ``data(response)``: plain helpers (import them from this module) that
+  assert the error / success envelope and return its error object / data.
 """
 
 from __future__ import annotations
@@ -39,11 +42,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from hustlexp.app import close_app, create_app
+from hustlexp.services import Services
 from hustlexp.services.payments import PaymentsGateway
 from tests.fakes.stripe_fake import FakeStripe
+from tests.services.conftest import WEBHOOK_SECRET as SERVICES_WEBHOOK_SECRET
 
 PROJECT_ID = "hustlexp-test"
-WEBHOOK_SECRET = "whsec_test_api"
+# The services' test secret, so tests.services.flows can drive the app's own Services.
+WEBHOOK_SECRET = SERVICES_WEBHOOK_SECRET
 KEY_ID = "hx-test-key-1"
 
 TokenFor = Callable[..., str]
@@ -148,6 +154,12 @@ def app(db_url: str, tmp_path: Any, firebase_certs: str, stripe_fake: FakeStripe
     application.config["TESTING"] = True
     yield application
     close_app(application)
+
+
+@pytest.fixture
+def services(app: Flask) -> Services:
+    services: Services = app.extensions["hustlexp"].services
+    return services
 
 
 @pytest.fixture
