@@ -27,8 +27,9 @@ def register(sub: Any) -> None:
     serve = sub.add_parser("serve", help="serve the REST API with gunicorn",
                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
-    serve.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    serve.add_argument("--port", type=_ranged(1, 65535), default=8000, help="port to bind (default 8000)")
+    serve.add_argument("--workers", type=_ranged(1, 64), default=2,
+                       help="gunicorn worker processes (default 2)")
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
     serve.set_defaults(func=cmd_serve)
 
@@ -37,13 +38,22 @@ def register(sub: Any) -> None:
     jobs_cli.register(sub)
 
 
-def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
-    from hustlexp.cli import CliError
+def _ranged(low: int, high: int) -> Any:
+    """An argparse type: an integer in low..high (argparse reports anything else, exit 2)."""
 
-    if not 1 <= args.port <= 65535:
-        raise CliError(f"--port must be 1..65535, not {args.port}")
-    if args.workers < 1:
-        raise CliError("--workers must be at least 1")
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}..{high}, not {value}")
+        return value
+
+    return parse
+
+
+def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
     url, server = _database(settings)
     master = os.getpid()
     try:
@@ -69,7 +79,6 @@ def _database(settings: config.Settings) -> tuple[str, Any]:
     """DATABASE_URL, or the embedded server with the schema applied if its database is empty."""
     import psycopg
 
-    from hustlexp.cli import CliError
     from hustlexp.db import embedded
     from hustlexp.db import schema as schema_mod
 
@@ -81,7 +90,10 @@ def _database(settings: config.Settings) -> tuple[str, Any]:
             outcome = schema_mod.apply(conn)
     except schema_mod.SchemaError as exc:
         server.cleanup()
-        raise CliError(str(exc)) from None
+        # ConfigError (not cli.CliError) so `python -m hustlexp.cli`, where cli is __main__,
+        # still reports it as one clear line.
+        raise config.ConfigError(f"the embedded database in {embedded.DEFAULT_DATA_DIR} or "
+                                 f"HUSTLEXP_PGDATA cannot be served: {exc}") from None
     if outcome == "applied":
         log.warning("embedded database was empty: schema %s applied", schema_mod.SCHEMA_VERSION)
     return url, server

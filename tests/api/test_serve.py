@@ -1,0 +1,93 @@
+"""`hustlexp serve`: the real command in a subprocess, on its own embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+START_TIMEOUT = 120.0
+# The installed console script, as users run it.
+HUSTLEXP = [str(Path(sys.executable).parent / "hustlexp")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for_health(base: str, proc: subprocess.Popen[bytes]) -> requests.Response:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "hustlexp serve exited before answering"
+        try:
+            response = requests.get(f"{base}/health", timeout=2)
+            if response.status_code == 200:
+                return response
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("GET /health never answered 200")
+
+
+def test_serve_starts_embedded_database_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    port = free_port()
+    pgdata = tmp_path / "pgdata"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "FIREBASE_AUTH_EMULATOR_HOST", "STRIPE_API_BASE")}
+    env |= {"HUSTLEXP_ENV": "development", "HUSTLEXP_PGDATA": str(pgdata),
+            "HUSTLEXP_STORAGE_DIR": str(tmp_path / "uploads")}
+    proc = subprocess.Popen([*HUSTLEXP, "serve", "--port", str(port), "--workers", "2"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        health = wait_for_health(base, proc)
+        assert health.json()["schema_version"] == "1.0.0"  # applied to the empty database
+        assert health.json()["checks"] == {"database": "ok"}
+        spec = requests.get(f"{base}/openapi.json", timeout=5)
+        assert spec.status_code == 200
+        assert "/api/users/me" in spec.json()["paths"]
+        unauthenticated = requests.get(f"{base}/api/users/me", timeout=5)
+        assert unauthenticated.status_code == 401
+        assert unauthenticated.json()["error"]["code"] == "AUTH_REQUIRED"
+
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+        assert alive(postmaster)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, output.decode(errors="replace")[-2000:]
+        deadline = time.monotonic() + 10
+        while alive(postmaster) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(postmaster), "the embedded PostgreSQL outlived hustlexp serve"
+        assert not (pgdata / "postmaster.pid").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("argv", [["--port", "0"], ["--port", "70000"], ["--port", "http"],
+                                  ["--workers", "0"]])
+def test_serve_rejects_bad_flags_before_starting_anything(tmp_path: Path, argv: list[str]) -> None:
+    result = subprocess.run([*HUSTLEXP, "serve", *argv], cwd=tmp_path, capture_output=True, timeout=60,
+                            env=os.environ | {"HUSTLEXP_PGDATA": str(tmp_path / "pgdata")})
+    assert result.returncode == 2
+    assert argv[0].encode() in result.stderr
+    assert not (tmp_path / "pgdata").exists()
