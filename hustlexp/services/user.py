@@ -129,19 +129,19 @@ def _raise_if(errors: dict[str, list[str]]) -> None:
 
 class UserService(Service):
     @returns_result
-    def create(self, *, firebase_uid: str | None, email: str, full_name: str, phone: str | None = None,
+    def create(self, *, firebase_uid: str | None, email: str | None, full_name: str, phone: str | None = None,
                default_mode: str = DefaultMode.WORKER) -> dict[str, Any]:
         """Register a user. A taken email, Firebase uid or phone is a Conflict."""
         errors: dict[str, list[str]] = {}
         if firebase_uid is not None and (not isinstance(firebase_uid, str) or not 1 <= len(firebase_uid) <= 128):
             errors["firebase_uid"] = ["1 to 128 characters"]
-        if not isinstance(email, str) or len(email.strip()) > 255 or _EMAIL.fullmatch(email.strip()) is None:
+        address = email.strip().lower() if isinstance(email, str) else ""
+        if len(address) > 255 or _EMAIL.fullmatch(address) is None:
             errors["email"] = ["a valid email address"]
         name = _name(full_name, errors)
         number = _phone(phone, errors)
         mode = _mode(default_mode, errors)
         _raise_if(errors)
-        address = email.strip().lower()
         with self.db.transaction() as conn:
             taken = conn.execute(
                 "SELECT email, firebase_uid, phone FROM users "

@@ -71,7 +71,8 @@ def test_create_duplicate_is_conflict(svc, field):
 
 
 @pytest.mark.parametrize("kw", [
-    {"email": "not-an-email"}, {"email": "a@b.c" + "x" * 300}, {"full_name": ""}, {"full_name": "x" * 256},
+    {"email": "not-an-email"}, {"email": None}, {"email": "a@b.c" + "x" * 300}, {"full_name": ""},
+    {"full_name": "x" * 256},
     {"phone": "call me"}, {"phone": "+1" + "5" * 25}, {"default_mode": "admin"}, {"firebase_uid": ""},
 ])
 def test_create_invalid_input_is_refused(svc, kw):
