@@ -102,3 +102,98 @@ def _insert(conn: Conn, table: str, values: dict[str, Any]) -> Any:
     row = conn.execute(query, list(values.values())).fetchone()
     assert row is not None
     return row["id"]
+
+
+def task_in(conn: Conn, state: str, *, price: int = 4500) -> dict[str, Any]:
+    """A task brought to `state` the legal way: ids of its poster, worker (None if it never left
+    OPEN), escrow and, once one was submitted, its proof. The escrow stays where the task's own moves leave it (FUNDED,
+    LOCKED_DISPUTE once DISPUTED) so a test can attempt the escrow's next move itself."""
+    if state in ("OPEN", "EXPIRED"):
+        poster = user(conn)
+        task_id = task(conn, poster, price=price)
+        escrow_id = escrow(conn, task_id)
+        conn.execute("UPDATE escrows SET state = 'FUNDED', funded_at = now() WHERE id = %s", (escrow_id,))
+        ids: dict[str, Any] = {"poster": poster, "worker": None, "task": task_id, "escrow": escrow_id}
+        if state == "EXPIRED":
+            _set_task(conn, task_id, "EXPIRED", "expired_at")
+        return ids
+    ids = accepted_task(conn, price=price)
+    if state == "ACCEPTED":
+        return ids
+    if state == "CANCELLED":
+        _set_task(conn, ids["task"], "CANCELLED", "cancelled_at")
+        return ids
+    ids["proof"] = proof(conn, ids["task"], ids["worker"], state="SUBMITTED")
+    _set_task(conn, ids["task"], "PROOF_SUBMITTED", "proof_submitted_at")
+    if state == "DISPUTED":
+        _set_task(conn, ids["task"], "DISPUTED", None)
+        conn.execute("UPDATE escrows SET state = 'LOCKED_DISPUTE' WHERE id = %s", (ids["escrow"],))
+    elif state == "COMPLETED":
+        conn.execute("UPDATE proofs SET state = 'ACCEPTED', reviewed_by = %s, reviewed_at = now() "
+                     "WHERE id = %s", (ids["poster"], ids["proof"]))
+        _set_task(conn, ids["task"], "COMPLETED", "completed_at")
+    elif state != "PROOF_SUBMITTED":
+        raise ValueError(f"unknown task state {state!r}")
+    return ids
+
+
+def escrow_in(conn: Conn, state: str, *, price: int = 4500) -> dict[str, Any]:
+    """An escrow in `state` with its task in the matching state (task_in's ids). A split
+    (REFUND_PARTIAL) releases half of the price, rounded down, and refunds the rest."""
+    if state == "PENDING":
+        poster = user(conn)
+        task_id = task(conn, poster, price=price)
+        return {"poster": poster, "worker": None, "task": task_id, "escrow": escrow(conn, task_id)}
+    task_state = {"FUNDED": "ACCEPTED", "LOCKED_DISPUTE": "DISPUTED", "RELEASED": "COMPLETED",
+                  "REFUNDED": "CANCELLED", "REFUND_PARTIAL": "DISPUTED"}[state]
+    ids = task_in(conn, task_state, price=price)
+    if state == "RELEASED":
+        conn.execute("UPDATE escrows SET state = 'RELEASED', released_at = now() WHERE id = %s",
+                     (ids["escrow"],))
+    elif state == "REFUNDED":
+        conn.execute("UPDATE escrows SET state = 'REFUNDED', refunded_at = now() WHERE id = %s",
+                     (ids["escrow"],))
+    elif state == "REFUND_PARTIAL":
+        _set_task(conn, ids["task"], "CANCELLED", "cancelled_at")
+        release = price // 2
+        conn.execute("UPDATE escrows SET state = 'REFUND_PARTIAL', release_amount = %s, refund_amount = %s, "
+                     "released_at = now(), refunded_at = now() WHERE id = %s",
+                     (release, price - release, ids["escrow"]))
+    return ids
+
+
+def badge(conn: Conn, user_id: Any, badge_type: str = "first-task", **cols: Any) -> Any:
+    return _insert(conn, "badges", {"user_id": user_id, "badge_type": badge_type, "badge_tier": 1} | cols)
+
+
+def message(conn: Conn, task_id: Any, sender: Any, receiver: Any, **cols: Any) -> Any:
+    values = {"task_id": task_id, "sender_id": sender, "receiver_id": receiver,
+              "message_type": "TEXT", "content": "On my way"} | cols
+    return _insert(conn, "task_messages", values)
+
+
+def outbox(conn: Conn, escrow_id: Any, kind: str, amount: int, **cols: Any) -> Any:
+    """A money_outbox row keyed the way services key them: <kind>:<escrow id>."""
+    values = {"escrow_id": escrow_id, "kind": kind, "amount": amount,
+              "idempotency_key": f"{kind.lower()}:{escrow_id}"} | cols
+    return _insert(conn, "money_outbox", values)
+
+
+def trust_change(conn: Conn, user_id: Any, tier: int) -> None:
+    """Move a user's tier; the trust_tier_audit trigger writes the trust_ledger row."""
+    conn.execute("UPDATE users SET trust_tier = %s WHERE id = %s", (tier, user_id))
+
+
+def _set_task(conn: Conn, task_id: Any, state: str, stamp: str | None) -> None:
+    from psycopg import sql
+
+    stamp_sql = sql.SQL(", {} = now()").format(sql.Identifier(stamp)) if stamp else sql.SQL("")
+    conn.execute(sql.SQL("UPDATE tasks SET state = %s{} WHERE id = %s").format(stamp_sql), (state, task_id))
+
+
+
+def one(conn: Conn, query: Any, params: Any = ()) -> dict[str, Any]:
+    """The single row a test query must find."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None, "query found no row"
+    return row
