@@ -132,6 +132,7 @@ CATALOG: dict[str, Kind] = {
                          email=True),
     "PAYOUT_FAILED_PERMANENT": _k(P.CRITICAL, None, "task_or_profile", "Payout failed permanently",
                                   "The {kind} of {amount} for “{task_title}” failed after every retry.",
+                                  "The {kind} of {amount} for escrow {escrow_id} failed after every retry.",
                                   "A money movement failed after every retry and needs an admin.",
                                   audience="admins", email=True),
 }
@@ -291,6 +292,8 @@ def _context(metadata: dict[str, Any], task: dict[str, Any] | None) -> dict[str,
         ctx["effective_xp"] = metadata["xp"]
     if "badge_name" not in ctx and isinstance(metadata.get("badge_type"), str):
         ctx["badge_name"] = metadata["badge_type"].replace("-", " ").title()
+    if isinstance(metadata.get("kind"), str):
+        ctx["kind"] = metadata["kind"].lower()
     if isinstance(metadata.get("resolution"), str):
         ctx["resolution_text"] = metadata["resolution"].replace("_", " ").lower()
     if isinstance(metadata.get("preview"), str):

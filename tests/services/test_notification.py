@@ -198,6 +198,12 @@ def test_recipient_payout_alert_goes_to_admins_only(svc, conn, ids):
     assert "$38.25" in alert["body"]
     assert svc.notifications.notify(ids["poster"], "PAYOUT_FAILED_PERMANENT",
                                     task_id=ids["task"]).code == "HX805"
+    # The outbox job raises it without a task: it then points at the escrow.
+    escrow_alert = svc.notifications.notify(admin, "PAYOUT_FAILED_PERMANENT", metadata={
+        "kind": "TRANSFER", "amount": 3825, "escrow_id": str(ids["escrow"])}).unwrap()
+    assert escrow_alert["body"] == f"The transfer of $38.25 for escrow {ids['escrow']} failed after every retry."
+    assert escrow_alert["deep_link"] == f"hustlexp://profile/{admin}"
+    assert svc.notifications.notify(ids["poster"], "PAYOUT_FAILED_PERMANENT").code == "HX805"
 
 
 # -- transactions --------------------------------------------------------------
