@@ -23,6 +23,7 @@ Pieces:
   VALIDATION_ERROR (webargs' default is 422) and refuses unknown query parameters as well
   as unknown body fields (marshmallow's RAISE).
 - ``Schema``: base class for every input and output schema (unknown fields raise).
+  ``StrictBoolean`` for booleans in JSON bodies; ``fields.Integer(strict=True)`` for ints.
 - ``respond(result)``: the data of a successful ServiceResult; a failure raises its
   DomainError, which the error handlers render. Routes never build error bodies.
 - ``services()``: the app's ``Services`` container (built once in create_app).
@@ -71,6 +72,7 @@ __all__ = [
     "MethodView",
     "PageQuerySchema",
     "Schema",
+    "StrictBoolean",
     "envelope_schema",
     "error_response",
     "fields",
@@ -102,6 +104,16 @@ class Schema(ma.Schema):
 
     class Meta:
         unknown = ma.RAISE
+
+
+class StrictBoolean(fields.Boolean):
+    """For JSON bodies: true or false only (marshmallow's Boolean also takes "yes", 1, "on"...).
+    Query strings keep fields.Boolean, which reads "true"/"false"."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
 
 
 class PageQuerySchema(Schema):

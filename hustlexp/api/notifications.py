@@ -11,7 +11,17 @@ from marshmallow import ValidationError as SchemaError
 from marshmallow import validates_schema
 
 from hustlexp.api.auth import current_user, requires_user
-from hustlexp.api.base import Blueprint, MethodView, PageQuerySchema, Schema, fields, respond, services, validate
+from hustlexp.api.base import (
+    Blueprint,
+    MethodView,
+    PageQuerySchema,
+    Schema,
+    StrictBoolean,
+    fields,
+    respond,
+    services,
+    validate,
+)
 from hustlexp.domain import NotificationPriority
 
 blp = Blueprint("notifications", __name__, url_prefix="/api/notifications",
@@ -84,26 +94,26 @@ class PreferencesSchema(Schema):
 
 
 class QuietHoursPatchSchema(Schema):
-    enabled = fields.Boolean()
+    enabled = StrictBoolean()
     start = fields.String(validate=validate.Regexp(HHMM, error="must be HH:MM, 00:00 to 23:59"))
     end = fields.String(validate=validate.Regexp(HHMM, error="must be HH:MM, 00:00 to 23:59"))
     timezone = fields.String(validate=validate.Length(min=1, max=64))
 
 
 class CategoriesPatchSchema(Schema):
-    task_updates = fields.Boolean()
-    messages = fields.Boolean()
-    xp_badges = fields.Boolean()
-    marketing = fields.Boolean()
+    task_updates = StrictBoolean()
+    messages = StrictBoolean()
+    xp_badges = StrictBoolean()
+    marketing = StrictBoolean()
 
 
 class PreferencesPatchSchema(Schema):
-    push_enabled = fields.Boolean()
-    email_enabled = fields.Boolean()
-    sms_enabled = fields.Boolean()
+    push_enabled = StrictBoolean()
+    email_enabled = StrictBoolean()
+    sms_enabled = StrictBoolean()
     quiet_hours = fields.Nested(QuietHoursPatchSchema)
     categories = fields.Nested(CategoriesPatchSchema)
-    read_receipts = fields.Boolean()
+    read_receipts = StrictBoolean()
 
     @validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:

@@ -9,7 +9,7 @@ from marshmallow import ValidationError as SchemaError
 from marshmallow import validates_schema
 
 from hustlexp.api.auth import current_claims, current_user, requires_token, requires_user
-from hustlexp.api.base import Blueprint, MethodView, Schema, fields, respond, services, validate
+from hustlexp.api.base import Blueprint, MethodView, Schema, StrictBoolean, fields, respond, services, validate
 
 blp = Blueprint("users", __name__, url_prefix="/api/users", description="Users: profile, XP, badges, trust")
 
@@ -67,7 +67,7 @@ class OnboardingSchema(Schema):
     version = fields.String(validate=validate.Length(min=1, max=20))
     role_confidence_worker = fields.Float(validate=validate.Range(min=0, max=1))
     role_confidence_poster = fields.Float(validate=validate.Range(min=0, max=1))
-    overridden = fields.Boolean()
+    overridden = StrictBoolean()
 
 
 class XPQuerySchema(Schema):
