@@ -37,11 +37,11 @@ def wait_for_health(base: str, proc: subprocess.Popen[bytes]) -> requests.Respon
     while time.monotonic() < deadline:
         assert proc.poll() is None, "hustlexp serve exited before answering"
         try:
-            response = requests.get(f"{base}/health", timeout=2)
+            response = requests.get(f"{base}/health", timeout=5)
             if response.status_code == 200:
                 return response
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # still starting (workers boot after the embedded server is up)
         time.sleep(0.5)
     raise AssertionError("GET /health never answered 200")
 
