@@ -141,6 +141,8 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     failures = list(run.failures(chosen.gates))
     # Sessions nox added on its own (`requires=`) must pass as well.
     failures += [r for r in run.results if not r.ok and r.name not in {f.name for f in failures}]
+    if not failures and run.returncode != 0:
+        failures.append(gates_mod.SessionResult("nox", "failed", f"nox exited {run.returncode}"))
     extra: dict[str, Any] = {"state": chosen.state, "reason": "", "dry_run": False,
                              "nox": list(run.command), "sessions": report.sessions_json(run.results),
                              "step": report.step_json(queue, step, gates)}
