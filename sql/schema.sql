@@ -503,7 +503,7 @@ CREATE TABLE task_messages (
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
 
     CONSTRAINT task_messages_text_has_content CHECK (
-        message_type NOT IN ('TEXT', 'AUTO') OR char_length(content) >= 1),
+        message_type NOT IN ('TEXT', 'AUTO') OR coalesce(char_length(content), 0) >= 1),
     CONSTRAINT task_messages_not_to_self CHECK (sender_id <> receiver_id)
 );
 
@@ -608,12 +608,13 @@ CREATE TRIGGER task_terminal_guard BEFORE UPDATE ON tasks
     FOR EACH ROW EXECUTE FUNCTION guard_terminal_task();
 
 -- INV-3: a task that requires proof completes only with an ACCEPTED proof (HX301).
--- Also on INSERT, so a task cannot be born COMPLETED.
+-- Also on INSERT, so a task cannot be born COMPLETED; and turning requires_proof off in the
+-- same UPDATE does not dodge it.
 CREATE FUNCTION require_accepted_proof() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.state = 'COMPLETED'
        AND (TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM 'COMPLETED')
-       AND NEW.requires_proof
+       AND (NEW.requires_proof OR (TG_OP = 'UPDATE' AND OLD.requires_proof))
        AND NOT EXISTS (SELECT 1 FROM proofs WHERE task_id = NEW.id AND state = 'ACCEPTED') THEN
         RAISE EXCEPTION 'task % cannot complete without an accepted proof', NEW.id
             USING ERRCODE = 'HX301';
@@ -623,6 +624,32 @@ END $$;
 
 CREATE TRIGGER task_completed_requires_accepted_proof BEFORE INSERT OR UPDATE ON tasks
     FOR EACH ROW EXECUTE FUNCTION require_accepted_proof();
+
+-- The price is what the escrow holds: once the escrow exists it cannot change (HX004).
+CREATE FUNCTION guard_task_price() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Terminal tasks are task_terminal_guard's (HX001).
+    IF NEW.price IS DISTINCT FROM OLD.price AND OLD.state NOT IN ('COMPLETED', 'CANCELLED', 'EXPIRED')
+       AND EXISTS (SELECT 1 FROM escrows WHERE task_id = OLD.id) THEN
+        RAISE EXCEPTION 'task % price is held in escrow and cannot change', OLD.id USING ERRCODE = 'HX004';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER task_price_immutable BEFORE UPDATE OF price ON tasks
+    FOR EACH ROW EXECUTE FUNCTION guard_task_price();
+
+-- An accepted proof is the evidence money moved on: it stays accepted (HX301).
+CREATE FUNCTION guard_accepted_proof() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.state = 'ACCEPTED' AND NEW.state IS DISTINCT FROM OLD.state THEN
+        RAISE EXCEPTION 'proof % is accepted and stays accepted', OLD.id USING ERRCODE = 'HX301';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER proof_accepted_immutable BEFORE UPDATE ON proofs
+    FOR EACH ROW EXECUTE FUNCTION guard_accepted_proof();
 
 -- Escrow amount equals the task price at creation (HX003) ...
 CREATE FUNCTION check_escrow_amount_matches_price() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -681,6 +708,24 @@ END $$;
 
 CREATE TRIGGER escrow_released_requires_completed_task BEFORE INSERT OR UPDATE ON escrows
     FOR EACH ROW EXECUTE FUNCTION require_completed_task();
+
+-- Money goes back to the poster only once the task has ended without completion: cancelled
+-- (by the poster, an admin or a ruling) or expired (HX203).
+CREATE FUNCTION require_ended_task() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state IN ('REFUNDED', 'REFUND_PARTIAL')
+       -- A settled escrow changing state is escrow_terminal_guard's (HX002).
+       AND (TG_OP = 'INSERT' OR (OLD.state IS DISTINCT FROM NEW.state
+                                 AND OLD.state NOT IN ('RELEASED', 'REFUNDED', 'REFUND_PARTIAL')))
+       AND NOT EXISTS (SELECT 1 FROM tasks WHERE id = NEW.task_id AND state IN ('CANCELLED', 'EXPIRED')) THEN
+        RAISE EXCEPTION 'escrow % cannot be refunded while task % is live or completed', NEW.id, NEW.task_id
+            USING ERRCODE = 'HX203';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER escrow_refund_requires_ended_task BEFORE INSERT OR UPDATE ON escrows
+    FOR EACH ROW EXECUTE FUNCTION require_ended_task();
 
 -- INV-1: XP only for a RELEASED escrow, paid to that task's worker (HX101).
 CREATE FUNCTION require_released_escrow() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -812,7 +857,7 @@ CREATE TRIGGER message_sender_is_participant BEFORE INSERT ON task_messages
 
 -- Money movements must match their escrow to the cent (HX202): a transfer only from a
 -- RELEASED (85 % of the amount) or REFUND_PARTIAL escrow (85 % of release_amount); a
--- refund only from a terminal escrow, for the amount it gives back.
+-- refund only from a terminal escrow that was paid, for the amount it gives back.
 CREATE FUNCTION require_matching_escrow() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     e escrows%ROWTYPE;
@@ -822,7 +867,7 @@ BEGIN
     expected := CASE
         WHEN NEW.kind = 'TRANSFER' AND e.state = 'RELEASED' THEN (e.amount * 85) / 100
         WHEN NEW.kind = 'TRANSFER' AND e.state = 'REFUND_PARTIAL' THEN (e.release_amount * 85) / 100
-        WHEN NEW.kind = 'REFUND' AND e.state = 'REFUNDED' THEN e.amount
+        WHEN NEW.kind = 'REFUND' AND e.state = 'REFUNDED' AND e.funded_at IS NOT NULL THEN e.amount
         WHEN NEW.kind = 'REFUND' AND e.state = 'REFUND_PARTIAL' THEN e.refund_amount
         WHEN NEW.kind = 'CANCEL_INTENT' AND e.state = 'REFUNDED' THEN 0
     END;
@@ -852,6 +897,8 @@ CREATE TRIGGER money_outbox_immutable BEFORE UPDATE ON money_outbox
 
 CREATE TRIGGER money_outbox_no_delete BEFORE DELETE ON money_outbox
     FOR EACH ROW EXECUTE FUNCTION refuse_append_only_change('HX202');
+CREATE TRIGGER money_outbox_no_truncate BEFORE TRUNCATE ON money_outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_append_only_change('HX202');
 
 -- ---------------------------------------------------------------------------
 -- The one version row.

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -89,7 +90,7 @@ def xp_row(conn: Conn, ids: dict[str, Any], **cols: Any) -> Any:
 def admin_action(conn: Conn, admin: Any | None = None) -> Any:
     return _insert(conn, "admin_actions", {
         "admin_user_id": admin or user(conn), "admin_role": "admin", "action_type": "NOTE",
-        "action_details": psycopg.types.json.Jsonb({"why": "test"}), "result": "ok"})
+        "action_details": Jsonb({"why": "test"}), "result": "ok"})
 
 
 def _insert(conn: Conn, table: str, values: dict[str, Any]) -> Any:

@@ -12,6 +12,9 @@ PRICE = 4500
 
 
 def split(conn: f.Conn, escrow_id: object, refund: int | None, release: int | None) -> None:
+    """What a SPLIT ruling writes: the task is cancelled, then the escrow split."""
+    conn.execute("UPDATE tasks SET state = 'CANCELLED', cancelled_at = now() WHERE state <> 'CANCELLED' "
+                 "AND id = (SELECT task_id FROM escrows WHERE id = %s)", (escrow_id,))
     conn.execute("UPDATE escrows SET state = 'REFUND_PARTIAL', refund_amount = %s, release_amount = %s "
                  "WHERE id = %s", (refund, release, escrow_id))
 
@@ -43,7 +46,7 @@ def test_bad_split_negative_share_refused_by_its_own_check(conn):
 
 
 def test_bad_split_refused_on_an_escrow_born_split(conn):
-    task_id = f.task(conn, price=PRICE)
+    task_id = f.task(conn, price=PRICE, state="CANCELLED")
     with pytest.raises(psycopg.Error) as ei:
         f.escrow(conn, task_id, state="REFUND_PARTIAL", refund_amount=1000, release_amount=1000)
     assert ei.value.sqlstate == "23514"
@@ -61,6 +64,7 @@ def test_correct_split_accepted(conn, refund, release):
 def test_shares_outside_a_split_are_not_summed(conn):
     # Only REFUND_PARTIAL is bound by the sum; a full refund may record its refund alone.
     ids = f.escrow_in(conn, "FUNDED", price=PRICE)
+    conn.execute("UPDATE tasks SET state = 'CANCELLED' WHERE id = %s", (ids["task"],))
     conn.execute("UPDATE escrows SET state = 'REFUNDED', refund_amount = %s WHERE id = %s",
                  (PRICE, ids["escrow"]))
     assert escrow_row(conn, ids["escrow"])["state"] == "REFUNDED"

@@ -36,13 +36,23 @@ def test_inv4_refuses_amount_change_riding_on_a_legal_state_move(conn):
     assert row == {"state": "PENDING", "amount": PRICE}
 
 
-def test_inv4_refuses_following_a_repriced_task(conn):
-    ids = f.escrow_in(conn, "PENDING")
-    conn.execute("UPDATE tasks SET price = 6000 WHERE id = %s", (ids["task"],))
+@pytest.mark.parametrize("state", ["PENDING", "FUNDED"])
+def test_inv4_task_price_is_frozen_once_escrowed(conn, state):
+    ids = f.escrow_in(conn, state)
+    with pytest.raises(psycopg.Error) as ei:
+        conn.execute("UPDATE tasks SET price = 6000 WHERE id = %s", (ids["task"],))
+    assert ei.value.sqlstate == "HX004"
     with pytest.raises(psycopg.Error) as ei:
         conn.execute("UPDATE escrows SET amount = 6000 WHERE id = %s", (ids["escrow"],))
     assert ei.value.sqlstate == "HX004"
     assert amount_of(conn, ids["escrow"]) == PRICE
+    assert f.one(conn, "SELECT price FROM tasks WHERE id = %s", (ids["task"],))["price"] == PRICE
+
+
+def test_price_of_a_task_without_escrow_may_change(conn):
+    task_id = f.task(conn, price=PRICE)
+    conn.execute("UPDATE tasks SET price = 6000 WHERE id = %s", (task_id,))
+    assert f.one(conn, "SELECT price FROM tasks WHERE id = %s", (task_id,))["price"] == 6000
 
 
 def test_inv4_allows_rewriting_the_same_amount(conn):
