@@ -313,6 +313,9 @@ class UserService(Service):
                           (stripe_connect_id, uid))
             if updated is None:
                 raise _missing_user()
+            # Payouts that waited for this account go out once it is saved.
+            outbox = self.s.outbox
+            self.db.after_commit(lambda: outbox.release_waiting_for(uid))
             return updated
 
     # -- helpers ---------------------------------------------------------------

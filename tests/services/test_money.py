@@ -298,3 +298,13 @@ def test_money_is_conserved_over_random_lifecycles(services, stripe_fake, clock)
             assert released + refunded == e["amount"]
         assert money == {"transferred": released * 85 // 100, "refunded": refunded}, e
         assert (e["id"] in xp_escrows) == (e["state"] == "RELEASED")
+
+
+def test_connecting_a_payout_account_sends_what_waited(services, stripe_fake):
+    worker = flows.user(services, connect=False)
+    ids = flows.submitted_task(services, stripe_fake, worker=worker)
+    services.proofs.accept(ids["proof"], ids["poster"]).unwrap()
+    assert stripe_fake.transfers == []
+    services.users.set_connect_account(worker, "acct_1NewWorker").unwrap()
+    assert [t["destination"] for t in stripe_fake.transfers] == ["acct_1NewWorker"]
+    assert stripe_fake.money_out(str(ids["escrow"]))["transferred"] == ids["price"] * 85 // 100
