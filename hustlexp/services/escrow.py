@@ -149,10 +149,12 @@ class EscrowService(Service):
         """transfer.created / charge.refunded: remember Stripe's id if we have not yet."""
         column = {"transfer": "stripe_transfer_id", "refund": "stripe_refund_id"}[kind]
         with self.db.transaction() as conn:
-            row = one(conn, f"UPDATE escrows SET {column} = coalesce({column}, %s) WHERE id = %s "
-                      "RETURNING id", (stripe_id, _uuid_or_none(escrow_id)))
+            row = one(conn, f"SELECT id, {column} AS known FROM escrows WHERE id = %s FOR UPDATE",
+                      (_uuid_or_none(escrow_id),))
             if row is None:
                 return {"result": "ignored", "reason": "unknown_escrow"}
+            if row["known"] is None:
+                conn.execute(f"UPDATE escrows SET {column} = %s WHERE id = %s", (stripe_id, row["id"]))
             return {"result": "processed", "escrow_id": row["id"]}
 
     # -- lifecycle -------------------------------------------------------------
