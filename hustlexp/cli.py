@@ -96,9 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub: Any) -> None:
     """Commands whose modules pull in the web stack or the job queue, registered lazily."""
-    from hustlexp import commands
+    from hustlexp import commands, devtools
 
     commands.register(sub)
+    devtools.register(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
