@@ -27,7 +27,9 @@ Pieces:
 - ``respond(result)``: the data of a successful ServiceResult; a failure raises its
   DomainError, which the error handlers render. Routes never build error bodies.
 - ``services()``: the app's ``Services`` container (built once in create_app).
-- ``PageQuerySchema`` (limit 1..100, default 20; offset >= 0): subclass it to change limits.
+- ``PageQuerySchema`` (limit 1..100, default 20; offset 0..2^31-1): subclass it to change limits.
+- ``PatchSchema``: base of partial-update bodies (an empty body is 400; minProperties: 1).
+  Any schema may set ``OPENAPI_EXTRA = {...}`` to add JSON-schema keywords to its document.
 - Path ids use Flask's ``<uuid:...>`` converter: a malformed id never matches, so it is 404.
 - Errors (``init_errors``): DomainError -> its status and code (429 adds Retry-After,
   401s add ``WWW-Authenticate: Bearer``); werkzeug HTTP errors (404 unknown
@@ -44,15 +46,16 @@ import http
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import marshmallow as ma
+from apispec import BasePlugin
 from flask import Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from flask.views import MethodView
 from flask_smorest import Api as _Api
 from flask_smorest import Blueprint as _Blueprint
-from marshmallow import fields, validate
+from marshmallow import fields, validate, validates_schema
 from psycopg_pool import PoolTimeout
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
@@ -71,6 +74,7 @@ __all__ = [
     "ErrorEnvelopeSchema",
     "MethodView",
     "PageQuerySchema",
+    "PatchSchema",
     "Schema",
     "StrictBoolean",
     "envelope_schema",
@@ -116,9 +120,25 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
+class PatchSchema(Schema):
+    """Base of partial-update bodies: every field optional, but an empty body is a 400 (and
+    the OpenAPI document says so with minProperties)."""
+
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {"minProperties": 1}
+
+    @validates_schema
+    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ma.ValidationError("Send at least one field to change.")
+
+
+# Offsets beyond PostgreSQL's int4 are nonsense for a UI and would overflow in SQL casts.
+MAX_OFFSET = 2**31 - 1
+
+
 class PageQuerySchema(Schema):
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 class ErrorBodySchema(Schema):
@@ -175,6 +195,17 @@ class Blueprint(_Blueprint):
         return {"success": True, "data": data, "timestamp": now_iso()}
 
 
+class _SchemaExtrasPlugin(BasePlugin):
+    """Merges a schema class's OPENAPI_EXTRA (e.g. minProperties) into its OpenAPI definition,
+    for rules marshmallow fields cannot express."""
+
+    def schema_helper(self, name: str, definition: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+        schema = kwargs.get("schema")
+        cls = schema if isinstance(schema, type) else type(schema)
+        extra: dict[str, Any] | None = getattr(cls, "OPENAPI_EXTRA", None)
+        return dict(extra) if extra else None
+
+
 class Api(_Api):
     ERROR_SCHEMA = ErrorEnvelopeSchema
 
@@ -192,7 +223,7 @@ def init_api(app: Flask, *, title: str, version: str) -> Api:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
     )
-    api = Api(app)
+    api = Api(app, spec_kwargs={"extra_plugins": [_SchemaExtrasPlugin()]})
     api.spec.components.security_scheme(
         BEARER_SCHEME, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                         "description": "A Firebase ID token"})

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import ValidationError as SchemaError
-from marshmallow import validates_schema
-
 from hustlexp.api.auth import current_user, requires_user
 from hustlexp.api.base import (
     Blueprint,
     MethodView,
     PageQuerySchema,
+    PatchSchema,
     Schema,
     StrictBoolean,
     fields,
@@ -28,6 +26,7 @@ blp = Blueprint("notifications", __name__, url_prefix="/api/notifications",
                 description="The caller's notifications and preferences")
 
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+TIMEZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 MAX_IDS = 500
 
 
@@ -97,7 +96,8 @@ class QuietHoursPatchSchema(Schema):
     enabled = StrictBoolean()
     start = fields.String(validate=validate.Regexp(HHMM, error="must be HH:MM, 00:00 to 23:59"))
     end = fields.String(validate=validate.Regexp(HHMM, error="must be HH:MM, 00:00 to 23:59"))
-    timezone = fields.String(validate=validate.Length(min=1, max=64))
+    timezone = fields.String(validate=[validate.Length(min=1, max=64), validate.Regexp(TIMEZONE)],
+                             metadata={"description": "An IANA time zone such as America/New_York"})
 
 
 class CategoriesPatchSchema(Schema):
@@ -107,18 +107,13 @@ class CategoriesPatchSchema(Schema):
     marketing = StrictBoolean()
 
 
-class PreferencesPatchSchema(Schema):
+class PreferencesPatchSchema(PatchSchema):
     push_enabled = StrictBoolean()
     email_enabled = StrictBoolean()
     sms_enabled = StrictBoolean()
     quiet_hours = fields.Nested(QuietHoursPatchSchema)
     categories = fields.Nested(CategoriesPatchSchema)
     read_receipts = StrictBoolean()
-
-    @validates_schema
-    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
-        if not data:
-            raise SchemaError("Send at least one preference to change.")
 
 
 # -- routes ----------------------------------------------------------------------

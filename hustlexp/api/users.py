@@ -5,22 +5,33 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from marshmallow import ValidationError as SchemaError
-from marshmallow import validates_schema
-
 from hustlexp.api.auth import current_claims, current_user, requires_token, requires_user
-from hustlexp.api.base import Blueprint, MethodView, Schema, StrictBoolean, fields, respond, services, validate
+from hustlexp.api.base import (
+    Blueprint,
+    MethodView,
+    PatchSchema,
+    Schema,
+    StrictBoolean,
+    fields,
+    respond,
+    services,
+    validate,
+)
 
 blp = Blueprint("users", __name__, url_prefix="/api/users", description="Users: profile, XP, badges, trust")
 
 MODES = ("worker", "poster")
+# The shapes UserService accepts, so the OpenAPI document promises no more than it takes.
+PHONE = r"^\+?[0-9][0-9 ().-]{5,18}[0-9]$"
+AVATAR = r"^https?://\S+$"
+NAME = [validate.Length(min=1, max=255), validate.Regexp(r"^\s*\S", error="must not be blank")]
 
 
 # -- schemas ---------------------------------------------------------------------
 
 class RegisterSchema(Schema):
-    full_name = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    phone = fields.String(validate=validate.Length(min=1, max=20))
+    full_name = fields.String(required=True, validate=NAME)
+    phone = fields.String(validate=[validate.Length(max=20), validate.Regexp(PHONE)])
     default_mode = fields.String(load_default="worker", validate=validate.OneOf(MODES))
 
 
@@ -42,16 +53,12 @@ class ProfileSchema(Schema):
     created_at = fields.DateTime(required=True)
 
 
-class ProfilePatchSchema(Schema):
-    full_name = fields.String(validate=validate.Length(min=1, max=255))
-    avatar_url = fields.URL(allow_none=True, schemes={"http", "https"}, validate=validate.Length(max=500))
+class ProfilePatchSchema(PatchSchema):
+    full_name = fields.String(validate=NAME)
+    avatar_url = fields.String(allow_none=True, validate=[validate.Length(max=500), validate.Regexp(AVATAR)],
+                               metadata={"description": "An http(s) URL; null removes the avatar"})
     default_mode = fields.String(validate=validate.OneOf(MODES))
-    phone = fields.String(allow_none=True, validate=validate.Length(min=1, max=20))
-
-    @validates_schema
-    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
-        if not data:
-            raise SchemaError("Send at least one field to change.")
+    phone = fields.String(allow_none=True, validate=[validate.Length(max=20), validate.Regexp(PHONE)])
 
 
 class ProfileUpdatedSchema(Schema):

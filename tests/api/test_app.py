@@ -146,6 +146,7 @@ def test_query_limits_and_unknown_parameters_are_400(probe: Any) -> None:
     assert data(probe.get("/api/probe/page")) == {"limit": 20, "offset": 0}
     assert data(probe.get("/api/probe/page?limit=100&offset=3")) == {"limit": 100, "offset": 3}
     for query, field in (("limit=101", "limit"), ("limit=0", "limit"), ("offset=-1", "offset"),
+                         ("offset=3975618464133631852677169152", "offset"),
                          ("limit=abc", "limit"), ("sort=name", "sort")):
         response = probe.get(f"/api/probe/page?{query}")
         assert response.status_code == 400, query
@@ -227,6 +228,10 @@ def test_openapi_documents_envelopes_and_400(client: Any) -> None:
     assert set(envelope["properties"]) == {"success", "data", "timestamp"}
     assert "400" in me["patch"]["responses"]
     assert "422" not in me["patch"]["responses"]
+    body = me["patch"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    patch = doc["components"]["schemas"][body.rsplit("/", 1)[1]]
+    assert patch["minProperties"] == 1  # PatchSchema: an empty body is refused
+    assert patch["additionalProperties"] is False
 
 
 # -- Stripe webhook route -------------------------------------------------------------------

@@ -55,7 +55,9 @@ def test_register_needs_a_token(client: Any) -> None:
     ({}, "full_name"),
     ({"full_name": ""}, "full_name"),
     ({"full_name": "x" * 256}, "full_name"),
+    ({"full_name": "   "}, "full_name"),
     ({"full_name": "Ok", "default_mode": "admin"}, "default_mode"),
+    ({"full_name": "Ok", "phone": "call me"}, "phone"),
     ({"full_name": "Ok", "phone": "1" * 21}, "phone"),
     ({"full_name": "Ok", "email": "me@else.test"}, "email"),  # the email comes from the token only
 ])
