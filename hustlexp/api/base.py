@@ -35,9 +35,11 @@ Pieces:
   401s add ``WWW-Authenticate: Bearer``); werkzeug HTTP errors (404 unknown
   route, 405 with Allow, ...) and webargs validation failures -> the error envelope;
   anything else -> 500 INTERNAL_ERROR, logged, never an HTML page.
-- Auth decorators live in hustlexp.api.auth: ``@requires_user``, ``@requires_registered_token``,
-  ``@requires_admin("can_resolve_disputes")``, ``current_user()``, ``current_claims()``.
-  They also mark the operation with the bearer security scheme in the OpenAPI document.
+- Auth decorators live in hustlexp.api.auth: ``@requires_user`` (or
+  ``@requires_user(allow_paused=True)``), ``@requires_token`` (registration only),
+  ``@requires_admin("can_resolve_disputes")``, ``current_user()``, ``current_claims()``,
+  ``current_admin()``. They also mark the operation with the bearer security scheme in the
+  OpenAPI document and list its 401/403/404 answers.
 """
 
 from __future__ import annotations
