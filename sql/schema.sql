@@ -123,6 +123,8 @@ CREATE TABLE tasks (
         CONSTRAINT tasks_required_trust_tier_check CHECK (required_trust_tier BETWEEN 0 AND 4),
     risk_level              VARCHAR(20) NOT NULL DEFAULT 'low'
         CONSTRAINT tasks_risk_level_check CHECK (risk_level IN ('low', 'medium', 'high', 'critical')),
+    -- The client's Idempotency-Key: a retried POST /api/tasks finds its first task.
+    idempotency_key         VARCHAR(100),
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
 
@@ -137,6 +139,8 @@ CREATE INDEX tasks_poster_idx ON tasks (poster_id, created_at DESC);
 CREATE INDEX tasks_worker_idx ON tasks (worker_id, created_at DESC) WHERE worker_id IS NOT NULL;
 CREATE INDEX tasks_category_idx ON tasks (category);
 CREATE INDEX tasks_open_deadline_idx ON tasks (deadline) WHERE state = 'OPEN';
+CREATE UNIQUE INDEX tasks_poster_idempotency_key ON tasks (poster_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 
 -- ---------------------------------------------------------------------------
 -- escrows (exactly one per task; amount = task price, frozen from creation)

@@ -37,6 +37,8 @@ class EscrowSchema(Schema):
     stripe_payment_intent_id = fields.String(allow_none=True)
     stripe_transfer_id = fields.String(allow_none=True)
     stripe_refund_id = fields.String(allow_none=True)
+    transfer_id = fields.String(attribute="stripe_transfer_id", dump_only=True, allow_none=True)
+    refund_id = fields.String(attribute="stripe_refund_id", dump_only=True, allow_none=True)
     funded_at = fields.DateTime(allow_none=True)
     released_at = fields.DateTime(allow_none=True)
     refunded_at = fields.DateTime(allow_none=True)

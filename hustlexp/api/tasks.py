@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import marshmallow as ma
+
 from hustlexp.api.auth import current_user, requires_user
 from hustlexp.api.base import Blueprint, MethodView, PageQuerySchema, Schema, fields, respond, services, validate
 from hustlexp.api.schemas import (
@@ -49,6 +51,16 @@ class TaskCreateSchema(Schema):
     risk_level = fields.String(validate=validate.OneOf(("low", "medium", "high", "critical")))
 
 
+class IdempotencyHeaderSchema(ma.Schema):
+    """Only this header is read; every other header passes through untouched."""
+
+    class Meta:
+        unknown = ma.EXCLUDE
+
+    idempotency_key = fields.String(data_key="Idempotency-Key",
+                                    validate=[validate.Length(min=1, max=100), validate.Regexp(r"^[\x21-\x7e]+$")])
+
+
 class TaskCreatedSchema(Schema):
     id = fields.UUID(required=True)
     poster_id = fields.UUID(required=True)
@@ -58,6 +70,7 @@ class TaskCreatedSchema(Schema):
     escrow_id = fields.UUID(required=True)
     payment_intent_id = fields.String(allow_none=True)
     client_secret = fields.String(allow_none=True)
+    replayed = fields.Boolean(metadata={"description": "True when an Idempotency-Key retry found this task"})
 
 
 class TaskListQuerySchema(PageQuerySchema):
@@ -163,10 +176,13 @@ class ProofPhotoFileSchema(Schema):
 class Tasks(MethodView):
     @requires_user
     @blp.arguments(TaskCreateSchema)
+    @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.response(201, TaskCreatedSchema)
-    def post(self, body: dict[str, Any]) -> Any:
-        """Post a task: OPEN, with a PENDING escrow of its price and the PaymentIntent to pay it."""
-        return respond(services().tasks.create(current_user().id, **body))
+    def post(self, body: dict[str, Any], headers: dict[str, Any]) -> Any:
+        """Post a task: OPEN, with a PENDING escrow of its price and the PaymentIntent to pay it.
+        Send an Idempotency-Key header to make retries safe: the same key returns the same task."""
+        return respond(services().tasks.create(current_user().id, idempotency_key=headers.get("idempotency_key"),
+                                               **body))
 
     @requires_user
     @blp.arguments(TaskListQuerySchema, location="query")

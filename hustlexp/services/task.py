@@ -31,21 +31,28 @@ class TaskService(Service):
     # -- create ----------------------------------------------------------------
 
     @returns_result
-    def create(self, poster_id: UUID, **fields: Any) -> dict[str, Any]:
+    def create(self, poster_id: UUID, *, idempotency_key: str | None = None, **fields: Any) -> dict[str, Any]:
         """Task OPEN + escrow PENDING (amount = price) in one transaction; then, after commit and
         holding no lock, the PaymentIntent. If Stripe is unreachable the task still exists and
-        the app asks again through escrow.create_payment_intent."""
+        the app asks again through escrow.create_payment_intent.
+
+        With an idempotency_key, a retry (same poster, same key) returns the first task instead
+        of posting a second one; the same key with different fields is a CONFLICT."""
         unknown = set(fields) - set(CREATE_FIELDS)
         if unknown:
             raise ValidationError("unknown fields", details={k: ["unknown field"] for k in sorted(unknown)})
         _validate_new_task(fields, self.s.clock())
+        values = {k: v for k, v in fields.items() if v is not None}
         with self.db.transaction() as conn:
             self._require_active(conn, poster_id)
-            values = {k: v for k, v in fields.items() if v is not None} | {"poster_id": poster_id}
-            columns = list(values)
-            task = one(conn, "INSERT INTO tasks ({}) VALUES ({}) RETURNING *".format(
-                ", ".join(columns), ", ".join(f"%({c})s" for c in columns)), values)
-            assert task is not None
+            row = values | {"poster_id": poster_id, "idempotency_key": idempotency_key}
+            columns = list(row)
+            # Column names come from CREATE_FIELDS above, never from the request.
+            task = one(conn, "INSERT INTO tasks ({}) VALUES ({}) ON CONFLICT (poster_id, idempotency_key) "
+                       "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING *".format(
+                           ", ".join(columns), ", ".join(f"%({c})s" for c in columns)), row)
+            if task is None:
+                return self._replay(conn, poster_id, idempotency_key, values)
             escrow = one(conn, "INSERT INTO escrows (task_id, amount) VALUES (%s, %s) RETURNING *",
                          (task["id"], task["price"]))
             assert escrow is not None
@@ -214,6 +221,22 @@ class TaskService(Service):
 
     # -- internals -------------------------------------------------------------
 
+    def _replay(self, conn: Any, poster_id: UUID, key: str | None, values: dict[str, Any]) -> dict[str, Any]:
+        task = one(conn, "SELECT * FROM tasks WHERE poster_id = %s AND idempotency_key = %s", (poster_id, key))
+        assert task is not None
+        differs = sorted(k for k, v in values.items() if k in task and _normal(task[k]) != _normal(v))
+        if differs:
+            raise Conflict("this Idempotency-Key was used for a different task",
+                           details={"idempotency_key": [f"first used with other {', '.join(differs)}"]})
+        escrow = one(conn, "SELECT * FROM escrows WHERE task_id = %s", (task["id"],))
+        assert escrow is not None
+        intent: dict[str, Any] = {"payment_intent_id": escrow["stripe_payment_intent_id"], "client_secret": None}
+        if escrow["state"] == EscrowState.PENDING:
+            again = self.s.escrows.create_payment_intent(escrow["id"])
+            if again.ok:
+                intent = {k: again.unwrap()[k] for k in ("payment_intent_id", "client_secret")}
+        return {**task, "escrow_id": escrow["id"], "escrow": escrow, **intent, "replayed": True}
+
     def _close_escrow(self, conn: Any, task: dict[str, Any], reason: str) -> dict[str, Any]:
         """Refund what was paid (or close an unpaid escrow) and retire proofs still in flight."""
         conn.execute("UPDATE proofs SET state = 'EXPIRED' WHERE task_id = %s AND state IN ('PENDING', 'SUBMITTED')",
@@ -291,6 +314,15 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
             "poster": {"id": row["poster_id"], "full_name": row["poster_name"],
                        "avatar_url": row["poster_avatar_url"], "trust_tier": row["poster_trust_tier"],
                        "is_verified": row["poster_is_verified"]}}
+
+
+def _normal(value: Any) -> Any:
+    """Compare a stored column with a request value (numbers and times in one form)."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if hasattr(value, "as_tuple"):  # Decimal
+        return float(value)
+    return value
 
 
 def _validate_new_task(fields: dict[str, Any], now: datetime) -> None:

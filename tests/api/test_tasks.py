@@ -251,3 +251,16 @@ def test_webhook_route(world):
     assert world.webhook(event).status_code == 200
     replay = world.webhook(event)
     assert replay.status_code == 200 and replay.get_json()["result"] == "duplicate"
+
+
+def test_create_task_idempotency_key_header(world):
+    headers = world.ph | {"Idempotency-Key": "tap-123"}
+    body = task_body()
+    first = world.client.post("/api/tasks", json=body, headers=headers)
+    again = world.client.post("/api/tasks", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert data(first)["id"] == data(again)["id"] and data(again)["replayed"] is True
+    changed = world.client.post("/api/tasks", json=body | {"price": 9900}, headers=headers)
+    assert changed.status_code == 409 and error(changed)["code"] == "CONFLICT"
+    bad = world.client.post("/api/tasks", json=task_body(), headers=world.ph | {"Idempotency-Key": "x" * 101})
+    assert bad.status_code == 400

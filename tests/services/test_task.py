@@ -229,3 +229,39 @@ def test_expiry_job_warns_overdue_accepted_tasks_once(services, stripe_fake, clo
 def _notifications(services, task_id):
     with services.db.transaction() as conn:
         return conn.execute("SELECT user_id, category FROM notifications WHERE task_id = %s", (task_id,)).fetchall()
+
+
+def test_create_with_an_idempotency_key_returns_the_first_task_on_retry(services, stripe_fake):
+    poster = flows.user(services)
+    deadline = datetime.now(UTC) + timedelta(days=2)
+    first = flows.post(services, poster, price=4500, deadline=deadline, idempotency_key="create-shelf-1")
+    again = flows.post(services, poster, price=4500, deadline=deadline, idempotency_key="create-shelf-1")
+    assert again["id"] == first["id"] and again["replayed"] is True
+    assert again["payment_intent_id"] == first["payment_intent_id"] and again["client_secret"]
+    assert flows.row(services, "SELECT count(*) AS n FROM tasks")["n"] == 1
+    assert len(stripe_fake.payment_intents) == 1
+    assert services.tasks.create(poster, idempotency_key="create-shelf-1", title="Other", description="d",
+                                 price=900).code == "CONFLICT"
+    # Keys are per poster: another poster's same key is a new task.
+    other = flows.post(services, flows.user(services), idempotency_key="create-shelf-1")
+    assert other["id"] != first["id"]
+
+
+def test_concurrent_retries_with_one_key_make_one_task(services, stripe_fake):
+    poster = flows.user(services)
+    barrier = threading.Barrier(8)
+    results = []
+
+    def attempt():
+        barrier.wait()
+        results.append(services.tasks.create(poster, idempotency_key="double-tap", title="Shelf",
+                                             description="Build", price=4500, location="Home"))
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.ok for r in results)
+    assert len({r.data["id"] for r in results}) == 1
+    assert flows.row(services, "SELECT count(*) AS n FROM escrows")["n"] == 1
