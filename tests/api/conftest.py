@@ -219,3 +219,11 @@ def data(response: Any) -> Any:
     assert body["success"] is True, body
     assert set(body) == {"success", "data", "timestamp"}
     return body["data"]
+
+
+@pytest.fixture
+def world(client: FlaskClient, register: Any, conn: Any, stripe_fake: FakeStripe) -> Any:
+    """Poster, worker and stranger, registered, with helpers to move a task along (world.py)."""
+    from tests.api.world import World
+
+    return World(client, register, conn, stripe_fake)
