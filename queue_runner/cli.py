@@ -137,10 +137,17 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     _guard_depth()
     if not ctx.json:
         report.say(f"STEP {step.id}: {step.title}: running {', '.join(chosen.gates)}", "bold")
-    run = gates_mod.run(ctx.noxfile, chosen.gates)
+    earlier = _earlier_results(args.reuse)
+    have = gates_mod.GateRun((), None, tuple(earlier))
+    remaining = [g for g in chosen.gates if have.result_of(g).result == "missing"]
+    if remaining:
+        run = gates_mod.combine(earlier, gates_mod.run(ctx.noxfile, remaining))
+    else:
+        run = gates_mod.GateRun((), 0, tuple(earlier), True, tuple(r.name for r in earlier))
     failures = list(run.failures(chosen.gates))
-    # Sessions nox added on its own (`requires=`) must pass as well.
-    failures += [r for r in run.results if not r.ok and r.name not in {f.name for f in failures}]
+    # Sessions nox added on its own (`requires=`) in this call must pass as well.
+    failures += [r for r in run.results
+                 if not r.ok and r.name not in run.reused and r.name not in {f.name for f in failures}]
     if not failures and run.returncode != 0:
         failures.append(gates_mod.SessionResult("nox", "failed", f"nox exited {run.returncode}"))
     extra: dict[str, Any] = {"state": chosen.state, "reason": "", "dry_run": False,
@@ -188,12 +195,7 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
             report.say("no ticked step: nothing to verify")
         return ctx.finish(OK, steps=[], other_sessions=[], sessions=[], reused=[])
 
-    earlier: list[gates_mod.SessionResult] = []
-    for path in args.reuse or ():
-        results, found = gates_mod.read_report(Path(path))
-        if not found:
-            raise UsageError(f"cannot read nox report {path}")
-        earlier.extend(results)
+    earlier = _earlier_results(args.reuse)
     have = gates_mod.GateRun((), None, tuple(earlier))
     remaining = [s for s in (*needed, *others) if have.result_of(s).result == "missing"]
     if remaining:
@@ -248,6 +250,18 @@ def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
     return ctx.finish(BAD_QUEUE if found else OK, problems=found, steps=len(queue.steps))
 
 
+def _earlier_results(paths: Sequence[str] | None) -> list[gates_mod.SessionResult]:
+    """Session results of nox --report files from this build (later files win)."""
+    earlier: list[gates_mod.SessionResult] = []
+    for path in paths or ():
+        results, found = gates_mod.read_report(Path(path))
+        if not found:
+            raise UsageError(f"cannot read nox report {path}")
+        fresh = {r.name for r in results}
+        earlier = [r for r in earlier if r.name not in fresh] + list(results)
+    return earlier
+
+
 def _guard_depth() -> None:
     if gates_mod.depth() >= gates_mod.MAX_DEPTH:
         raise UsageError(f"queue-runner is already nested {gates_mod.depth()} deep: a gate session seems to "
@@ -276,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run the gates of the next step (or STEP); tick it only if all passed")
     run.add_argument("step", nargs="?", metavar="STEP")
     run.add_argument("--dry-run", action="store_true", help="say what would run; run nothing")
+    run.add_argument("--reuse", nargs="+", metavar="REPORT", default=[],
+                     help="nox --report files from this build: their sessions are judged, not run again")
     verify = sub.add_parser("verify", parents=[shared], help="re-run the gates of ticked steps")
     verify.add_argument("steps", nargs="*", metavar="STEP", help="ticked steps to verify (default: all)")
     verify.add_argument("--all", action="store_true", help="every ticked step (the default)")

@@ -251,3 +251,19 @@ def test_verify_reuses_earlier_reports_instead_of_running_again(scratch):
     report.write_text(json.dumps({"result": 0, "sessions": [{"name": "toggled", "result": "failed"}]}))
     assert scratch.cli("--json", "verify", "S005", "--reuse", str(report)).code == 1
     assert scratch.cli("--json", "verify", "--reuse", str(scratch.dir / "missing.json")).code == 2
+
+
+def test_run_judges_gates_from_an_earlier_report_without_running_them(scratch):
+    report = scratch.dir / "build.json"
+    report.write_text(json.dumps({"result": 1, "sessions": [
+        {"name": "passing", "result": "success"}, {"name": "failing", "result": "failed"}]}))
+    result = scratch.cli("--json", "run", "--reuse", str(report))
+    assert result.code == 0 and result.json()["ticked"] is True
+    assert scratch.ran() == []  # judged from the report: nothing ran again
+    assert box(scratch, "S001")
+    # A gate that failed in the report is a failure, and leaves the box empty.
+    failed = scratch.cli("--json", "run", "S002", "--reuse", str(report))
+    assert failed.code == 1 and not box(scratch, "S002")
+    # A gate the report does not hold is run now; a skip there still proves nothing.
+    skipped = scratch.cli("--json", "run", "S003", "--reuse", str(report))
+    assert skipped.code == 1 and scratch.ran() == ["skipping"] and not box(scratch, "S003")
