@@ -18,13 +18,23 @@ WEBHOOK_SECRET = "whsec_test_services"
 
 
 class Clock:
-    """Real time plus an offset the test controls (deadlines, review windows, back-off)."""
+    """Real time plus an offset the test controls (deadlines, review windows, back-off); or,
+    built with a start, a fixed time that `advance` moves and `clock.now = ...` sets."""
 
-    def __init__(self) -> None:
+    def __init__(self, start: datetime | None = None) -> None:
+        self._start = start
         self.offset = timedelta(0)
 
+    @property
+    def now(self) -> datetime:
+        return (self._start or datetime.now(UTC)) + self.offset
+
+    @now.setter
+    def now(self, value: datetime) -> None:
+        self._start, self.offset = value, timedelta(0)
+
     def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
+        return self.now
 
     def advance(self, **delta: float) -> None:
         self.offset += timedelta(**delta)
@@ -47,3 +57,17 @@ def services(db: Database, tmp_path: Any, stripe_fake: FakeStripe, clock: Clock)
                               webhook_secret=WEBHOOK_SECRET)
     yield Services(db, payments=gateway, storage_dir=tmp_path / "uploads", webhook_secret=WEBHOOK_SECRET,
                    clock=clock)
+
+
+@pytest.fixture
+def svc(db: Database, clock: Clock) -> Iterator[Services]:
+    """Services without a payments gateway, on the test's clock (for services that never pay)."""
+    yield Services(db, clock=clock)
+
+
+@pytest.fixture
+def ids(conn: Any) -> dict[str, Any]:
+    """A task in ACCEPTED with its poster, worker and FUNDED escrow (raw SQL, tests/factories.py)."""
+    from tests import factories
+
+    return factories.accepted_task(conn)

@@ -5,30 +5,18 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
-from hustlexp.db import Database
 from hustlexp.services import Services
 from hustlexp.services.messaging import TEMPLATES, moderate
 from tests import factories as f
+from tests.services.conftest import Clock
 
 NOON = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        self.now += timedelta(**kw)
 
 
 @pytest.fixture
@@ -36,14 +24,6 @@ def clock() -> Clock:
     return Clock(NOON)
 
 
-@pytest.fixture
-def svc(db: Database, clock: Clock) -> Iterator[Services]:
-    yield Services(db, clock=clock)
-
-
-@pytest.fixture
-def ids(conn: Any) -> dict[str, Any]:
-    return f.accepted_task(conn)
 
 
 def text(svc: Services, ids: dict[str, Any], body: str = "On my way", sender: str = "worker") -> Any:

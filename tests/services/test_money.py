@@ -201,7 +201,7 @@ def test_two_retry_workers_at_once_pay_once(services, stripe_fake, clock):
 def test_release_racing_cancel_has_one_winner_and_one_money_movement(services, stripe_fake):
     for _ in range(5):
         ids = flows.submitted_task(services, stripe_fake)
-        results = _run_threads(2, lambda i: services.proofs.accept(ids["proof"], ids["poster"]) if i == 0
+        results = _run_threads(2, lambda i, ids=ids: services.proofs.accept(ids["proof"], ids["poster"]) if i == 0
                                else services.disputes.create(ids["task"], ids["worker"], reason="OTHER",
                                                              description="race"))
         assert sum(r.ok for r in results) == 1
@@ -215,7 +215,8 @@ def test_cancel_racing_accept_then_release_never_pays_twice(services, stripe_fak
     for _ in range(5):
         poster, task = flows.funded_task(services, stripe_fake)
         worker = flows.user(services)
-        results = _run_threads(2, lambda i: services.tasks.accept(task["id"], worker) if i == 0
+        results = _run_threads(2, lambda i, task=task, worker=worker, poster=poster:
+                               services.tasks.accept(task["id"], worker) if i == 0
                                else services.tasks.cancel(task["id"], poster))
         assert sum(r.ok for r in results) >= 1
         escrow = _escrow(services, task["escrow_id"])
@@ -231,7 +232,7 @@ def test_refund_and_release_of_one_escrow_directly_race(services, stripe_fake):
         ids = flows.submitted_task(services, stripe_fake)
         admin = flows.admin(services)
         dispute = services.disputes.create(ids["task"], ids["poster"], reason="OTHER", description="x").unwrap()
-        results = _run_threads(2, lambda i: services.disputes.resolve(
+        results = _run_threads(2, lambda i, dispute=dispute, admin=admin: services.disputes.resolve(
             dispute["dispute"]["id"], admin, resolution="HUSTLER_WINS" if i == 0 else "CLIENT_WINS", notes="race"))
         assert sorted(r.code or "OK" for r in results) == ["CONFLICT", "OK"]
         money = stripe_fake.money_out(str(ids["escrow"]))

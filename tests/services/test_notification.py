@@ -4,29 +4,17 @@ dedupe, inbox paging and read marks, on the real database with a controllable cl
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from hustlexp.db import Database
 from hustlexp.services import Services
 from hustlexp.services.notification import CATALOG, in_quiet_hours
 from tests import factories as f
+from tests.services.conftest import Clock
 
 NOON = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        self.now += timedelta(**kw)
 
 
 @pytest.fixture
@@ -34,14 +22,6 @@ def clock() -> Clock:
     return Clock(NOON)
 
 
-@pytest.fixture
-def svc(db: Database, clock: Clock) -> Iterator[Services]:
-    yield Services(db, clock=clock)
-
-
-@pytest.fixture
-def ids(conn: Any) -> dict[str, Any]:
-    return f.accepted_task(conn)
 
 
 def rows(conn: Any, user_id: Any) -> list[dict[str, Any]]:
