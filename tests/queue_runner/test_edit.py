@@ -100,6 +100,11 @@ def test_tick_keeps_the_file_mode_and_writes_through_a_symlink(tmp_path):
 def test_project_queue_ticks_one_byte(tmp_path):
     path = tmp_path / "BACKEND_EXECUTION_QUEUE.md"
     shutil.copyfile(ROOT / "BACKEND_EXECUTION_QUEUE.md", path)
+    # The live queue may be fully ticked: clear one box (by its offset) to tick it again.
+    step = parse.read(path).steps[-1]
+    data = bytearray(path.read_bytes())
+    data[step.box_offset:step.box_offset + 1] = b" "
+    path.write_bytes(bytes(data))
     queue = parse.read(path)
     step = next(s for s in queue.steps if not s.done)
     original = path.read_bytes()
