@@ -113,6 +113,12 @@ class MoneyOutbox(Service):
         if kind is MoneyKind.TRANSFER:
             if recipient is None or not recipient["stripe_connect_id"]:
                 raise NoPayoutAccount
+            if row["attempt_count"] > 1:
+                # Stripe forgets idempotency keys after a day and our last back-off is a day:
+                # a retry first asks whether an earlier attempt did pay.
+                paid = payments.find_transfer(str(escrow["id"]))
+                if paid is not None:
+                    return paid
             return str(payments.create_transfer(
                 amount=row["amount"], destination=recipient["stripe_connect_id"], escrow_id=str(escrow["id"]),
                 task_id=str(escrow["task_id"]), worker_id=str(row["recipient_id"]),

@@ -309,3 +309,17 @@ def test_connecting_a_payout_account_sends_what_waited(services, stripe_fake):
     services.users.set_connect_account(worker, "acct_1NewWorker").unwrap()
     assert [t["destination"] for t in stripe_fake.transfers] == ["acct_1NewWorker"]
     assert stripe_fake.money_out(str(ids["escrow"]))["transferred"] == ids["price"] * 85 // 100
+
+
+def test_a_late_retry_finds_a_transfer_stripe_already_made(services, stripe_fake, clock):
+    ids = flows.submitted_task(services, stripe_fake, price=4500)
+    stripe_fake.fail_next("/v1/transfers", kind="api_error", method="POST")
+    services.proofs.accept(ids["proof"], ids["poster"]).unwrap()
+    # The first attempt did reach Stripe after all, under a key Stripe has since forgotten.
+    paid = services.payments.create_transfer(amount=3825, destination="acct_elsewhere", escrow_id=str(ids["escrow"]),
+                                             task_id=str(ids["task"]), worker_id=str(ids["worker"]),
+                                             idempotency_key="a-key-stripe-forgot")
+    clock.advance(minutes=6)
+    assert services.outbox.retry_due().unwrap()["succeeded"] == 1
+    assert [t["id"] for t in stripe_fake.transfers] == [paid]
+    assert services.escrows.get_by_id(ids["escrow"]).unwrap()["stripe_transfer_id"] == paid
