@@ -76,13 +76,25 @@ def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 def _database(settings: config.Settings) -> tuple[str, Any]:
-    """DATABASE_URL, or the embedded server with the schema applied if its database is empty."""
+    """DATABASE_URL, or the embedded server; either way the schema is applied if the database
+    is empty (a database holding another schema version is refused)."""
     import psycopg
 
     from hustlexp.db import embedded
     from hustlexp.db import schema as schema_mod
 
     if settings.database_url:
+        try:
+            with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5) as conn:
+                outcome = schema_mod.apply(conn)
+        except schema_mod.SchemaError as exc:
+            raise config.ConfigError(f"DATABASE_URL cannot be served: {exc}") from None
+        except psycopg.Error as exc:
+            # Serve anyway: /health answers 503 and requests succeed once the database is back.
+            log.warning("database not reachable at start (%s); serving anyway", str(exc).strip().splitlines()[0])
+            return settings.database_url, None
+        if outcome == "applied":
+            log.warning("database was empty: schema %s applied", schema_mod.SCHEMA_VERSION)
         return settings.database_url, None
     url, server = embedded.resolve_url(None)
     try:

@@ -91,3 +91,32 @@ def test_serve_rejects_bad_flags_before_starting_anything(tmp_path: Path, argv: 
     assert result.returncode == 2
     assert argv[0].encode() in result.stderr
     assert not (tmp_path / "pgdata").exists()
+
+
+def test_serve_applies_the_schema_to_an_empty_database_url_and_refuses_a_foreign_one(tmp_path: Path, pg) -> None:
+    import psycopg
+    from psycopg import sql
+
+    name = f"hx_empty_{os.getpid()}"
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = pg.url_for(name)
+    env = {k: v for k, v in os.environ.items() if k not in ("FIREBASE_AUTH_EMULATOR_HOST", "STRIPE_API_BASE")}
+    env |= {"HUSTLEXP_ENV": "development", "DATABASE_URL": url, "HUSTLEXP_STORAGE_DIR": str(tmp_path / "up")}
+    port = free_port()
+    proc = subprocess.Popen([*HUSTLEXP, "serve", "--port", str(port), "--workers", "1"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for_health(f"http://127.0.0.1:{port}", proc).json()["schema_version"] == "1.0.0"
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE schema_versions SET version = '0.9.0'")
+        refused = subprocess.run([*HUSTLEXP, "serve", "--port", str(free_port())], cwd=tmp_path, env=env,
+                                 capture_output=True, timeout=60)
+        assert refused.returncode == 2 and b"0.9.0" in refused.stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        pg.drop_database(name)
