@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from hustlexp.domain import ServiceResult
-from hustlexp.errors import DomainError
+from hustlexp.errors import DomainError, ValidationError
 
 if TYPE_CHECKING:
     from hustlexp.db import Database
@@ -54,8 +54,6 @@ class Service:
 def page_params(limit: int | None, offset: int | None, *, default: int = 20, maximum: int = 100
                 ) -> tuple[int, int]:
     """Validated (limit, offset): limit 1..maximum, offset >= 0."""
-    from hustlexp.errors import ValidationError
-
     limit = default if limit is None else limit
     offset = 0 if offset is None else offset
     if not 1 <= limit <= maximum:
