@@ -205,6 +205,8 @@ class TaskService(Service):
                     where.append(clause)
                     params[name] = value
             direction = "ASC" if order == "asc" else "DESC"
+            # The WHERE clauses, the sort column and the direction are the constants above; every
+            # value the caller sent travels as a parameter.
             rows = conn.execute(
                 f"""SELECT t.*, count(*) OVER () AS total_count,
                            u.full_name AS poster_name, u.avatar_url AS poster_avatar_url,
