@@ -174,8 +174,9 @@ class EscrowService(Service):
         with self.db.transaction() as conn:
             escrow = _lock(conn, escrow_id)
             task = _task(conn, escrow["task_id"])
+            role = None
             if actor_id is not None:
-                self._require_poster_or_admin(conn, task, actor_id, "can_override_escrow")
+                role = self._require_poster_or_admin(conn, task, actor_id, "can_override_escrow")
             if escrow["state"] == EscrowState.RELEASED:
                 return escrow
             if escrow["state"] not in (EscrowState.FUNDED, EscrowState.LOCKED_DISPUTE):
@@ -185,6 +186,9 @@ class EscrowService(Service):
                 raise Conflict("the escrow is released only when its task is completed", code="HX201")
             escrow = _update(conn, escrow_id, "state = 'RELEASED', released_at = now()")
             self._queue(conn, escrow, MoneyKind.TRANSFER, worker_payout(escrow["amount"]), task["worker_id"])
+            if role is not None:
+                audit.record(conn, role, "ESCROW_RELEASE", {"payout": worker_payout(escrow["amount"])},
+                             escrow_id=escrow_id, task_id=task["id"], user_id=task["worker_id"])
             return escrow
 
     @returns_result

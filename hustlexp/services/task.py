@@ -92,8 +92,9 @@ class TaskService(Service):
         actor_id None is the system (auto-accept)."""
         with self.db.transaction() as conn:
             task = _lock(conn, task_id)
+            role = None
             if actor_id is not None and actor_id != task["poster_id"]:
-                audit.require_admin(conn, actor_id, "can_override_escrow")
+                role = audit.require_admin(conn, actor_id, "can_override_escrow")
             if task["state"] == TaskState.COMPLETED:
                 return self._completion(conn, task, xp=None)
             accepted = one(conn, "SELECT id FROM proofs WHERE task_id = %s AND state = 'ACCEPTED'", (task_id,))
@@ -102,6 +103,9 @@ class TaskService(Service):
                 raise Conflict(f"a {task['state']} task cannot be completed")
             if task["requires_proof"] and accepted is None:
                 raise Conflict("the task has no accepted proof; approve the proof first", code="HX301")
+            if role is not None:
+                audit.record(conn, role, "TASK_COMPLETE", {"proof_id": str(accepted["id"]) if accepted else None},
+                             task_id=task_id, user_id=task["worker_id"])
             return self.finish(conn, task)
 
     def finish(self, conn: Any, task: dict[str, Any]) -> dict[str, Any]:

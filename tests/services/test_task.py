@@ -265,3 +265,12 @@ def test_concurrent_retries_with_one_key_make_one_task(services, stripe_fake):
     assert all(r.ok for r in results)
     assert len({r.data["id"] for r in results}) == 1
     assert flows.row(services, "SELECT count(*) AS n FROM escrows")["n"] == 1
+
+
+def test_admin_completion_of_a_proofless_task_is_audited(services, stripe_fake):
+    ids = flows.accepted_task(services, stripe_fake, requires_proof=False)
+    admin = flows.admin(services)
+    assert services.tasks.complete(ids["task"], admin).unwrap()["task"]["state"] == "COMPLETED"
+    action = flows.row(services, "SELECT * FROM admin_actions WHERE target_task_id = %s", ids["task"])
+    assert (action["admin_user_id"], action["action_type"]) == (admin, "TASK_COMPLETE")
+    assert services.tasks.complete(ids["task"], flows.admin(services, can_override_escrow=False)).code == "FORBIDDEN"
