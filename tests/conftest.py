@@ -12,6 +12,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from hustlexp.db import Database
+from tests.fakes.stripe_fake import FakeStripe
 from tests.pg import TestServer
 
 
@@ -40,6 +41,13 @@ def db(db_url: str) -> Iterator[Database]:
     database = Database(db_url, min_size=1, max_size=25).open()
     yield database
     database.close()
+
+
+@pytest.fixture
+def stripe_fake() -> Iterator[FakeStripe]:
+    """Stripe for one test: the real `stripe` library talks to this in-process fake."""
+    with FakeStripe() as fake:
+        yield fake
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -20,9 +20,19 @@ def require_admin(conn: Any, user_id: Any, flag: str | None = None) -> dict[str,
 
 
 def admin_role(conn: Any, user_id: Any) -> dict[str, Any] | None:
+    """The user's admin_roles row, or None for everyone who is not an admin."""
     row: dict[str, Any] | None = conn.execute(
         "SELECT * FROM admin_roles WHERE user_id = %s", (user_id,)).fetchone()
     return row
+
+
+def require_party_or_admin(conn: Any, parties: tuple[Any, ...], viewer_id: Any, message: str) -> None:
+    """The viewer is one of `parties` (a task's poster and worker) or an admin; else Forbidden.
+    A viewer of None is the system itself."""
+    if viewer_id is None or viewer_id in parties:
+        return
+    if admin_role(conn, viewer_id) is None:
+        raise Forbidden(message)
 
 
 def record(conn: Any, role: dict[str, Any], action_type: str, details: dict[str, Any], *,

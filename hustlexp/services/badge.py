@@ -147,5 +147,3 @@ class BadgeService(Service):
                 assert row is not None
             return earned_view(row)
 
-    def _notify(self, user_id: Any, category: str, **kw: Any) -> None:
-        self.s.notifications.notify(user_id, category, **kw).unwrap()

@@ -50,6 +50,16 @@ class Service:
     def db(self) -> Database:
         return self.s.db
 
+    def _notify(self, user_id: Any, category: str, **kw: Any) -> None:
+        """Notify inside the caller's transaction: if notifying fails, the change it announces
+        rolls back with it."""
+        self.s.notifications.notify(user_id, category, **kw).unwrap()
+
+
+def about(task: dict[str, Any], **metadata: Any) -> dict[str, Any]:
+    """notify() arguments for an event of `task` (the templates name the task by its title)."""
+    return {"task_id": task["id"], "metadata": {"title": task["title"], **metadata}}
+
 
 def page_params(limit: int | None, offset: int | None, *, default: int = 20, maximum: int = 100
                 ) -> tuple[int, int]:

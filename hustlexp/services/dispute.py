@@ -12,7 +12,7 @@ from uuid import UUID
 from hustlexp.domain import DisputeResolution, DisputeState, EscrowState, ProofState, TaskState
 from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
-from hustlexp.services.base import Service, one, returns_result
+from hustlexp.services.base import Service, about, one, returns_result
 
 REASONS = ("PROOF_INSUFFICIENT", "WORK_NOT_DONE", "QUALITY_ISSUE", "OTHER")
 
@@ -54,7 +54,7 @@ class DisputeService(Service):
             task = one(conn, "UPDATE tasks SET state = 'DISPUTED' WHERE id = %s RETURNING *", (task_id,))
             assert dispute is not None and task is not None
             other = task["worker_id"] if user_id == task["poster_id"] else task["poster_id"]
-            self._notify(other, "DISPUTE_OPENED", task, reason=reason)
+            self._notify(other, "DISPUTE_OPENED", **about(task, reason=reason))
             return {"dispute": _out(dispute), "task": {k: task[k] for k in ("id", "state")},
                     "escrow": {k: escrow[k] for k in ("id", "state", "amount")}}
 
@@ -121,7 +121,7 @@ class DisputeService(Service):
                          result=action, task_id=task["id"], escrow_id=dispute["escrow_id"], dispute_id=dispute_id,
                          result_details={"escrow_state": escrow["state"]})
             for user in (task["poster_id"], task["worker_id"]):
-                self._notify(user, "DISPUTE_RESOLVED", task, resolution=resolution)
+                self._notify(user, "DISPUTE_RESOLVED", **about(task, resolution=resolution))
             escrow_row = one(conn, "SELECT * FROM escrows WHERE id = %s", (dispute["escrow_id"],))
             return {"dispute": _out(dispute), "task": {k: task[k] for k in ("id", "state")},
                     "escrow": escrow_row, "xp_awarded": xp}
@@ -149,10 +149,8 @@ class DisputeService(Service):
             return self._detail(conn, dispute)
 
     def _require_party_or_admin(self, conn: Any, dispute: dict[str, Any], viewer_id: UUID | None) -> None:
-        if viewer_id is None or viewer_id in (dispute["poster_id"], dispute["worker_id"]):
-            return
-        if audit.admin_role(conn, viewer_id) is None:
-            raise Forbidden("only the task's poster, its worker or an admin can see its dispute")
+        audit.require_party_or_admin(conn, (dispute["poster_id"], dispute["worker_id"]), viewer_id,
+                                     "only the task's poster, its worker or an admin can see its dispute")
 
     def _detail(self, conn: Any, dispute: dict[str, Any]) -> dict[str, Any]:
         evidence = conn.execute("""SELECT id, submitted_by, evidence_type, storage_key, description, created_at
@@ -160,9 +158,6 @@ class DisputeService(Service):
                                 (dispute["id"],)).fetchall()
         return {**_out(dispute), "evidence": evidence}
 
-    def _notify(self, user_id: Any, category: str, task: dict[str, Any], **metadata: Any) -> None:
-        self.s.notifications.notify(user_id, category, task_id=task["id"],
-                                    metadata={"title": task["title"], **metadata}).unwrap()
 
 
 def _out(dispute: dict[str, Any]) -> dict[str, Any]:

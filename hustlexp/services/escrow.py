@@ -112,7 +112,8 @@ class EscrowService(Service):
                     (payment_intent_id, escrow["id"]))
                 task = one(conn, "SELECT id, poster_id FROM tasks WHERE id = %s", (escrow["task_id"],))
                 assert task is not None
-                self._notify(task["poster_id"], "ESCROW_FUNDED", task["id"], amount=escrow["amount"])
+                self._notify(task["poster_id"], "ESCROW_FUNDED", task_id=task["id"],
+                             metadata={"amount": escrow["amount"]})
                 return {"result": "processed", "escrow_id": escrow["id"], "state": "FUNDED"}
             if state == EscrowState.REFUNDED and escrow["funded_at"] is None:
                 # Paid after the task ended unpaid: keep the state, give the money back.
@@ -266,9 +267,6 @@ class EscrowService(Service):
             return None
         return audit.require_admin(conn, actor_id, flag)
 
-    def _notify(self, user_id: Any, category: str, task_id: Any, **metadata: Any) -> None:
-        self.s.notifications.notify(user_id, category, task_id=task_id, metadata=metadata).unwrap()
-
 
 def _escrow(conn: Any, column: str, value: Any) -> dict[str, Any]:
     query = {"id": "SELECT * FROM escrows WHERE id = %s", "task_id": "SELECT * FROM escrows WHERE task_id = %s"}
@@ -279,11 +277,10 @@ def _escrow(conn: Any, column: str, value: Any) -> dict[str, Any]:
 
 
 def _require_viewer(conn: Any, escrow: dict[str, Any], viewer_id: UUID | None) -> None:
-    if viewer_id is None:
-        return
-    task = _task(conn, escrow["task_id"])
-    if viewer_id not in (task["poster_id"], task["worker_id"]) and audit.admin_role(conn, viewer_id) is None:
-        raise Forbidden("only the task's poster, its worker or an admin can see its escrow")
+    if viewer_id is not None:
+        task = _task(conn, escrow["task_id"])
+        audit.require_party_or_admin(conn, (task["poster_id"], task["worker_id"]), viewer_id,
+                                     "only the task's poster, its worker or an admin can see its escrow")
 
 
 def _lock(conn: Any, escrow_id: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from hustlexp.domain import MessageType, ModerationStatus, TaskState
 from hustlexp.errors import Conflict, Forbidden, NotFound, RateLimited, ValidationError
+from hustlexp.services import audit
 from hustlexp.services.base import Service, one, page_params, returns_result
 from hustlexp.services.notification import load_preferences
 from hustlexp.services.user import parse_uuid, require_active
@@ -108,8 +109,7 @@ class MessagingService(Service):
         with self.db.transaction() as conn:
             task = self._task(conn, task_id)
             participant = viewer is not None and viewer in (task["poster_id"], task["worker_id"])
-            if not participant and (viewer is None or one(
-                    conn, "SELECT 1 FROM admin_roles WHERE user_id = %s", (viewer,)) is None):
+            if not participant and (viewer is None or audit.admin_role(conn, viewer) is None):
                 raise Forbidden("Only the task's poster and worker can read this thread.", code="HX802")
             cursor = self._cursor(conn, task["id"], before)
             rows = conn.execute("""

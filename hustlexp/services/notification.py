@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from hustlexp.domain import AccountStatus, NotificationChannel, NotificationPriority
 from hustlexp.errors import Forbidden, NotFound, ValidationError
+from hustlexp.services import audit
 from hustlexp.services.base import Service, one, page_params, returns_result
 from hustlexp.services.user import parse_uuid
 
@@ -541,7 +542,7 @@ class NotificationService(Service):
     @staticmethod
     def _check_audience(conn: Any, kind: Kind, recipient: UUID, task: dict[str, Any] | None) -> None:
         if kind.audience == "admins":
-            if one(conn, "SELECT 1 FROM admin_roles WHERE user_id = %s", (recipient,)) is None:
+            if audit.admin_role(conn, recipient) is None:
                 raise Forbidden("This alert goes to admins only.", code="HX805")
             return
         if task is None:

@@ -180,7 +180,6 @@ class MoneyOutbox(Service):
     def _alert_admins(self, conn: Any, row: dict[str, Any], error: str) -> None:
         admins = conn.execute("SELECT user_id FROM admin_roles WHERE can_override_escrow").fetchall()
         for admin in admins:
-            self.s.notifications.notify(
-                admin["user_id"], "PAYOUT_FAILED_PERMANENT",
-                metadata={"outbox_id": str(row["id"]), "escrow_id": str(row["escrow_id"]),
-                          "kind": row["kind"], "amount": row["amount"], "error": error}).unwrap()
+            self._notify(admin["user_id"], "PAYOUT_FAILED_PERMANENT",
+                         metadata={"outbox_id": str(row["id"]), "escrow_id": str(row["escrow_id"]),
+                                   "kind": row["kind"], "amount": row["amount"], "error": error})

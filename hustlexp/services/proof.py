@@ -13,7 +13,7 @@ from uuid import UUID
 from hustlexp.domain import ProofState, TaskState
 from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
-from hustlexp.services.base import Service, one, returning, returns_result
+from hustlexp.services.base import Service, about, one, returning, returns_result
 from hustlexp.services.storage import check_image
 
 REVIEW_WINDOW = timedelta(hours=48)
@@ -92,7 +92,7 @@ class ProofService(Service):
                         (text, now, now + REVIEW_WINDOW, proof["id"]))
             task = returning(conn, "UPDATE tasks SET state = 'PROOF_SUBMITTED', proof_submitted_at = %s "
                              "WHERE id = %s RETURNING *", (now, task_id))
-            self._notify(task["poster_id"], "PROOF_SUBMITTED", task)
+            self._notify(task["poster_id"], "PROOF_SUBMITTED", **about(task))
             return {"task": {k: task[k] for k in ("id", "state", "proof_submitted_at")},
                     "proof": self._with_photos(conn, proof)}
 
@@ -105,7 +105,7 @@ class ProofService(Service):
             proof, task = self._review_target(conn, proof_id, reviewer_id)
             proof = returning(conn, """UPDATE proofs SET state = 'ACCEPTED', reviewed_by = %s, reviewed_at = now()
                                        WHERE id = %s RETURNING *""", (reviewer_id, proof_id))
-            self._notify(task["worker_id"], "PROOF_ACCEPTED", task)
+            self._notify(task["worker_id"], "PROOF_ACCEPTED", **about(task))
             completion = self.s.tasks.finish(conn, task)
             return {**proof, "task": completion["task"], "escrow": completion["escrow"],
                     "xp_awarded": completion["xp_awarded"]}
@@ -120,7 +120,7 @@ class ProofService(Service):
                                         rejection_reason = %s WHERE id = %s RETURNING *""",
                         (reviewer_id, reason, proof_id))
             task = returning(conn, "UPDATE tasks SET state = 'ACCEPTED' WHERE id = %s RETURNING *", (task["id"],))
-            self._notify(task["worker_id"], "PROOF_REJECTED", task, reason=reason[:200])
+            self._notify(task["worker_id"], "PROOF_REJECTED", **about(task, reason=reason[:200]))
             return {**proof, "task": {k: task[k] for k in ("id", "state")}}
 
     @returns_result
@@ -198,9 +198,8 @@ class ProofService(Service):
         task = one(conn, "SELECT poster_id, worker_id FROM tasks WHERE id = %s", (task_id,))
         if task is None:
             raise NotFound("task not found")
-        if viewer_id is not None and viewer_id not in (task["poster_id"], task["worker_id"]) \
-                and audit.admin_role(conn, viewer_id) is None:
-            raise Forbidden("only the task's poster, its worker or an admin can see its proof")
+        audit.require_party_or_admin(conn, (task["poster_id"], task["worker_id"]), viewer_id,
+                                     "only the task's poster, its worker or an admin can see its proof")
 
     def _with_photos(self, conn: Any, proof: dict[str, Any] | None) -> dict[str, Any]:
         assert proof is not None
@@ -210,9 +209,6 @@ class ProofService(Service):
                               (proof["id"],)).fetchall()
         return {**proof, "photos": photos}
 
-    def _notify(self, user_id: Any, category: str, task: dict[str, Any], **metadata: Any) -> None:
-        self.s.notifications.notify(user_id, category, task_id=task["id"],
-                                    metadata={"title": task["title"], **metadata}).unwrap()
 
 
 def _check_description(text: str | None, *, required: bool) -> None:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from hustlexp.services.base import Service, one, returns_result
+from hustlexp.services.base import Service, about, one, returns_result
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,7 @@ class StripeWebhookHandler(Service):
                        (pi.get("id"), _meta(pi, "escrow_id") or ""))
         if task is None:
             return {"result": "ignored", "reason": "unknown_payment_intent"}
-        self.s.notifications.notify(task["poster_id"], "PAYMENT_FAILED", task_id=task["id"],
-                                    metadata={"title": task["title"], "code": error.get("code")}).unwrap()
+        self._notify(task["poster_id"], "PAYMENT_FAILED", **about(task, code=error.get("code")))
         return {"result": "processed"}
 
     def _transfer_created(self, transfer: dict[str, Any]) -> dict[str, Any]:

@@ -11,9 +11,9 @@ from typing import Any
 from uuid import UUID
 
 from hustlexp.domain import EscrowState, TaskState
-from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
+from hustlexp.errors import Conflict, NotFound, ValidationError
 from hustlexp.services import audit
-from hustlexp.services.base import Service, one, page_params, returning, returns_result
+from hustlexp.services.base import Service, about, one, page_params, returning, returns_result
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ class TaskService(Service):
             self.s.trust.check_eligibility(worker_id, task_id).unwrap()
             task = _update(conn, task_id, "state = 'ACCEPTED', worker_id = %(worker)s, accepted_at = now()",
                            {"worker": worker_id})
-            self._notify(task["poster_id"], "TASK_ACCEPTED", task)
-            self._notify(worker_id, "TASK_WORKER_ASSIGNED", task)
+            self._notify(task["poster_id"], "TASK_ACCEPTED", **about(task))
+            self._notify(worker_id, "TASK_WORKER_ASSIGNED", **about(task))
             return task
 
     @returns_result
@@ -116,8 +116,7 @@ class TaskService(Service):
         assert escrow is not None
         self.s.escrows.release(escrow["id"]).unwrap()
         xp = self.s.xp.award(escrow["id"]).unwrap()
-        self._notify(task["worker_id"], "ESCROW_RELEASED", task,
-                     amount=_payout(conn, escrow["id"]))
+        self._notify(task["worker_id"], "ESCROW_RELEASED", **about(task, amount=_payout(conn, escrow["id"])))
         return self._completion(conn, task, xp=xp)
 
     @returns_result
@@ -131,7 +130,7 @@ class TaskService(Service):
             task = _update(conn, task_id, "state = 'CANCELLED', cancelled_at = now()")
             escrow = self._close_escrow(conn, task, reason or "task_cancelled")
             if task["worker_id"]:
-                self._notify(task["worker_id"], "TASK_CANCELLED", task, reason=reason)
+                self._notify(task["worker_id"], "TASK_CANCELLED", **about(task, reason=reason))
             if role is not None:
                 audit.record(conn, role, "TASK_CANCEL", {"reason": reason}, task_id=task_id,
                              escrow_id=escrow["id"])
@@ -146,7 +145,7 @@ class TaskService(Service):
                 raise Conflict("only an OPEN task past its deadline expires")
             task = _update(conn, task_id, "state = 'EXPIRED', expired_at = now()")
             escrow = self._close_escrow(conn, task, "task_expired")
-            self._notify(task["poster_id"], "TASK_EXPIRED", task)
+            self._notify(task["poster_id"], "TASK_EXPIRED", **about(task))
             return {"task": task, "escrow": escrow}
 
     @returns_result
@@ -163,7 +162,7 @@ class TaskService(Service):
                                        AND n.category = 'TASK_OVERDUE')""",
                 (self.s.clock(),)).fetchall()
             for task in overdue:
-                self._notify(task["worker_id"], "TASK_OVERDUE", task)
+                self._notify(task["worker_id"], "TASK_OVERDUE", **about(task))
         expired = sum(1 for task_id in ids if self.expire(task_id).ok)
         return {"expired": expired, "overdue_warned": len(overdue)}
 
@@ -177,8 +176,9 @@ class TaskService(Service):
             task = one(conn, "SELECT * FROM tasks WHERE id = %s", (task_id,))
             if task is None:
                 raise NotFound("task not found")
-            if viewer_id is not None and not _may_view(conn, task, viewer_id):
-                raise Forbidden("only the task's poster, its worker or an admin can see it")
+            if task["state"] != TaskState.OPEN:  # an OPEN task is on the board for everyone
+                audit.require_party_or_admin(conn, (task["poster_id"], task["worker_id"]), viewer_id,
+                                             "only the task's poster, its worker or an admin can see it")
             return self._detail(conn, task)
 
     @returns_result
@@ -251,7 +251,7 @@ class TaskService(Service):
         assert escrow is not None
         refunded = self.s.escrows.refund(escrow["id"], reason=reason).unwrap()
         if escrow["state"] != EscrowState.PENDING:
-            self._notify(task["poster_id"], "ESCROW_REFUNDED", task, amount=refunded["amount"])
+            self._notify(task["poster_id"], "ESCROW_REFUNDED", **about(task, amount=refunded["amount"]))
         return refunded
 
     def _completion(self, conn: Any, task: dict[str, Any], *, xp: dict[str, Any] | None) -> dict[str, Any]:
@@ -282,9 +282,6 @@ class TaskService(Service):
 
         require_active(conn, user_id)
 
-    def _notify(self, user_id: Any, category: str, task: dict[str, Any], **metadata: Any) -> None:
-        self.s.notifications.notify(user_id, category, task_id=task["id"],
-                                    metadata={"title": task["title"], **metadata}).unwrap()
 
 
 def _lock(conn: Any, task_id: UUID) -> dict[str, Any]:
@@ -304,12 +301,6 @@ def _update(conn: Any, task_id: UUID, assignments: str, params: dict[str, Any] |
 def _payout(conn: Any, escrow_id: Any) -> int:
     row = one(conn, "SELECT amount FROM money_outbox WHERE escrow_id = %s AND kind = 'TRANSFER'", (escrow_id,))
     return int(row["amount"]) if row else 0
-
-
-def _may_view(conn: Any, task: dict[str, Any], viewer_id: UUID) -> bool:
-    if task["state"] == TaskState.OPEN or viewer_id in (task["poster_id"], task["worker_id"]):
-        return True
-    return audit.admin_role(conn, viewer_id) is not None
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from hustlexp.db import set_local
 from hustlexp.domain import AccountStatus, EscrowState, RiskLevel, TaskState
 from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
+from hustlexp.services import audit
 from hustlexp.services.base import Service, one, page_params, returns_result
 
 TIER_NAMES = {1: "ROOKIE", 2: "VERIFIED", 3: "TRUSTED", 4: "ELITE"}
@@ -141,30 +141,23 @@ class TrustService(Service):
         if not 1 <= len(note) <= 500:
             raise ValidationError("a reason (1-500 characters) is required", details={"reason": ["1..500"]})
         with self.db.transaction() as conn:
-            admin = one(conn, "SELECT role, can_modify_trust FROM admin_roles WHERE user_id = %s",
-                        (admin_user_id,))
-            if admin is None or not admin["can_modify_trust"]:
-                raise Forbidden("Changing trust tiers needs the can_modify_trust right.")
+            admin = audit.require_admin(conn, admin_user_id, "can_modify_trust")
             if str(admin_user_id) == str(user_id):
                 raise Forbidden("Admins cannot change their own trust tier.")
             old = self._lock_user(conn, user_id)["trust_tier"]
             if tier != old:
                 with _described(conn, "ADMIN_OVERRIDE", f"admin:{admin_user_id}", details={"note": note}):
                     conn.execute("UPDATE users SET trust_tier = %s WHERE id = %s", (tier, user_id))
-            action = one(conn, """
-                INSERT INTO admin_actions (admin_user_id, admin_role, action_type, action_details,
-                                           target_user_id, result, result_details)
-                VALUES (%s, %s, 'TRUST_TIER_OVERRIDE', %s, %s, %s, %s) RETURNING id""", (
-                admin_user_id, admin["role"], Jsonb({"old_tier": old, "new_tier": tier, "reason": note}),
-                user_id, "SUCCESS" if tier != old else "NO_CHANGE",
-                Jsonb({"old_tier": old, "new_tier": tier})))
-            assert action is not None
+            action_id = audit.record(conn, admin, "TRUST_TIER_OVERRIDE",
+                                     {"old_tier": old, "new_tier": tier, "reason": note},
+                                     result="SUCCESS" if tier != old else "NO_CHANGE",
+                                     result_details={"old_tier": old, "new_tier": tier}, user_id=user_id)
             if tier > old:
                 self.s.badges.check_and_award(user_id).unwrap()
             if tier != old:
                 self._notify_change(user_id, old, tier)
             return {"old_tier": old, "new_tier": tier, "changed": tier != old,
-                    "admin_action_id": action["id"]}
+                    "admin_action_id": action_id}
 
     @returns_result
     def check_eligibility(self, user_id: Any, task_id: Any) -> dict[str, Any]:
@@ -269,5 +262,3 @@ class TrustService(Service):
         self._notify(user_id, "TRUST_TIER_UP" if new > old else "TRUST_TIER_DOWN", task_id=task_id,
                      metadata={"old_tier": old, "new_tier": new})
 
-    def _notify(self, user_id: Any, category: str, **kw: Any) -> None:
-        self.s.notifications.notify(user_id, category, **kw).unwrap()

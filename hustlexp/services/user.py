@@ -14,6 +14,7 @@ from psycopg import sql
 
 from hustlexp.domain import AccountStatus, DefaultMode, RoleCertainty
 from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
+from hustlexp.services import audit
 from hustlexp.services.base import Service, one, returns_result
 
 REONBOARD_COOLDOWN = timedelta(days=7)
@@ -269,7 +270,7 @@ class UserService(Service):
         if uid is None:
             return None
         with self.db.transaction() as conn:
-            return one(conn, "SELECT * FROM admin_roles WHERE user_id = %s", (uid,))
+            return audit.admin_role(conn, uid)
 
     @returns_result
     def pause(self, user_id: Any) -> dict[str, Any]:

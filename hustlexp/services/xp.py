@@ -223,5 +223,3 @@ class XPService(Service):
         return {"entries": [ledger_entry(r) for r in rows], "total": total,
                 "has_more": offset + len(rows) < total}
 
-    def _notify(self, user_id: Any, category: str, **kw: Any) -> None:
-        self.s.notifications.notify(user_id, category, **kw).unwrap()

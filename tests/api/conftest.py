@@ -141,12 +141,6 @@ def api_settings(db_url: str, tmp_path: Any, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def stripe_fake() -> Iterator[FakeStripe]:
-    with FakeStripe() as fake:
-        yield fake
-
-
-@pytest.fixture
 def app(db_url: str, tmp_path: Any, firebase_certs: str, stripe_fake: FakeStripe) -> Iterator[Flask]:
     gateway = PaymentsGateway("sk_test_api", http_client=stripe_fake.http_client(),
                               webhook_secret=WEBHOOK_SECRET)

@@ -46,12 +46,6 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def stripe_fake() -> Iterator[FakeStripe]:
-    with FakeStripe() as fake:
-        yield fake
-
-
-@pytest.fixture
 def services(db: Database, tmp_path: Any, stripe_fake: FakeStripe, clock: Clock) -> Iterator[Services]:
     gateway = PaymentsGateway("sk_test_services", http_client=stripe_fake.http_client(),
                               webhook_secret=WEBHOOK_SECRET)
