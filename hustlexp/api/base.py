@@ -57,11 +57,12 @@ from flask.typing import ResponseReturnValue
 from flask.views import MethodView
 from flask_smorest import Api as _Api
 from flask_smorest import Blueprint as _Blueprint
-from marshmallow import fields, validate, validates_schema
+from marshmallow import validate, validates_schema
 from psycopg_pool import PoolTimeout
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, abort
 from werkzeug.exceptions import HTTPException
 
+from hustlexp.api import fields
 from hustlexp.domain import ServiceResult
 from hustlexp.errors import AuthInvalid, AuthRequired, DomainError, RateLimited
 
@@ -181,6 +182,14 @@ class _Parser(FlaskParser):
     # Unknown query parameters are refused like unknown body fields.
     DEFAULT_UNKNOWN_BY_LOCATION: dict[str, str | None] = {  # noqa: RUF012 (webargs' own attribute)
         **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": ma.RAISE, "querystring": ma.RAISE}
+
+    def _raw_load_json(self, req: Any) -> Any:
+        # json.loads recurses once per nesting level: a small body nested a thousand deep
+        # exhausts the stack. That is bad input, not a server fault.
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            abort(400, messages={"json": ["The JSON body is nested too deeply."]})
 
 
 class Blueprint(_Blueprint):
