@@ -11,9 +11,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from hustlexp.errors import ValidationError
 from hustlexp.services.base import Service, about, one, returns_result
 
 log = logging.getLogger(__name__)
+
+MAX_EVENT_ID = 255  # processed_stripe_events.event_id
 
 
 class StripeWebhookHandler(Service):
@@ -22,10 +25,18 @@ class StripeWebhookHandler(Service):
         """Verify and apply one delivery. Signature problems fail with
         WEBHOOK_SIGNATURE_INVALID (400); a handler error propagates (500, Stripe retries)."""
         event = self.s.payments.construct_event(payload, signature)
+        try:
+            check_event_shape(event)
+        except ValidationError as exc:
+            # Signed by Stripe yet unusable: retrying will not fix it, and a 5xx would make
+            # Stripe redeliver this poison event for days. 400 once, nothing recorded.
+            log.warning("stripe event %.80r refused: %s %s", event.get("id"), exc.message, exc.details)
+            raise
         return self.process(event)
 
     def process(self, event: dict[str, Any]) -> dict[str, Any]:
-        event_id, event_type = str(event["id"]), str(event["type"])
+        check_event_shape(event)
+        event_id, event_type = event["id"], event["type"]
         with self.db.transaction() as conn:
             claimed = one(conn, """INSERT INTO processed_stripe_events (event_id, event_type, result)
                                    VALUES (%s, %s, 'processing') ON CONFLICT (event_id) DO NOTHING
@@ -34,7 +45,7 @@ class StripeWebhookHandler(Service):
                 log.info("stripe event %s (%s) already processed", event_id, event_type)
                 return {"event_id": event_id, "type": event_type, "result": "duplicate"}
             handler = self._handlers().get(event_type)
-            obj = event.get("data", {}).get("object", {}) or {}
+            obj = event["data"]["object"]
             outcome = handler(obj) if handler else {"result": "ignored", "reason": "unhandled event type"}
             conn.execute("UPDATE processed_stripe_events SET result = %s, error_message = %s WHERE event_id = %s",
                          (outcome["result"], outcome.get("reason"), event_id))
@@ -52,7 +63,7 @@ class StripeWebhookHandler(Service):
 
     def _payment_succeeded(self, pi: dict[str, Any]) -> dict[str, Any]:
         return self.s.escrows.handle_payment_success(
-            payment_intent_id=pi["id"], amount_received=int(pi.get("amount_received") or pi.get("amount") or 0),
+            payment_intent_id=pi["id"], amount_received=pi.get("amount_received") or pi.get("amount") or 0,
             escrow_id=_meta(pi, "escrow_id")).unwrap()
 
     def _payment_canceled(self, pi: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +97,75 @@ class StripeWebhookHandler(Service):
             return {"result": "ignored", "reason": "refund without escrow metadata"}
         return self.s.escrows.record_stripe_id(escrow_id=escrow_id, kind="refund",
                                                stripe_id=refunds[0]["id"]).unwrap()
+
+
+# What each handled event type reads from data.object, and the type it must have.
+_INTEGERS = ("amount", "amount_received")
+_HANDLED_OBJECTS = ("payment_intent.succeeded", "payment_intent.canceled", "payment_intent.payment_failed",
+                    "transfer.created", "charge.refunded")
+
+
+def check_event_shape(event: dict[str, Any]) -> None:
+    """Refuse (ValidationError) a verified event whose fields the handlers could not use: the
+    handlers then index and compare without guarding every access. Any text anywhere in the
+    event must be storable (no NUL, no lone surrogate)."""
+    problems: dict[str, list[str]] = {}
+
+    def bad(path: str, why: str) -> None:
+        problems.setdefault(path, []).append(why)
+
+    _check_text(event, "event", bad, depth=0)
+    event_id, event_type = event.get("id"), event.get("type")
+    if not isinstance(event_id, str) or not 1 <= len(event_id) <= MAX_EVENT_ID:
+        bad("id", f"a string of 1 to {MAX_EVENT_ID} characters")
+    if not isinstance(event_type, str) or not 1 <= len(event_type) <= 100:
+        bad("type", "a string of 1 to 100 characters")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        bad("data.object", "an object")
+    elif event_type in _HANDLED_OBJECTS:
+        if not isinstance(obj.get("id"), str) or not obj["id"]:
+            bad("data.object.id", "a non-empty string")
+        for name in _INTEGERS:
+            value = obj.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                bad(f"data.object.{name}", "an integer number of cents")
+        for name in ("metadata", "last_payment_error", "refunds"):
+            if obj.get(name) is not None and not isinstance(obj[name], dict):
+                bad(f"data.object.{name}", "an object")
+        refunds = obj.get("refunds")
+        if isinstance(refunds, dict) and refunds.get("data") is not None:
+            items = refunds["data"]
+            if not isinstance(items, list) or not all(
+                    isinstance(r, dict) and isinstance(r.get("id"), str) and r["id"]
+                    and (r.get("metadata") is None or isinstance(r["metadata"], dict)) for r in items):
+                bad("data.object.refunds.data", "a list of refunds, each with an id")
+    if problems:
+        raise ValidationError("the webhook event is malformed", details=problems)
+
+
+MAX_DEPTH = 32  # Stripe's objects nest a handful of levels
+
+
+def _check_text(value: Any, path: str, bad: Callable[[str, str], None], *, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        bad(path, f"nested at most {MAX_DEPTH} levels")
+    elif isinstance(value, str):
+        if "\x00" in value:
+            bad(path, "text without NUL characters")
+        elif not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                bad(path, "valid Unicode text")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, path, bad, depth=depth + 1)
+            _check_text(item, f"{path}.{key}", bad, depth=depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_text(item, f"{path}[{i}]", bad, depth=depth + 1)
 
 
 def _meta(obj: dict[str, Any], key: str) -> str | None:
