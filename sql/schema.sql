@@ -216,8 +216,16 @@ CREATE TABLE proof_photos (
     sequence_number     INTEGER NOT NULL DEFAULT 1
         CONSTRAINT proof_photos_sequence_check CHECK (sequence_number BETWEEN 1 AND 5),
     created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- From the image's EXIF, read by the server (DESIGN 7.13); NULL when the photo has none.
+    location_lat        NUMERIC(10,7)
+        CONSTRAINT proof_photos_location_lat_check CHECK (location_lat BETWEEN -90 AND 90),
+    location_lng        NUMERIC(10,7)
+        CONSTRAINT proof_photos_location_lng_check CHECK (location_lng BETWEEN -180 AND 180),
+    camera_make         VARCHAR(100),
+    camera_model        VARCHAR(100),
 
-    CONSTRAINT proof_photos_sequence_unique UNIQUE (proof_id, sequence_number)
+    CONSTRAINT proof_photos_sequence_unique UNIQUE (proof_id, sequence_number),
+    CONSTRAINT proof_photos_location_pair_check CHECK ((location_lat IS NULL) = (location_lng IS NULL))
 );
 
 -- ---------------------------------------------------------------------------
