@@ -50,6 +50,10 @@ class NotFound(DomainError):
     code, status = "NOT_FOUND", 404
 
 
+class PayloadTooLarge(DomainError):
+    code, status = "PAYLOAD_TOO_LARGE", 413
+
+
 class Conflict(DomainError):
     code, status = "CONFLICT", 409
 

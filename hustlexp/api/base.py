@@ -287,7 +287,8 @@ def domain_error_response(err: DomainError) -> ResponseReturnValue:
 
 
 _HTTP_CODES = {400: "VALIDATION_ERROR", 401: "AUTH_REQUIRED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-               409: "CONFLICT", 422: "VALIDATION_ERROR", 429: "RATE_LIMITED", 500: "INTERNAL_ERROR"}
+               409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE", 422: "VALIDATION_ERROR", 429: "RATE_LIMITED",
+               500: "INTERNAL_ERROR"}
 
 
 def http_error_response(error: HTTPException) -> ResponseReturnValue:

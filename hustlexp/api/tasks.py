@@ -25,7 +25,6 @@ from hustlexp.api.schemas import (
     UserSummarySchema,
     XPAwardSchema,
 )
-from hustlexp.errors import ValidationError
 from hustlexp.services.dispute import REASONS
 from hustlexp.services.task import CATEGORIES
 
@@ -119,7 +118,8 @@ class ProofSubmitSchema(Schema):
     description = fields.String(required=True, validate=validate.Length(min=1, max=2000))
     photo_keys = fields.List(fields.String(validate=validate.Length(min=1, max=500)),
                              validate=validate.Length(min=1, max=5),
-                             metadata={"description": "Storage keys of the uploaded photos (optional check)"})
+                             metadata={"description": "Storage keys of the uploaded photos the proof keeps; "
+                                                      "the others are deleted. Omit to keep every photo."})
 
 
 class ProofSubmittedSchema(Schema):
@@ -164,6 +164,11 @@ class DisputeOpenedSchema(Schema):
 
 class PhotoUploadSchema(Schema):
     capture_time = fields.AwareDateTime()
+
+
+class PhotoDeletedSchema(Schema):
+    id = fields.UUID(required=True)
+    deleted = fields.Boolean(required=True)
 
 
 class ProofPhotoFileSchema(Schema):
@@ -217,16 +222,11 @@ class TaskProof(MethodView):
     @blp.arguments(ProofSubmitSchema)
     @blp.response(200, ProofSubmittedSchema)
     def post(self, body: dict[str, Any], task_id: UUID) -> Any:
-        """Submit the proof (its 1-5 photos uploaded first); the poster has 48 h to review."""
-        keys = body.get("photo_keys")
-        svc = services()
-        if keys is not None:
-            pending = respond(svc.proofs.create(task_id, current_user().id))
-            stored = {p["storage_key"] for p in pending["photos"]}
-            if set(keys) != stored:
-                raise ValidationError("photo_keys must name exactly the uploaded photos",
-                                      details={"photo_keys": ["not the uploaded photos of this proof"]})
-        out = respond(svc.tasks.submit_proof(task_id, current_user().id, description=body["description"]))
+        """Submit the proof (its 1-5 photos uploaded first); the poster has 48 h to review.
+        `photo_keys` keeps only the photos it names and deletes the rest; a refused submission
+        changes nothing."""
+        out = respond(services().tasks.submit_proof(task_id, current_user().id, description=body["description"],
+                                                    photo_keys=body.get("photo_keys")))
         return {"task": out["task"], "proof": _with_urls(out["proof"])}
 
     @requires_user
@@ -243,11 +243,23 @@ class TaskProofPhotos(MethodView):
     @blp.arguments(ProofPhotoFileSchema, location="files")
     @blp.response(201, PhotoSchema)
     def post(self, form: dict[str, Any], files: dict[str, Any], task_id: UUID) -> Any:
-        """Upload one proof photo (multipart field `file`: JPEG, PNG or HEIC, at most 10 MB)."""
+        """Upload one proof photo (multipart field `file`: a JPEG, PNG or HEIC image that decodes, at
+        most 10 MB; larger is 413 PAYLOAD_TOO_LARGE). Capture time, GPS position and camera are read
+        from its EXIF; `capture_time` is used only when the image carries none."""
         data = files["file"].read()
         photo = respond(services().proofs.upload_photo(task_id, current_user().id, data,
                                                        capture_time=form.get("capture_time")))
         return _photo_url(photo)
+
+
+@blp.route("/<uuid:task_id>/proof/photos/<uuid:photo_id>")
+class TaskProofPhoto(MethodView):
+    @requires_user
+    @blp.response(200, PhotoDeletedSchema)
+    def delete(self, task_id: UUID, photo_id: UUID) -> Any:
+        """Take an uploaded photo off the task's proof while it is not yet submitted (the worker);
+        the file is deleted too."""
+        return respond(services().proofs.delete_photo(task_id, photo_id, current_user().id))
 
 
 @blp.route("/<uuid:task_id>/complete")

@@ -6,6 +6,7 @@ concurrent attempts exactly one wins and the rest see the new state (409 CONFLIC
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -81,9 +82,10 @@ class TaskService(Service):
 
     @returns_result
     def submit_proof(self, task_id: UUID, worker_id: UUID, *, description: str | None = None,
-                     proof_id: UUID | None = None) -> dict[str, Any]:
+                     proof_id: UUID | None = None, photo_keys: Sequence[str] | None = None) -> dict[str, Any]:
         """ACCEPTED -> PROOF_SUBMITTED: the same as proof.submit, addressed by task."""
-        return self.s.proofs.submit(task_id, worker_id, description=description, proof_id=proof_id).unwrap()
+        return self.s.proofs.submit(task_id, worker_id, description=description, proof_id=proof_id,
+                                    photo_keys=photo_keys).unwrap()
 
     @returns_result
     def complete(self, task_id: UUID, actor_id: UUID | None) -> dict[str, Any]:

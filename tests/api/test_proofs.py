@@ -47,6 +47,9 @@ def test_proof_submission_errors(world):
     stranger = world.client.post(f"/api/tasks/{task['id']}/proof/photos", headers=world.sh,
                                  data={"file": (io.BytesIO(JPEG), "x.jpg")}, content_type="multipart/form-data")
     assert stranger.status_code == 403
+    assert world.client.post(f"/api/tasks/{task['id']}/proof/photos", headers=world.wh,
+                             data={"file": (io.BytesIO(JPEG), "x.jpg")},
+                             content_type="multipart/form-data").status_code == 201
     wrong_keys = world.client.post(f"/api/tasks/{task['id']}/proof", headers=world.wh,
                                    json={"description": "done", "photo_keys": ["proofs/elsewhere/1.jpg"]})
     assert wrong_keys.status_code == 400

@@ -9,8 +9,7 @@ from typing import Any
 
 from tests.api.conftest import WEBHOOK_SECRET, data
 from tests.fakes.stripe_fake import FakeStripe
-
-JPEG = b"\xff\xd8\xff\xe0" + bytes(300)
+from tests.images import JPEG
 
 
 def task_body(**overrides: Any) -> dict[str, Any]:

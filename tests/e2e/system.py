@@ -27,9 +27,8 @@ import requests
 
 from tests.api.conftest import SigningKey, firebase_claims
 from tests.fakes.stripe_fake import FakeStripe
+from tests.images import JPEG, PNG  # noqa: F401 (re-exported for the tests)
 
-JPEG = b"\xff\xd8\xff\xe0" + bytes(300)
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(300)
 HTTP_TIMEOUT = 30.0
 JOB_TIMEOUT = 120.0
 PLATFORM_KEEPS_PERCENT = 15
