@@ -63,13 +63,33 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+# The code's own public defaults: anyone can sign a webhook with whsec_local. Production takes
+# none of them, nor an empty value.
+DEVELOPMENT_DEFAULTS = {
+    "STRIPE_SECRET_KEY": Settings.stripe_secret_key,
+    "STRIPE_WEBHOOK_SECRET": Settings.stripe_webhook_secret,
+    "FIREBASE_PROJECT_ID": Settings.firebase_project_id,
+}
+REQUIRED_IN_PRODUCTION = ("DATABASE_URL", *DEVELOPMENT_DEFAULTS)
+# Stripe test-mode keys move no real money; only a staging deployment says it wants them.
+STRIPE_TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+STRIPE_TEST_MODE = "HUSTLEXP_STRIPE_TEST_MODE"
+
+
 def _check_production(env: Mapping[str, str]) -> None:
+    """Raise ConfigError (one line, naming each variable at fault) for an unsafe production setup."""
     problems = []
     if env.get("FIREBASE_AUTH_EMULATOR_HOST"):
         problems.append("FIREBASE_AUTH_EMULATOR_HOST is set: firebase-admin would accept unsigned tokens")
-    for name in ("DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "FIREBASE_PROJECT_ID"):
-        if not env.get(name, "").strip():
+    for name in REQUIRED_IN_PRODUCTION:
+        value = env.get(name, "").strip()
+        if not value:
             problems.append(f"{name} is not set")
+        elif value == DEVELOPMENT_DEFAULTS.get(name):
+            problems.append(f"{name} is the public development default")
+    key = env.get("STRIPE_SECRET_KEY", "").strip()
+    if key.startswith(STRIPE_TEST_KEY_PREFIXES) and env.get(STRIPE_TEST_MODE, "").strip() != "1":
+        problems.append(f"STRIPE_SECRET_KEY is a Stripe test key; set {STRIPE_TEST_MODE}=1 on a staging deployment")
     if env.get("STRIPE_API_BASE"):
         problems.append("STRIPE_API_BASE is set: production must talk to Stripe itself")
     if problems:
