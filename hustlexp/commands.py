@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 from typing import Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from hustlexp import config
@@ -124,11 +126,29 @@ class ApiServer(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
         self.cfg.set("worker_exit", _close_worker_app)
+        # gunicorn answers what it cannot parse (bad request line 400, URI too long 414, header
+        # fields too large 431) itself, as HTML, before our app sees the request; it offers no
+        # hook for that page, so its one writer is replaced by ours. Workers inherit it by fork.
+        gunicorn_util.write_error = write_json_error
 
     def load(self) -> Any:
         from hustlexp.app import create_app
 
         return create_app(self.settings)
+
+
+def write_json_error(sock: Any, status: int, reason: str, message: str) -> None:
+    """gunicorn's error answer, as our JSON error envelope. gunicorn's own message (which may
+    quote the offending request) is logged by gunicorn, not echoed to the client."""
+    from datetime import UTC, datetime
+
+    from hustlexp.api.base import error_code
+
+    body = json.dumps({"success": False, "error": {"code": error_code(status), "message": reason},
+                       "timestamp": datetime.now(UTC).isoformat()}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    gunicorn_util.write_nonblock(sock, head + body)
 
 
 def _close_worker_app(arbiter: Any, worker: Any) -> None:

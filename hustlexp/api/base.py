@@ -81,6 +81,7 @@ __all__ = [
     "Schema",
     "StrictBoolean",
     "envelope_schema",
+    "error_code",
     "error_response",
     "fields",
     "init_api",
@@ -291,6 +292,11 @@ _HTTP_CODES = {400: "VALIDATION_ERROR", 401: "AUTH_REQUIRED", 403: "FORBIDDEN", 
                500: "INTERNAL_ERROR"}
 
 
+def error_code(status: int) -> str:
+    """The envelope's code for an HTTP status that no DomainError chose (e.g. URI_TOO_LONG)."""
+    return _HTTP_CODES.get(status) or http.HTTPStatus(status).name
+
+
 def http_error_response(error: HTTPException) -> ResponseReturnValue:
     status = error.code or 500
     data = getattr(error, "data", None) or {}
@@ -298,7 +304,7 @@ def http_error_response(error: HTTPException) -> ResponseReturnValue:
     if messages is not None:
         return error_response(400, "VALIDATION_ERROR", "The request is invalid.",
                               _field_errors(messages))
-    code = _HTTP_CODES.get(status) or http.HTTPStatus(status).name
+    code = error_code(status)
     # Keep werkzeug's own headers (Allow on 405, Retry-After on 503...), not its content type.
     headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
     if isinstance(data, Mapping) and "headers" in data:

@@ -72,6 +72,8 @@ class TaskService(Service):
         with self.db.transaction() as conn:
             task = _lock(conn, task_id)
             if task["state"] != TaskState.OPEN:
+                # Who may not see the task learns nothing about it, its state included.
+                _require_visible(conn, task, worker_id)
                 raise Conflict(f"the task is {task['state']}, no longer OPEN")
             self.s.trust.check_eligibility(worker_id, task_id).unwrap()
             task = _update(conn, task_id, "state = 'ACCEPTED', worker_id = %(worker)s, accepted_at = now()",
@@ -178,9 +180,7 @@ class TaskService(Service):
             task = one(conn, "SELECT * FROM tasks WHERE id = %s", (task_id,))
             if task is None:
                 raise NotFound("task not found")
-            if task["state"] != TaskState.OPEN:  # an OPEN task is on the board for everyone
-                audit.require_party_or_admin(conn, (task["poster_id"], task["worker_id"]), viewer_id,
-                                             "only the task's poster, its worker or an admin can see it")
+            _require_visible(conn, task, viewer_id)
             return self._detail(conn, task)
 
     @returns_result
@@ -284,6 +284,14 @@ class TaskService(Service):
 
         require_active(conn, user_id)
 
+
+
+def _require_visible(conn: Any, task: dict[str, Any], viewer_id: UUID | None) -> None:
+    """An OPEN task is on the board for everyone; any other only for its poster, its worker and
+    admins (403 FORBIDDEN otherwise)."""
+    if task["state"] != TaskState.OPEN:
+        audit.require_party_or_admin(conn, (task["poster_id"], task["worker_id"]), viewer_id,
+                                     "only the task's poster, its worker or an admin can see it")
 
 
 def _lock(conn: Any, task_id: UUID) -> dict[str, Any]:

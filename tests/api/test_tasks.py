@@ -75,7 +75,7 @@ def test_accept_rules(world):
     assert error(world.client.post(f"/api/tasks/{task['id']}/accept", headers=world.ph))["code"] == "FORBIDDEN"
     accepted = data(world.client.post(f"/api/tasks/{task['id']}/accept", headers=world.wh))
     assert accepted["state"] == "ACCEPTED" and accepted["worker_id"] == world.worker["id"]
-    assert world.client.post(f"/api/tasks/{task['id']}/accept", headers=world.sh).status_code == 409
+    assert world.client.post(f"/api/tasks/{task['id']}/accept", headers=world.sh).status_code == 403  # may not see it
 
 
 
@@ -113,3 +113,15 @@ def test_create_task_idempotency_key_header(world):
     assert changed.status_code == 409 and error(changed)["code"] == "CONFLICT"
     bad = world.client.post("/api/tasks", json=task_body(), headers=world.ph | {"Idempotency-Key": "x" * 101})
     assert bad.status_code == 400
+
+
+def test_a_stranger_accepting_a_task_it_may_not_see_learns_nothing(world):
+    task, _proof = world.submitted()
+    seen = world.client.get(f"/api/tasks/{task['id']}", headers=world.sh)
+    taken = world.client.post(f"/api/tasks/{task['id']}/accept", headers=world.sh)
+    assert taken.status_code == seen.status_code == 403
+    assert error(taken)["code"] == error(seen)["code"] == "FORBIDDEN"
+    assert "PROOF_SUBMITTED" not in taken.get_data(as_text=True)
+    # The task's own worker may see it, so it is told why.
+    again = world.client.post(f"/api/tasks/{task['id']}/accept", headers=world.wh)
+    assert again.status_code == 409 and "PROOF_SUBMITTED" in error(again)["message"]

@@ -27,7 +27,7 @@ def test_cancel_before_payment_cancels_the_payment_intent_and_refunds_nothing(wo
     assert ack["result"] == "skipped"
     assert world.escrow(task["escrow_id"])["state"] == "REFUNDED"
     error(poster.post(f"/api/tasks/{task['id']}/cancel"), 409, "CONFLICT")
-    error(worker.post(f"/api/tasks/{task['id']}/accept"), 409, "CONFLICT")
+    error(worker.post(f"/api/tasks/{task['id']}/accept"), 403, "FORBIDDEN")  # no longer visible to them
     error(poster.post(f"/api/tasks/{task['id']}/escrow/payment-intent"), 409, "CONFLICT")
     assert world.xp_rows(worker.id) == [] and world.xp_rows(poster.id) == []
     world.check_money()
@@ -47,7 +47,7 @@ def test_cancel_paid_task_before_accept_refunds_in_full(world: World) -> None:
     assert "ESCROW_REFUNDED" in poster.notification_types(task["id"])
     # The refund cannot be repeated by hand either.
     error(poster.post(f"/api/escrows/{task['escrow_id']}/refund", json={}), 409, "HX002")
-    error(worker.post(f"/api/tasks/{task['id']}/accept"), 409, "CONFLICT")
+    error(worker.post(f"/api/tasks/{task['id']}/accept"), 403, "FORBIDDEN")  # no longer visible to them
     world.check_money()
 
 

@@ -38,7 +38,7 @@ def test_expire_job_expires_open_tasks_past_deadline_and_refunds(world: World) -
         assert shown["state"] == "EXPIRED" and shown["expired_at"], shown
         assert data(poster.get(f"/api/tasks/{task['id']}/escrow"))["state"] == "REFUNDED"
         assert "TASK_EXPIRED" in poster.notification_types(task["id"])
-        error(worker.post(f"/api/tasks/{task['id']}/accept"), 409, "CONFLICT")
+        error(worker.post(f"/api/tasks/{task['id']}/accept"), 403, "FORBIDDEN")  # no longer visible to them
         error(poster.post(f"/api/tasks/{task['id']}/cancel"), 409, "CONFLICT")
     assert fake.money_out(paid["escrow_id"]) == {"transferred": 0, "refunded": 3100}
     assert "ESCROW_REFUNDED" in poster.notification_types(paid["id"])

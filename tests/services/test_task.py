@@ -76,7 +76,9 @@ def test_accept_assigns_worker_and_notifies_both(services, stripe_fake):
     assert accepted["accepted_at"] is not None
     notes = {(r["user_id"], r["category"]) for r in _notifications(services, task["id"])}
     assert (poster, "TASK_ACCEPTED") in notes and (worker, "TASK_WORKER_ASSIGNED") in notes
-    assert services.tasks.accept(task["id"], flows.user(services)).code == "CONFLICT"
+    # Taken: another user may no longer see the task, so is told nothing about it; its worker is.
+    assert services.tasks.accept(task["id"], flows.user(services)).code == "FORBIDDEN"
+    assert services.tasks.accept(task["id"], worker).code == "CONFLICT"
 
 
 def test_accept_checks_trust_tier_and_risk(services, stripe_fake):
@@ -104,7 +106,8 @@ def test_twenty_concurrent_accepts_have_exactly_one_winner(services, stripe_fake
         t.start()
     for t in threads:
         t.join()
-    assert sorted(r.code or "OK" for r in results) == ["CONFLICT"] * 19 + ["OK"]
+    # The losers may no longer see the taken task: refused without learning its state.
+    assert sorted(r.code or "OK" for r in results) == ["FORBIDDEN"] * 19 + ["OK"]
     winner = next(r.data for r in results if r.ok)
     assert flows.row(services, "SELECT worker_id FROM tasks WHERE id = %s", task["id"])["worker_id"] == \
         winner["worker_id"]
