@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from marshmallow import fields as _ma
+from marshmallow import validate
 from marshmallow.fields import (
     UUID,
     AwareDateTime,
@@ -26,12 +27,15 @@ from marshmallow.fields import (
     Raw,
 )
 
-__all__ = ["NO_NUL", "UUID", "AwareDateTime", "Boolean", "DateTime", "Decimal", "Dict", "Field", "Float",
+__all__ = ["NOT_BLANK", "NO_NUL", "UUID", "AwareDateTime", "Boolean", "DateTime", "Decimal", "Dict", "Field", "Float",
            "Integer", "List", "Nested", "Raw", "Str", "String"]
 
 # JSON Schema (ECMA) and Python read \u0000 alike. A field with its own Regexp validator documents
 # that one instead (OpenAPI allows one pattern per field): such patterns must exclude NUL themselves.
 NO_NUL = r"^[^\u0000]*$"
+# For text the services refuse when it is only whitespace (str.strip() is empty): documented and
+# checked here too. Python's \s in a str pattern is str.isspace(), the same set strip() removes.
+NOT_BLANK = validate.Regexp(r"^\s*[^\s\u0000][^\u0000]*$", error="Must not be blank.")
 
 
 class String(_ma.String):

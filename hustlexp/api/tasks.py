@@ -4,13 +4,23 @@ service, and shapes the answer; the services hold the rules."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import marshmallow as ma
 
 from hustlexp.api.auth import current_user, requires_user
-from hustlexp.api.base import Blueprint, MethodView, PageQuerySchema, Schema, fields, respond, services, validate
+from hustlexp.api.base import (
+    Blueprint,
+    MethodView,
+    PageQuerySchema,
+    Schema,
+    StrictBoolean,
+    fields,
+    respond,
+    services,
+    validate,
+)
 from hustlexp.api.schemas import (
     TASK_STATES,
     DisputeCoreSchema,
@@ -26,7 +36,7 @@ from hustlexp.api.schemas import (
     XPAwardSchema,
 )
 from hustlexp.services.dispute import REASONS
-from hustlexp.services.task import CATEGORIES
+from hustlexp.services.task import CATEGORIES, LIVE_MIN_PRICE
 
 blp = Blueprint("tasks", __name__, url_prefix="/api/tasks", description="Tasks, their escrow, proof and dispute")
 
@@ -34,8 +44,14 @@ blp = Blueprint("tasks", __name__, url_prefix="/api/tasks", description="Tasks, 
 # -- schemas ---------------------------------------------------------------------
 
 class TaskCreateSchema(Schema):
-    title = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    description = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    # A LIVE task costs at least 1500 cents (the service checks it; stated here for clients).
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {"anyOf": [
+        {"properties": {"mode": {"enum": ["STANDARD"]}}},
+        {"properties": {"price": {"minimum": LIVE_MIN_PRICE}}},
+    ]}
+
+    title = fields.String(required=True, validate=[validate.Length(min=1, max=255), fields.NOT_BLANK])
+    description = fields.String(required=True, validate=[validate.Length(min=1, max=5000), fields.NOT_BLANK])
     requirements = fields.String(validate=validate.Length(max=2000))
     location = fields.String(required=True, validate=validate.Length(min=1, max=255))
     location_lat = fields.Float(validate=validate.Range(min=-90, max=90), allow_nan=False)
@@ -43,8 +59,9 @@ class TaskCreateSchema(Schema):
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     price = fields.Integer(required=True, strict=True, validate=validate.Range(min=500, max=10_000_000))
     mode = fields.String(load_default="STANDARD", validate=validate.OneOf(("STANDARD", "LIVE")))
-    deadline = fields.AwareDateTime(required=True)
-    requires_proof = fields.Boolean(load_default=True)
+    deadline = fields.AwareDateTime(required=True, metadata={
+        "description": "When the task must be done: a time with its offset, in the future (400 otherwise)"})
+    requires_proof = StrictBoolean(load_default=True)
     proof_instructions = fields.String(validate=validate.Length(max=2000))
     required_trust_tier = fields.Integer(strict=True, validate=validate.Range(min=0, max=4))
     risk_level = fields.String(validate=validate.OneOf(("low", "medium", "high", "critical")))
@@ -115,7 +132,7 @@ class AcceptedSchema(Schema):
 
 
 class ProofSubmitSchema(Schema):
-    description = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    description = fields.String(required=True, validate=[validate.Length(min=1, max=2000), fields.NOT_BLANK])
     photo_keys = fields.List(fields.String(validate=validate.Length(min=1, max=500)),
                              validate=validate.Length(min=1, max=5),
                              metadata={"description": "Storage keys of the uploaded photos the proof keeps; "
@@ -152,7 +169,7 @@ class PaymentIntentSchema(Schema):
 
 class DisputeCreateSchema(Schema):
     reason = fields.String(required=True, validate=validate.OneOf(REASONS))
-    description = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    description = fields.String(required=True, validate=[validate.Length(min=1, max=2000), fields.NOT_BLANK])
     evidence_urls = fields.List(fields.String(validate=validate.Length(max=500)), validate=validate.Length(max=10))
 
 

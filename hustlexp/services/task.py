@@ -22,6 +22,7 @@ CATEGORIES = (
     "cleaning", "delivery", "moving", "handyman", "yard_work", "pet_care", "errands", "tech_help",
     "assembly", "tutoring", "event_help", "photography", "personal_assistant", "other",
 )
+LIVE_MIN_PRICE = 1500  # cents: a LIVE task pays for an immediate start
 SORTABLE = {"created_at": "t.created_at", "price": "t.price", "deadline": "t.deadline"}
 CREATE_FIELDS = ("title", "description", "requirements", "location", "location_lat", "location_lng",
                  "category", "price", "mode", "deadline", "requires_proof", "proof_instructions",
@@ -342,7 +343,7 @@ def _validate_new_task(fields: dict[str, Any], now: datetime) -> None:
     if fields.get("requirements") is not None and len(fields["requirements"]) > 2000:
         errors["requirements"] = ["at most 2000 characters"]
     price, mode = fields.get("price"), fields.get("mode") or "STANDARD"
-    if isinstance(price, bool) or not isinstance(price, int) or price < (1500 if mode == "LIVE" else 500):
+    if isinstance(price, bool) or not isinstance(price, int) or price < (LIVE_MIN_PRICE if mode == "LIVE" else 500):
         errors["price"] = ["integer cents, at least 500 (1500 for LIVE)"]
     if mode not in ("STANDARD", "LIVE"):
         errors["mode"] = ["STANDARD or LIVE"]

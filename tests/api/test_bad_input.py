@@ -70,10 +70,10 @@ def test_cancel_dispute_and_message_text_with_bad_characters_is_400(world: Any, 
 
 def test_every_documented_text_field_states_the_nul_rule(client: Any) -> None:
     schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
-    title = schemas["TaskCreate"]["properties"]["title"]
-    assert title["pattern"] == "^[^\\u0000]*$"
+    assert schemas["TaskCreate"]["properties"]["requirements"]["pattern"] == "^[^\\u0000]*$"
     # A field with its own pattern keeps it, and that pattern must exclude NUL too.
-    assert "\\u0000" in schemas["ProfilePatch"]["properties"]["full_name"]["pattern"]
+    for schema, field in (("ProfilePatch", "full_name"), ("TaskCreate", "title")):
+        assert "\\u0000" in schemas[schema]["properties"][field]["pattern"]
 
 
 @pytest.mark.parametrize("path", ["/api/tasks", "/api/users"])
@@ -83,3 +83,18 @@ def test_json_nested_a_thousand_deep_is_400(client: Any, register: Any, path: st
     response = post_raw(client, "post", path, body, headers)
     assert response.status_code == 400
     assert error(response)["code"] == "VALIDATION_ERROR"
+
+
+def test_documented_rules_match_what_the_server_checks(client: Any, register: Any) -> None:
+    schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
+    zones = schemas["QuietHoursPatch"]["properties"]["timezone"]["enum"]
+    assert "America/New_York" in zones and "Mars/Olympus_Mons" not in zones
+    assert "future" in schemas["TaskCreate"]["properties"]["deadline"]["description"]
+    assert {"properties": {"price": {"minimum": 1500}}} in schemas["TaskCreate"]["anyOf"]
+    _, headers = register(client)
+    refused = client.patch("/api/notifications/preferences", headers=headers,
+                           json={"quiet_hours": {"timezone": "Mars/Olympus_Mons"}})
+    assert refused.status_code == 400 and "quiet_hours" in error(refused)["details"]
+    accepted = client.patch("/api/notifications/preferences", headers=headers,
+                            json={"quiet_hours": {"timezone": "America/New_York"}})
+    assert accepted.status_code == 200
