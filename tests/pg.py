@@ -61,12 +61,16 @@ class TestServer:
                 raise ValueError(f"HUSTLEXP_TEST_SCHEMA_FROM={start}: only {migrations.BASELINE} can be built")
             migrations.migrate(conn)
 
-    def create_database(self) -> str:
+    def create_database(self, *, empty: bool = False) -> str:
+        """A clone of the template (the current schema), or with empty=True a database with nothing in it."""
         name = f"hx_t_{uuid.uuid4().hex[:12]}"
         strategy = " STRATEGY = FILE_COPY" if self.server_version >= 150000 else ""
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}" + strategy).format(
-                sql.Identifier(name), sql.Identifier(TEMPLATE)))
+            if empty:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            else:
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}" + strategy).format(
+                    sql.Identifier(name), sql.Identifier(TEMPLATE)))
         return name
 
     def drop_database(self, name: str) -> None:
@@ -75,8 +79,8 @@ class TestServer:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}" + force).format(sql.Identifier(name)))
 
     @contextmanager
-    def database(self) -> Iterator[str]:
-        name = self.create_database()
+    def database(self, *, empty: bool = False) -> Iterator[str]:
+        name = self.create_database(empty=empty)
         try:
             yield self.url_for(name)
         finally:
