@@ -1,8 +1,9 @@
 """POST /webhooks/stripe: Stripe's event deliveries. Public (Stripe signs the body instead).
 
 The raw body goes to the handler untouched: the signature covers its exact bytes. A bad
-signature answers 400 WEBHOOK_SIGNATURE_INVALID; any other failure answers its error status
-(5xx for anything unexpected), and Stripe retries every non-2xx delivery."""
+signature answers 400 WEBHOOK_SIGNATURE_INVALID, a signed event whose fields the handlers
+cannot use 400 VALIDATION_ERROR (EVENT below states which); any other failure answers its
+error status (5xx for anything unexpected), and Stripe retries every non-2xx delivery."""
 
 from __future__ import annotations
 
