@@ -24,6 +24,10 @@ Pieces:
   as unknown body fields (marshmallow's RAISE).
 - ``Schema``: base class for every input and output schema (unknown fields raise).
   ``StrictBoolean`` for booleans in JSON bodies; ``fields.Integer(strict=True)`` for ints.
+  ``fields`` is hustlexp.api.fields: marshmallow's, except that ``fields.String`` refuses
+  NUL characters and lone surrogates (400 naming the field) and documents it as its
+  pattern; ``fields.NOT_BLANK`` validates (and documents) text that must not be blank.
+- A JSON body nested too deeply for the parser is a 400 like any invalid JSON.
 - ``respond(result)``: the data of a successful ServiceResult; a failure raises its
   DomainError, which the error handlers render. Routes never build error bodies.
 - ``services()``: the app's ``Services`` container (built once in create_app).
