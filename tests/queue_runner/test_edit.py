@@ -15,7 +15,7 @@ from queue_runner import edit, parse
 from queue_runner.model import QueueError
 from tests.queue_runner.conftest import GOLDEN, ROOT
 
-GOLDEN_INPUTS = ["user_queue.md", "crlf_queue.md", "no_final_newline.md", "decoys.md"]
+GOLDEN_INPUTS = ["user_queue.md", "crlf_queue.md", "no_final_newline.md", "decoys.md", "frontend_queue.md"]
 
 
 def differing_bytes(a: bytes, b: bytes) -> list[int]:
