@@ -21,6 +21,7 @@ JSON schema, version 1 (fields are only ever added, never renamed or removed):
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -66,9 +67,19 @@ def emit_json(doc: dict[str, Any]) -> None:
 # --- people --------------------------------------------------------------------------------
 
 def console() -> Console:
+    return _console_class()(stderr=True, highlight=False)
+
+
+@functools.cache
+def _console_class() -> type[Console]:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would exit 1 here, which reads as "a gate failed"; cli.main owns the answer.
+            raise BrokenPipeError
+
+    return _Console
 
 
 def say(message: str, style: str | None = None) -> None:
