@@ -116,6 +116,7 @@ def test_project_queue_ticks_one_byte(tmp_path):
 
 EOLS = st.sampled_from(["\n", "\r\n", "\r"])
 TRAILING = st.sampled_from(["", " ", "  ", "\t", " \t "])
+INDENT = st.sampled_from(["", " ", "\t", "    "])
 DECOYS = st.sampled_from([
     "Done: [ ] in prose", "```\nDone: [ ]\n```", "~~~\n### STEP Z999: fenced\nDone: [ ]\n~~~",
     "    ### STEP Z998: indented\n    Done: [ ]", "## PHASE 7: NOISE", "text with Done: [x] inside", ""])
@@ -134,10 +135,11 @@ def queues(draw):
         title = draw(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=20))
         for line in (f"### STEP Q{n:03d}: {title}", "```", "Input: x",
                      f"Depends: {'none' if n == 0 else f'STEP Q{n - 1:03d}'}",
-                     "Constraints:", "  - Done: [ ] is a constraint here", f"Done: [{'x' if done else ' '}]", "```"):
+                     "Constraints:", "  - Done: [ ] is a constraint here",
+                     f"{draw(INDENT)}Done: [{'x' if done else ' '}]", "```"):
             lines.append(line + draw(TRAILING))
     text = eol.join(lines) + draw(st.sampled_from(["", eol]))
-    return text.encode("utf-8"), boxes
+    return draw(st.sampled_from([b"", b"\xef\xbb\xbf"])) + text.encode("utf-8"), boxes
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

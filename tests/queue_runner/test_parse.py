@@ -200,7 +200,8 @@ BOM = b"\xef\xbb\xbf"
 @pytest.mark.parametrize("start", [b"", b"# Title\n\n"])
 def test_a_byte_order_mark_at_the_start_is_ignored(start):
     """Directly before the first STEP heading it used to hide that step (45 of 46 steps)."""
-    plain = start + USER_QUEUE.read_bytes().split(b"\n## PHASE 0", 1)[1].split(b"\n", 1)[1]
+    plain = start + USER_QUEUE.read_bytes().split(b"\n## PHASE 0", 1)[1].split(b"\n", 1)[1].lstrip(b"\n")
+    assert plain.startswith(start + b"### STEP B001")
     with_bom = parse.parse(BOM + plain)
     without = parse.parse(plain)
     assert with_bom.steps[0].id == "B001"
