@@ -19,8 +19,7 @@ from typing import Any
 
 from queue_runner import gates as gates_mod
 from queue_runner import parse, report, selection
-from queue_runner.model import (BAD_QUEUE, BROKEN_PIPE, GATE_FAILED, INTERRUPTED, NOTHING_RUNNABLE, OK, Queue,
-                                QueueError)
+from queue_runner.model import BAD_QUEUE, BROKEN_PIPE, GATE_FAILED, INTERRUPTED, NOTHING_RUNNABLE, OK, Queue, QueueError
 
 QUEUE_FILE = "BACKEND_EXECUTION_QUEUE.md"
 NOXFILE = "noxfile.py"
@@ -381,14 +380,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _silence_output() -> None:
+    import contextlib
     import os
 
     devnull = os.open(os.devnull, os.O_WRONLY)
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
             os.dup2(devnull, stream.fileno())
-        except (AttributeError, OSError, ValueError):
-            pass
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -19,8 +19,15 @@ import pytest
 from rich.cells import cell_len
 
 from queue_runner import parse
-from tests.queue_runner.conftest import (GOLDEN, ROOT, SCRATCH_STEPS, cli_env, run_cli, scratch_queue,
-                                         without_override_rights)
+from tests.queue_runner.conftest import (
+    GOLDEN,
+    ROOT,
+    SCRATCH_STEPS,
+    cli_env,
+    run_cli,
+    scratch_queue,
+    without_override_rights,
+)
 
 BOM = b"\xef\xbb\xbf"
 PROJECT_QUEUE = ROOT / "BACKEND_EXECUTION_QUEUE.md"
