@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     shared.add_argument("--queue", type=Path, default=argparse.SUPPRESS, metavar="PATH",
                         help=f"queue file (default: {QUEUE_FILE} here or in a parent directory)")
     shared.add_argument("--noxfile", type=Path, default=argparse.SUPPRESS, metavar="PATH",
-                        help=f"noxfile holding the gates (default: {NOXFILE} beside the queue file)")
+                        help=f"noxfile holding the gates (default: {NOXFILE} beside the queue file, else here or "
+                        "above); status, next and check work without one")
     shared.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print one JSON document on stdout (human output stays on stderr)")
 
