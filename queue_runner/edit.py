@@ -26,17 +26,9 @@ class QueueUnwritable(QueueError):
 
 def check_writable(path: Path) -> None:
     """Raise QueueUnwritable unless ticking `path` can work: the file's mode allows writing and
-    its folder takes the new copy. `run` asks before any gate runs, and `tick` asks again."""
-    import stat
-
+    its folder takes the new copy. `run` asks before any gate runs."""
     path = path.resolve()
-    try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        raise QueueUnwritable(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not mode & 0o222 or not os.access(path, os.W_OK):
-        raise QueueUnwritable(f"{path} is read-only (mode {stat.S_IMODE(mode):04o}): queue-runner does not "
-                              "tick a file its mode protects; make it writable (chmod u+w) to tick it")
+    _check_mode(path)
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise QueueUnwritable(f"cannot write in {path.parent}: ticking writes a new copy of {path.name} "
                               "there and renames it over the old one; make the folder writable")
@@ -50,6 +42,18 @@ def ticked(data: bytes, step: Step) -> bytes:
     return data[:offset] + b"x" + data[offset + 1:]
 
 
+def _check_mode(path: Path) -> None:
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise QueueUnwritable(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not mode & 0o222 or not os.access(path, os.W_OK):
+        raise QueueUnwritable(f"{path} is read-only (mode {stat.S_IMODE(mode):04o}): queue-runner does not "
+                              "tick a file its mode protects; make it writable (chmod u+w) to tick it")
+
+
 def tick(queue: Queue, step: Step) -> bytes:
     """Tick `step` in the file `queue` was read from; returns the bytes now on disk."""
     path = queue.path.resolve()  # replace the file a symlink points to, not the link
@@ -61,7 +65,7 @@ def tick(queue: Queue, step: Step) -> bytes:
     if current != queue.data:
         raise QueueChanged(f"{path.name} changed while STEP {step.id}'s gates ran; its box was not "
                            "ticked (run it again)")
-    check_writable(path)
+    _check_mode(path)  # again: it may have changed while the gates ran
     try:
         _replace(path, new)
     except OSError as exc:

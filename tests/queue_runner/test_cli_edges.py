@@ -96,7 +96,7 @@ def test_a_write_that_fails_after_the_gates_passed_is_not_a_gate_failure(locked)
     doc = result.json()
     assert [(s["name"], s["result"]) for s in doc["sessions"]] == [("locks-folder", "success")]
     assert doc["ticked"] is False
-    assert doc["error"].startswith("cannot write in ")
+    assert doc["error"] == f"cannot write {locked.queue}: Permission denied; STEP S011 was not ticked"
     assert "Traceback" not in result.stderr
     locked.dir.chmod(0o755)
     assert locked.queue.read_bytes() == before

@@ -97,6 +97,19 @@ def test_tick_keeps_the_file_mode_and_writes_through_a_symlink(tmp_path):
     assert parse.read(target).get("T002").done
 
 
+def test_tick_refuses_a_file_whose_mode_says_read_only(tmp_path):
+    """Replacing the file would work in a writable folder (and keep 0444); the mode says no."""
+    path = tmp_path / "queue.md"
+    shutil.copyfile(GOLDEN / "decoys.md", path)
+    queue = parse.read(path)
+    path.chmod(0o444)  # after reading: as if someone protected it while the gates ran
+    with pytest.raises(edit.QueueUnwritable, match=r"read-only \(mode 0444\)"):
+        edit.tick(queue, queue.get("D001"))
+    assert path.read_bytes() == (GOLDEN / "decoys.md").read_bytes()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert sorted(os.listdir(tmp_path)) == ["queue.md"]
+
+
 def test_project_queue_ticks_one_byte(tmp_path):
     path = tmp_path / "BACKEND_EXECUTION_QUEUE.md"
     shutil.copyfile(ROOT / "BACKEND_EXECUTION_QUEUE.md", path)
