@@ -174,10 +174,11 @@ class _Parser:
                 section = SECTION_HEADING.match(content)
                 if section:
                     # Any `##` heading names the phase of the steps under it (`## PHASE 1: API`,
-                    # `## BOOTSTRAP PHASE (Steps 001-010)`); a `#` title starts a new document part.
-                    phase = None
-                    if content.startswith(b"##"):
-                        phase = PHASE_RANGE.sub("", _text(section.group("name"))) or None
+                    # `## BOOTSTRAP PHASE (Steps 001-010)`), and so does `# PHASE …`; any other
+                    # `#` title starts a new part of the document, outside every phase.
+                    name = PHASE_RANGE.sub("", _text(section.group("name")))
+                    names_phase = content.startswith(b"##") or name.upper().startswith("PHASE")
+                    phase = (name or None) if names_phase else None
 
         if fence is not None:
             owner = current.id if current is not None else None

@@ -172,9 +172,14 @@ def test_phase_comes_from_any_level_two_heading_holding_the_step():
     assert structural_problems(queue) == []
 
 
-def test_a_level_one_heading_ends_the_phase():
-    data = b"## SETUP\n\n# Appendix\n\n### STEP X001: After the title\n```\nDepends: none\nDone: [ ]\n```\n"
-    assert parse.parse(data).steps[0].phase is None
+@pytest.mark.parametrize(("headings", "phase"), [
+    (b"## SETUP\n\n# Appendix\n", None),
+    (b"# PHASE 3: TOP LEVEL (Steps X001-X009)\n", "PHASE 3: TOP LEVEL"),
+    (b"# Queue\n\n## Release work\n", "Release work"),
+])
+def test_the_phase_is_the_nearest_heading_that_names_one(headings, phase):
+    data = headings + b"\n### STEP X001: Under it\n```\nDepends: none\nDone: [ ]\n```\n"
+    assert parse.parse(data).steps[0].phase == phase
 
 
 def test_an_indented_done_line_is_the_box():
