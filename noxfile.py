@@ -38,6 +38,8 @@ SUITES = {
     "api": ("tests/api",),
     "e2e": ("tests/e2e",),
     "queue-tests": ("tests/queue_runner",),
+    # Slow (real servers, real signals), so queue-tests leaves it to a session of its own.
+    "queue-interrupt": ("tests/queue_runner/test_interrupt.py",),
 }
 
 
@@ -348,7 +350,13 @@ def e2e(session: nox.Session) -> None:
 @nox.session(name="queue-tests", tags=["B060", "B063", "B064"])
 def queue_tests(session: nox.Session) -> None:
     """queue_runner itself, the CI workflow and scripts/verify-production.sql."""
-    pytest(session, *SUITES["queue-tests"])
+    pytest(session, *SUITES["queue-tests"], *(f"--ignore={path}" for path in SUITES["queue-interrupt"]))
+
+
+@nox.session(name="queue-interrupt", tags=["B060", "B064"])
+def queue_interrupt(session: nox.Session) -> None:
+    """Ctrl-C and SIGTERM while a gate's PostgreSQL is up: no server and no folder survive."""
+    pytest(session, *SUITES["queue-interrupt"])
 
 
 # --- not gates -------------------------------------------------------------------------------
