@@ -67,7 +67,15 @@ def emit_json(doc: dict[str, Any]) -> None:
 # --- people --------------------------------------------------------------------------------
 
 def console() -> Console:
-    return _console_class()(stderr=True, highlight=False)
+    import os
+
+    out = _console_class()(stderr=True, highlight=False)
+    if not out.is_terminal and not os.environ.get("COLUMNS"):
+        out.width = PIPE_WIDTH  # rich would assume 80 columns and wrap tables mid-sentence in logs
+    return out
+
+
+PIPE_WIDTH = 1000
 
 
 @functools.cache

@@ -142,6 +142,16 @@ def test_problem_lists_stay_one_line_per_problem_on_a_pipe(tmp_path, monkeypatch
     assert len(lines) == 2 and "[unknown-dependency]" in lines[1]
 
 
+def test_the_gate_table_keeps_a_long_reason_on_one_line_on_a_pipe(scratch, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    reason = "this gate fails because " + "a long reason that goes on and on " * 4
+    scratch.noxfile.write_text(scratch.noxfile.read_text().replace('"this gate fails"', repr(reason)))
+    result = scratch.cli("run", "S002")
+    assert result.code == 1
+    row = next(line for line in result.stderr.splitlines() if line.startswith("failing "))
+    assert reason.strip() in row
+
+
 def closed_pipe() -> int:
     """The writing end of a pipe whose reader has already gone (`| head` that exited)."""
     read, write = os.pipe()
