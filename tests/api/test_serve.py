@@ -37,7 +37,9 @@ def alive(pid: int) -> bool:
 def wait_for_health(base: str, proc: subprocess.Popen[bytes]) -> requests.Response:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "hustlexp serve exited before answering"
+        if proc.poll() is not None:
+            output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            raise AssertionError(f"hustlexp serve exited ({proc.returncode}) before answering:\n{output[-3000:]}")
         try:
             response = requests.get(f"{base}/health", timeout=5)
             if response.status_code == 200:
