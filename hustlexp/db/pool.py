@@ -7,12 +7,20 @@ a release, its XP row, badges and notifications commit or vanish together. Servi
 call ``commit()``.
 
 ``db.after_commit(fn)`` queues work that must happen only once the outermost transaction
-has committed (calling Stripe, for example): it never runs if the transaction rolls back."""
+has committed (calling Stripe, for example): it never runs if the transaction rolls back.
+
+When PostgreSQL is away (down, restarting, unreachable) a transaction raises Unavailable (503,
+retry later) instead of an unhandled psycopg error. The pool checks each connection before
+lending it, so connections killed by a restart are replaced, not handed out, and it keeps
+reconnecting on its own. While the database is known to be away, a transaction waits for a
+connection only OUTAGE_WAIT_SECONDS instead of the full pool timeout: requests fail fast, so
+the workers stay free to answer (GET /health among them)."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,11 +28,16 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from hustlexp.db.errors import translate
+from hustlexp.db.errors import translate, unavailable
+from hustlexp.errors import Unavailable
 
 log = logging.getLogger(__name__)
+
+# A connection attempt to a host that does not answer gives up after this long.
+CONNECT_TIMEOUT_SECONDS = 5
+OUTAGE_WAIT_SECONDS = 1.0
 
 
 @dataclass
@@ -42,9 +55,12 @@ class Database:
         self.conninfo = conninfo
         self.pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
-            kwargs={"row_factory": dict_row, "autocommit": True},
+            kwargs={"row_factory": dict_row, "autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            check=ConnectionPool.check_connection,
             name="hustlexp",
         )
+        # time.monotonic() of the first failure of the current outage; None while all is well.
+        self.away_since: float | None = None
 
     def open(self, wait: bool = True) -> Database:
         self.pool.open(wait=wait)
@@ -62,14 +78,24 @@ class Database:
             with _translated(), scope.conn.transaction():
                 yield scope.conn
             return
-        with self.pool.connection() as conn:
-            scope = _Scope(conn)
-            token = _scope.set(scope)
-            try:
-                with _translated(), conn.transaction():
-                    yield conn
-            finally:
-                _scope.reset(token)
+        try:
+            with _translated(), self.pool.connection(
+                    timeout=OUTAGE_WAIT_SECONDS if self.away_since is not None else None) as conn:
+                scope = _Scope(conn)
+                token = _scope.set(scope)
+                try:
+                    with conn.transaction():
+                        yield conn
+                finally:
+                    _scope.reset(token)
+        except Unavailable as exc:
+            if self.away_since is None and isinstance(exc.__cause__, psycopg.Error | PoolTimeout):
+                self.away_since = time.monotonic()
+                log.error("database unavailable: %s", exc.reason)
+            raise
+        if self.away_since is not None:
+            log.warning("database back after %.1f s", time.monotonic() - self.away_since)
+            self.away_since = None
         for fn in scope.after_commit:
             try:
                 fn()
@@ -91,8 +117,9 @@ class Database:
 def _translated() -> Iterator[None]:
     try:
         yield
-    except psycopg.Error as exc:
-        err = translate(exc)
+    except (psycopg.Error, PoolTimeout) as exc:
+        err = translate(exc) if isinstance(exc, psycopg.Error) else None
+        err = err or unavailable(exc)
         if err is None:
             raise
         raise err from exc
