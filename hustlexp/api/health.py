@@ -22,7 +22,7 @@ log = logging.getLogger("hustlexp.api.health")
 
 # A probe must answer within 2 s; a pool that cannot hand out a (checked) connection in this
 # time is down.
-DB_CHECK_TIMEOUT_SECONDS = 1.0
+DB_CHECK_TIMEOUT_SECONDS = 0.5
 
 blp = PlainBlueprint("health", __name__, description="Service health (public)")
 
