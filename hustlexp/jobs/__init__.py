@@ -82,11 +82,21 @@ def build_app(conninfo: str, services_factory: Callable[[], Services]) -> procra
 
 
 async def retry_stalled_jobs(manager: procrastinate.manager.JobManager,
-                             after_seconds: float = STALLED_AFTER_SECONDS) -> list[int]:
+                             after_seconds: float = STALLED_AFTER_SECONDS) -> dict[str, list[int]]:
     """Put back in the queue every job left `doing` by a worker with no heartbeat for
-    `after_seconds`; returns their ids."""
-    jobs = list(await manager.get_stalled_jobs(seconds_since_heartbeat=after_seconds))
-    for job in jobs:
-        log.warning("job %s (%s) was left running by a dead worker: retrying it", job.id, job.task_name)
-        await manager.retry_job(job)
-    return [job.id for job in jobs if job.id is not None]
+    `after_seconds`. A job whose pass already waits in the queue again (same queueing lock) is
+    closed as failed instead: the waiting one does its work. Returns the job ids of each."""
+    import procrastinate
+
+    done: dict[str, list[int]] = {"retried": [], "superseded": []}
+    for job in await manager.get_stalled_jobs(seconds_since_heartbeat=after_seconds):
+        assert job.id is not None
+        try:
+            await manager.retry_job(job)
+            done["retried"].append(job.id)
+        except procrastinate.exceptions.UniqueViolation:
+            await manager.finish_job(job, procrastinate.jobs.Status.FAILED, delete_job=False)
+            done["superseded"].append(job.id)
+        log.warning("job %s (%s) was left running by a dead worker: %s", job.id, job.task_name,
+                    "retried" if job.id in done["retried"] else "closed, the same pass is queued")
+    return done

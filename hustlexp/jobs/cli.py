@@ -59,15 +59,15 @@ def cmd_recover(args: argparse.Namespace, settings: config.Settings) -> int:
     services, _server = _services(settings)
     app = build_app(services.db.conninfo, lambda: services)
 
-    async def recover() -> list[int]:
+    async def recover() -> dict[str, list[int]]:
         async with app.open_async():
             return await retry_stalled_jobs(app.job_manager, args.after)
 
     try:
-        retried = asyncio.run(recover())
+        done = asyncio.run(recover())
     finally:
         services.db.close()
-    print(json.dumps({"job": "recover", "retried": retried}))
+    print(json.dumps({"job": "recover", **done}))
     return 0
 
 
