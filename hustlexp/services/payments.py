@@ -37,7 +37,6 @@ CURRENCY = "usd"
 WEBHOOK_TOLERANCE_SECONDS = 300
 CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 20.0
-MAX_NETWORK_RETRIES = 2
 
 # Stripe codes that mean "busy, try again", whatever status or error class carries them.
 _RETRYABLE_CODES = frozenset({"lock_timeout", "rate_limit", "token_in_use"})

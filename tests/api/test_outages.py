@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from hustlexp import config
 from hustlexp.errors import Unavailable
 from tests.api.conftest import data, error
 
@@ -64,3 +65,15 @@ def test_request_whose_connection_dies_answers_503_with_retry_after(client: Any,
     assert response.content_type == "application/json"
     # Nothing was written, and the app serves again without a restart.
     assert data(client.get("/api/users/me", headers=headers))["full_name"] == user["full_name"]
+
+
+def test_stripe_timeout_and_retries_are_bounded_settings() -> None:
+    defaults = config.load({})
+    assert (defaults.stripe_timeout, defaults.stripe_max_network_retries) == (20.0, 2)
+    tuned = config.load({"STRIPE_TIMEOUT_SECONDS": "2.5", "STRIPE_MAX_NETWORK_RETRIES": "0"})
+    assert (tuned.stripe_timeout, tuned.stripe_max_network_retries) == (2.5, 0)
+    for name, value in [("STRIPE_TIMEOUT_SECONDS", "80"), ("STRIPE_TIMEOUT_SECONDS", "0"),
+                        ("STRIPE_TIMEOUT_SECONDS", "soon"), ("STRIPE_MAX_NETWORK_RETRIES", "9"),
+                        ("STRIPE_MAX_NETWORK_RETRIES", "1.5")]:
+        with pytest.raises(config.ConfigError, match=name):
+            config.load({name: value})
