@@ -37,6 +37,7 @@ SUITES = {
     "services": ("tests/services", "tests/fakes"),
     "api": ("tests/api",),
     "e2e": ("tests/e2e",),
+    "faults": ("tests/faults",),
     "queue-tests": ("tests/queue_runner",),
     # Slow (real servers, real signals), so queue-tests leaves it to a session of its own.
     "queue-interrupt": ("tests/queue_runner/test_interrupt.py",),
@@ -356,6 +357,12 @@ def api(session: nox.Session) -> None:
 def e2e(session: nox.Session) -> None:
     """Whole lifecycles over real HTTP against a served app."""
     pytest(session, *SUITES["e2e"])
+
+
+@nox.session(tags=["B055", "B064"])
+def faults(session: nox.Session) -> None:
+    """The served stack under faults: PostgreSQL restarted, Stripe hanging, workers killed."""
+    pytest(session, *SUITES["faults"])
 
 
 @nox.session(name="queue-tests", tags=["B060", "B063", "B064"])

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 class ConfigError(Exception):
@@ -28,6 +29,11 @@ class Settings:
     app_version: str = "1.0.0"
     db_pool_max: int = 10
     db_pool_timeout: float = 10.0
+    # Seconds a Stripe call waits for an answer, and the most one API request waits on Stripe in
+    # all (below gunicorn's 30 s worker timeout); connecting waits at most 5 s of it.
+    stripe_timeout: float = 20.0
+    # How often the stripe library retries a dropped, timed-out or 409/5xx call (same idempotency key).
+    stripe_max_network_retries: int = 2
 
     @property
     def production(self) -> bool:
@@ -55,6 +61,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         app_version=get("APP_VERSION") or Settings.app_version,
         db_pool_max=int(get("HUSTLEXP_DB_POOL_MAX") or 10),
         db_pool_timeout=float(get("HUSTLEXP_DB_POOL_TIMEOUT") or 10.0),
+        stripe_timeout=_number(get, "STRIPE_TIMEOUT_SECONDS", float, 20.0, 0.1, 20.0),
+        stripe_max_network_retries=_number(get, "STRIPE_MAX_NETWORK_RETRIES", int, 2, 0, 5),
     )
     if settings.env not in ("development", "test", "production"):
         raise ConfigError(f"HUSTLEXP_ENV must be development, test or production, not {settings.env!r}")
@@ -74,6 +82,19 @@ REQUIRED_IN_PRODUCTION = ("DATABASE_URL", *DEVELOPMENT_DEFAULTS)
 # Stripe test-mode keys move no real money; only a staging deployment says it wants them.
 STRIPE_TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
 STRIPE_TEST_MODE = "HUSTLEXP_STRIPE_TEST_MODE"
+
+
+def _number(get: Any, name: str, kind: Any, default: Any, low: float, high: float) -> Any:
+    text = get(name)
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {text!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {text}")
+    return value
 
 
 def _check_production(env: Mapping[str, str]) -> None:

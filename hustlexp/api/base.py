@@ -35,9 +35,9 @@ Pieces:
 - ``PatchSchema``: base of partial-update bodies (an empty body is 400; minProperties: 1).
   Any schema may set ``OPENAPI_EXTRA = {...}`` to add JSON-schema keywords to its document.
 - Path ids use Flask's ``<uuid:...>`` converter: a malformed id never matches, so it is 404.
-- Errors (``init_errors``): DomainError -> its status and code (429 adds Retry-After,
-  401s add ``WWW-Authenticate: Bearer``); werkzeug HTTP errors (404 unknown
-  route, 405 with Allow, ...) and webargs validation failures -> the error envelope;
+- Errors (``init_errors``): DomainError -> its status and code (429 and 503 add Retry-After,
+  401s add ``WWW-Authenticate: Bearer``; the database away is 503 SERVICE_UNAVAILABLE);
+  werkzeug HTTP errors (404 unknown route, 405 with Allow, ...) and webargs validation failures -> the error envelope;
   anything else -> 500 INTERNAL_ERROR, logged, never an HTML page.
 - Auth decorators live in hustlexp.api.auth: ``@requires_user`` (or
   ``@requires_user(allow_paused=True)``), ``@requires_token`` (registration only),
@@ -62,13 +62,13 @@ from flask.views import MethodView
 from flask_smorest import Api as _Api
 from flask_smorest import Blueprint as _Blueprint
 from marshmallow import validate, validates_schema
-from psycopg_pool import PoolTimeout
 from webargs.flaskparser import FlaskParser, abort
 from werkzeug.exceptions import HTTPException
 
 from hustlexp.api import fields
+from hustlexp.db.errors import unavailable
 from hustlexp.domain import ServiceResult
-from hustlexp.errors import AuthInvalid, AuthRequired, DomainError, RateLimited
+from hustlexp.errors import AuthInvalid, AuthRequired, DomainError, RateLimited, Unavailable
 
 if TYPE_CHECKING:
     from hustlexp.services import Services
@@ -280,13 +280,15 @@ def error_response(status: int, code: str, message: str, details: Any = None,
 
 def domain_error_response(err: DomainError) -> ResponseReturnValue:
     headers: dict[str, str] = {}
-    if isinstance(err, RateLimited):
+    if isinstance(err, RateLimited | Unavailable):
         headers["Retry-After"] = str(max(1, int(err.retry_after)))
     if isinstance(err, AuthInvalid):
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     elif isinstance(err, AuthRequired):
         headers["WWW-Authenticate"] = "Bearer"
-    if err.status >= 500:
+    if isinstance(err, Unavailable):
+        log.warning("request refused, retry later: %s", err.reason)
+    elif err.status >= 500:
         log.error("request failed: %r", err, exc_info=err)
     return error_response(err.status, err.code, err.message, err.details, headers)
 
@@ -334,10 +336,9 @@ def _unexpected(exc: Exception) -> ResponseReturnValue:
         return http_error_response(exc)
     if isinstance(exc, DomainError):
         return domain_error_response(exc)
-    if isinstance(exc, PoolTimeout):
-        log.error("database pool exhausted or unreachable: %s", exc)
-        return error_response(503, "SERVICE_UNAVAILABLE", "The service is busy; try again.",
-                              headers={"Retry-After": "5"})
+    away = unavailable(exc)
+    if away is not None:  # a database call outside Database.transaction()
+        return domain_error_response(away)
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "INTERNAL_ERROR", "Something went wrong on our side.")
 

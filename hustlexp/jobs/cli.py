@@ -1,4 +1,4 @@
-"""`hustlexp jobs worker | run NAME | schema`."""
+"""`hustlexp jobs worker | run NAME | recover | schema`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from hustlexp import config
-from hustlexp.jobs import PASSES, build_app, run_pass
+from hustlexp.jobs import PASSES, STALLED_AFTER_SECONDS, build_app, retry_stalled_jobs, run_pass
 
 if TYPE_CHECKING:
     from hustlexp.services import Services
@@ -25,6 +25,10 @@ def register(sub: Any) -> None:
     run = jobs.add_parser("run", help="run one pass of a job now (cron, operators, tests)")
     run.add_argument("name", choices=sorted(PASSES))
     run.set_defaults(func=cmd_run)
+    recover = jobs.add_parser("recover", help="re-queue jobs left running by dead workers (no heartbeat)")
+    recover.add_argument("--after", type=float, default=STALLED_AFTER_SECONDS, metavar="SECONDS",
+                         help=f"a worker silent this long is dead (default {STALLED_AFTER_SECONDS:g})")
+    recover.set_defaults(func=cmd_recover)
     schema = jobs.add_parser("schema", help="install procrastinate's tables if missing")
     schema.set_defaults(func=cmd_schema)
 
@@ -46,6 +50,24 @@ def cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
     finally:
         services.db.close()
     print(json.dumps({"job": args.name, **counts}))
+    return 0
+
+
+def cmd_recover(args: argparse.Namespace, settings: config.Settings) -> int:
+    import asyncio
+
+    services, _server = _services(settings)
+    app = build_app(services.db.conninfo, lambda: services)
+
+    async def recover() -> dict[str, list[int]]:
+        async with app.open_async():
+            return await retry_stalled_jobs(app.job_manager, args.after)
+
+    try:
+        done = asyncio.run(recover())
+    finally:
+        services.db.close()
+    print(json.dumps({"job": "recover", **done}))
     return 0
 
 

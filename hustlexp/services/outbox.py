@@ -5,8 +5,10 @@ lock held, and the outcome is written in a second short transaction. The idempot
 is fixed per escrow and kind, so however often a row is retried — by the request that
 wrote it, by the retry job, by two job workers at once — Stripe moves the money once.
 
-Failures back off 5 min, 30 min, 2 h, 24 h, then the row is FAILED_PERMANENT and admins are
-told. A transfer to a worker with no connected account yet waits without counting as a
+Failures that a retry can cure (network, Stripe 5xx, 409, 429) back off 5 min, 30 min, 2 h,
+24 h, then the row is FAILED_PERMANENT and admins are told. A failure no retry can cure (an
+invalid request, a bad destination, bad credentials: 4xx but 409/429) is FAILED_PERMANENT at
+once, with the same alert. A transfer to a worker with no connected account yet waits without counting as a
 failure: it goes out once the account exists."""
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ class MoneyOutbox(Service):
             # The intent can no longer be cancelled (it succeeded or was cancelled already); a
             # payment that did land is refunded by the payment_intent.succeeded handler.
             status, next_at = MoneyStatus.CANCELLED, None
-        elif attempts > len(BACKOFF):
+        elif attempts > len(BACKOFF) or not getattr(exc, "retryable", True):
             status, next_at = MoneyStatus.FAILED_PERMANENT, None
         else:
             status, next_at = MoneyStatus.PENDING, self.s.clock() + BACKOFF[attempts - 1]

@@ -49,6 +49,7 @@ class Served:
     env: dict[str, str]
     workdir: Path
     log_path: Path
+    api_pid: int = 0  # the gunicorn master
 
 
 def data(response: requests.Response, status: int = 200) -> Any:
