@@ -358,3 +358,10 @@ def queue(session: nox.Session) -> None:
     """The default: lint the queue file, then every gate once, judging the ticked boxes."""
     session.run(PY, "-m", "queue_runner", "check")
     session.run(PY, "-m", "queue_runner", "verify", "--all", "--every-gate")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Throughput against a bare Flask + psycopg transition (prints a table; never a gate).
+    `nox -s bench -- --runs 3` for the spread; wrk is used when installed."""
+    session.run(PY, "benchmarks/bench_throughput.py", *session.posargs)
