@@ -298,7 +298,6 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="hustlexp-bench-"))
     log = tmp / "servers.log"
     try:
-        db_url = pg.url_for(pg.create_database())
         bare_name = f"bare_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(pg.admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(bare_name)))
@@ -308,7 +307,7 @@ def main() -> int:
 
             conn.execute(SCHEMA)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "FIREBASE_", "HUSTLEXP_"))}
-        env |= {"HUSTLEXP_ENV": "development", "DATABASE_URL": db_url, "STRIPE_API_BASE": fake.serve(),
+        env |= {"HUSTLEXP_ENV": "development", "STRIPE_API_BASE": fake.serve(),
                 "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_WEBHOOK_SECRET": SECRET,
                 "FIREBASE_PROJECT_ID": PROJECT, "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
                 "HUSTLEXP_STORAGE_DIR": str(tmp / "uploads"), "BARE_DATABASE_URL": bare_url,
@@ -320,16 +319,22 @@ def main() -> int:
         bare_cmd = [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--bind",
                     f"127.0.0.1:{args.port + 1}", "--log-level", "warning"]
         bare_cmd += ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []
-        bench = Bench(args, db_url, bare_url, fake)
         print(f"hustlexp serve --workers {args.workers} (threads {threads}) and the bare app alike; "
               f"{args.connections} connections, {args.duration:g} s a row; logs in {log}", flush=True)
-        with served(serve_cmd, env, f"{bench.api}/health", "hustlexp serve", log), \
-                served([*bare_cmd, "benchmarks.bare_app:app"], env, f"{bench.bare}/health", "bare app", log):
-            runs = []
+        runs = []
+        use_wrk = False
+        with served([*bare_cmd, "benchmarks.bare_app:app"], env, f"http://127.0.0.1:{args.port + 1}/health",
+                     "bare app", log):
             for n in range(args.runs):
-                runs.append(bench.measure())
+                # A fresh database each run: the board sizes and the notification history start over.
+                db_url = pg.url_for(pg.create_database())
+                bench = Bench(args, db_url, bare_url, fake)
+                use_wrk = bench.use_wrk
+                with served(serve_cmd, env | {"DATABASE_URL": db_url}, f"{bench.api}/health", "hustlexp serve",
+                            log):
+                    runs.append(bench.measure())
                 print(f"run {n + 1}/{args.runs} done", flush=True)
-        report(runs, f"wrk -t2 -c{args.connections} (+ Python for lifecycles)" if bench.use_wrk
+        report(runs, f"wrk -t2 -c{args.connections} (+ Python for lifecycles)" if use_wrk
                else f"Python generator, {args.connections} connections")
     finally:
         fake.stop()

@@ -247,17 +247,11 @@ class EscrowService(Service):
 
     def _queue(self, conn: Any, escrow: dict[str, Any], kind: MoneyKind, amount: int,
                recipient: Any, note: str | None = None) -> None:
-        """Write the outbox row now; call Stripe after the outermost commit."""
+        """Write the outbox row now; the dispatcher calls Stripe once the outermost transaction commits."""
         key = {MoneyKind.TRANSFER: "transfer", MoneyKind.REFUND: "refund",
                MoneyKind.CANCEL_INTENT: "cancel-pi"}[kind] + f"-{escrow['id']}"
-        row = one(conn, """INSERT INTO money_outbox (escrow_id, kind, amount, recipient_id, idempotency_key,
-                                                     last_error)
-                           VALUES (%s, %s, %s, %s, %s, NULL) RETURNING id""",
-                  (escrow["id"], kind.value, amount, recipient, key))
-        assert row is not None
-        outbox_id = row["id"]
-        outbox = self.s.outbox
-        self.db.after_commit(lambda: outbox.dispatch(outbox_id))
+        self.s.outbox.enqueue(conn, escrow_id=escrow["id"], kind=kind, amount=amount, recipient=recipient,
+                              key=key)
         log.info("escrow %s: %s of %s cents queued (%s)", escrow["id"], kind.value, amount, note or key)
 
     def _require_poster_or_admin(self, conn: Any, task: dict[str, Any], actor_id: UUID, flag: str

@@ -624,12 +624,15 @@ class NotificationService(Service):
                now: datetime) -> tuple[UUID, int]:
         """Join the open group of this category (same task) or start one: a group takes at most
         five and closes after five minutes of silence."""
-        last = one(conn, """
+        # `task_id = x` / `task_id IS NULL` (not IS NOT DISTINCT FROM) so notifications_recent_idx
+        # answers it: the cost stays flat however many notifications the recipient has had.
+        same_task = "task_id IS NULL" if task_id is None else "task_id = %(task_id)s"
+        last = one(conn, f"""
             SELECT id, group_id, group_position FROM notifications
-             WHERE user_id = %s AND category = %s AND task_id IS NOT DISTINCT FROM %s
-               AND created_at > %s AND created_at <= %s
+             WHERE user_id = %(uid)s AND category = %(category)s AND {same_task}
+               AND created_at > %(since)s AND created_at <= %(now)s
              ORDER BY created_at DESC, group_position DESC NULLS LAST LIMIT 1""",
-            (user_id, category, task_id, now - GROUP_WINDOW, now))
+            {"uid": user_id, "category": category, "task_id": task_id, "since": now - GROUP_WINDOW, "now": now})
         if last is not None and (last["group_position"] or 1) < GROUP_MAX:
             return last["group_id"] or last["id"], (last["group_position"] or 1) + 1
         return new_id, 1

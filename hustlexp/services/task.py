@@ -5,6 +5,9 @@ concurrent attempts exactly one wins and the rest see the new state (409 CONFLIC
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 from datetime import datetime
 from typing import Any
@@ -22,6 +25,7 @@ CATEGORIES = (
     "assembly", "tutoring", "event_help", "photography", "personal_assistant", "other",
 )
 SORTABLE = {"created_at": "t.created_at", "price": "t.price", "deadline": "t.deadline"}
+NULLABLE_SORTS = frozenset({"deadline"})
 CREATE_FIELDS = ("title", "description", "requirements", "location", "location_lat", "location_lng",
                  "category", "price", "mode", "deadline", "requires_proof", "proof_instructions",
                  "required_trust_tier", "risk_level")
@@ -186,15 +190,25 @@ class TaskService(Service):
              category: str | None = None, mode: str | None = None, poster_id: UUID | None = None,
              worker_id: UUID | None = None, min_price: int | None = None, max_price: int | None = None,
              sort: str = "created_at", order: str = "desc", limit: int | None = None,
-             offset: int | None = None) -> dict[str, Any]:
-        """OPEN tasks plus the viewer's own (admins see all), filtered, sorted and paged."""
-        limit, offset = page_params(limit, offset)
+             offset: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """OPEN tasks plus the viewer's own (admins see all), filtered, sorted and paged.
+
+        Keyset paging by default: pass the `next_cursor` of one page to get the next; a page
+        costs the same however many tasks match (no count, no skipped rows), and `total` is
+        None. With `offset` (older clients) the page is skipped to and `total` counted."""
+        if cursor is not None and offset is not None:
+            raise ValidationError("use cursor or offset, not both", details={"cursor": ["not with offset"]})
+        limit, skip = page_params(limit, offset)
         if sort not in SORTABLE:
             raise ValidationError("bad sort", details={"sort": [f"one of {', '.join(SORTABLE)}"]})
         if order not in ("asc", "desc"):
             raise ValidationError("bad order", details={"order": ["asc or desc"]})
         where: list[str] = ["TRUE"]
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        params: dict[str, Any] = {"limit": limit + 1, "offset": skip}
+        column = SORTABLE[sort]
+        if cursor is not None:
+            params["after_value"], params["after_id"] = _read_cursor(cursor, sort, order)
+            where.append(_after(column, sort in NULLABLE_SORTS, params["after_value"] is None, order))
         with self.db.transaction() as conn:
             if viewer_id is not None and audit.admin_role(conn, viewer_id) is None:
                 where.append("(t.state = 'OPEN' OR t.poster_id = %(viewer)s OR t.worker_id = %(viewer)s)")
@@ -210,20 +224,23 @@ class TaskService(Service):
                     params[name] = value
             direction = "ASC" if order == "asc" else "DESC"
             # The WHERE clauses, the sort column and the direction are the constants above; every
-            # value the caller sent travels as a parameter.
+            # value the caller sent travels as a parameter. One more row than asked says has_more.
             rows = conn.execute(
-                f"""SELECT t.*, count(*) OVER () AS total_count,
-                           u.full_name AS poster_name, u.avatar_url AS poster_avatar_url,
+                f"""SELECT t.*, u.full_name AS poster_name, u.avatar_url AS poster_avatar_url,
                            u.trust_tier AS poster_trust_tier, u.is_verified AS poster_is_verified
                       FROM tasks t JOIN users u ON u.id = t.poster_id
                      WHERE {" AND ".join(where)}
-                     ORDER BY {SORTABLE[sort]} {direction} NULLS LAST, t.id
+                     ORDER BY {column} {direction} NULLS LAST, t.id {direction}
                      LIMIT %(limit)s OFFSET %(offset)s""", params).fetchall()
-            total = rows[0]["total_count"] if rows else returning(
-                conn, f"SELECT count(*) AS n FROM tasks t WHERE {' AND '.join(where)}", params)["n"]
-        tasks = [_summary(r) for r in rows]
-        return {"tasks": tasks, "total": total, "has_more": offset + len(tasks) < total,
-                "limit": limit, "offset": offset}
+            total = None
+            if offset is not None:
+                total = returning(conn, f"SELECT count(*) AS n FROM tasks t WHERE {' AND '.join(where)}",
+                                  params)["n"]
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _write_cursor(sort, order, rows[-1][sort], rows[-1]["id"]) if has_more else None
+        return {"tasks": [_summary(r) for r in rows], "total": total, "has_more": has_more,
+                "next_cursor": next_cursor, "limit": limit, "offset": skip}
 
     # -- internals -------------------------------------------------------------
 
@@ -311,6 +328,44 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
             "poster": {"id": row["poster_id"], "full_name": row["poster_name"],
                        "avatar_url": row["poster_avatar_url"], "trust_tier": row["poster_trust_tier"],
                        "is_verified": row["poster_is_verified"]}}
+
+
+def _write_cursor(sort: str, order: str, value: Any, task_id: Any) -> str:
+    """An opaque cursor: the sort, and the sort value and id of the page's last row."""
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    raw = json.dumps([sort, order, value, str(task_id)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str, sort: str, order: str) -> tuple[Any, UUID]:
+    bad = ValidationError("invalid cursor", details={"cursor": ["pass next_cursor from the previous page"]})
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        was_sort, was_order, value, task_id = decoded
+        task_uuid = UUID(task_id)
+        if sort == "price":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError
+        elif value is not None:
+            value = datetime.fromisoformat(value)
+        elif sort not in NULLABLE_SORTS:
+            raise ValueError
+    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error):
+        raise bad from None
+    if (was_sort, was_order) != (sort, order):
+        raise ValidationError("the cursor belongs to another sort", details={
+            "cursor": [f"made for sort={was_sort}&order={was_order}"]})
+    return value, task_uuid
+
+
+def _after(column: str, nullable: bool, at_null: bool, order: str) -> str:
+    """Rows after the cursor in `ORDER BY column <order> NULLS LAST, id <order>`."""
+    cmp = ">" if order == "asc" else "<"
+    if at_null:  # already among the trailing NULLs
+        return f"({column} IS NULL AND t.id {cmp} %(after_id)s)"
+    after = f"({column}, t.id) {cmp} (%(after_value)s, %(after_id)s)"
+    return f"({after} OR {column} IS NULL)" if nullable else after
 
 
 def _normal(value: Any) -> Any:

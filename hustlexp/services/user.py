@@ -314,9 +314,8 @@ class UserService(Service):
                           (stripe_connect_id, uid))
             if updated is None:
                 raise _missing_user()
-            # Payouts that waited for this account go out once it is saved.
-            outbox = self.s.outbox
-            self.db.after_commit(lambda: outbox.release_waiting_for(uid))
+            # Payouts that waited for this account become due with it; the dispatcher sends them.
+            self.s.outbox.release_waiting_for(uid).unwrap()
             return updated
 
     # -- helpers ---------------------------------------------------------------
