@@ -38,6 +38,7 @@ SUITES = {
     "api": ("tests/api",),
     "e2e": ("tests/e2e",),
     "queue-tests": ("tests/queue_runner",),
+    "migrations": ("tests/migrations",),
 }
 
 
@@ -293,6 +294,7 @@ def db(session: nox.Session) -> None:
     session.env["DATABASE_URL"] = ""  # empty counts as unset: always the throwaway server
     try:
         session.run(PY, "-m", "hustlexp.cli", "db", "init")
+        session.run(PY, "-m", "hustlexp.cli", "db", "status")
         session.run(PY, "-m", "hustlexp.cli", "db", "verify")
     finally:
         shutil.rmtree(data, ignore_errors=True)
@@ -311,6 +313,15 @@ def schema_pg16(session: nox.Session) -> None:
     """The same schema and kill tests on PostgreSQL 16 (the embedded server ships 16 and 18)."""
     session.env["PGSERVER_POSTGRES_VERSION"] = "16"
     pytest(session, *SUITES["schema"], *SUITES["kill"])
+
+
+@nox.session(tags=["B002", "B005", "B064"])
+def migrations(session: nox.Session) -> None:
+    """Release 1.0.0, filled by its own services, migrated to head: equal to a fresh install, no row
+    lost; then every kill test on a database built from 1.0.0 by the migrations."""
+    pytest(session, *SUITES["migrations"])
+    session.env["HUSTLEXP_TEST_SCHEMA_FROM"] = "1.0.0"
+    pytest(session, *SUITES["kill"])
 
 
 @nox.session(tags=["B021", "B022", "B023", "B024", "B025", "B064"])

@@ -2,8 +2,9 @@
 
 `hustlexp serve` runs the API under gunicorn (its Python API: workers fork from this process
 and build their own app with create_app, so no pool or socket crosses a fork). With no
-DATABASE_URL it first starts the embedded PostgreSQL and applies the schema to an empty
-database; Ctrl-C or SIGTERM stops gunicorn (workers finish in-flight requests) and then the
+DATABASE_URL it first starts the embedded PostgreSQL, installs the schema on an empty database
+and migrates an older one (a DATABASE_URL that is behind is refused: run `hustlexp db
+migrate`). Ctrl-C or SIGTERM stops gunicorn (workers finish in-flight requests) and then the
 embedded server.
 
 Worker model: gunicorn `gthread`, --workers processes of --threads threads each, so a request
@@ -114,38 +115,38 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
 
 
 def _database(settings: config.Settings) -> tuple[str, Any]:
-    """DATABASE_URL, or the embedded server; either way the schema is applied if the database
-    is empty (a database holding another schema version is refused)."""
+    """DATABASE_URL, or the embedded server. An empty database gets the current schema; one that
+    is behind is refused with the command that fixes it, except the embedded development server,
+    which migrates itself; one ahead of this build is refused either way."""
     import psycopg
 
-    from hustlexp.db import embedded
-    from hustlexp.db import schema as schema_mod
+    from hustlexp.db import embedded, migrations
 
     if settings.database_url:
         try:
             with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5) as conn:
-                outcome = schema_mod.apply(conn)
-        except schema_mod.SchemaError as exc:
+                outcome = migrations.migrate(conn, allow=("install",))
+        except migrations.SchemaError as exc:
             raise config.ConfigError(f"DATABASE_URL cannot be served: {exc}") from None
         except psycopg.Error as exc:
             # Serve anyway: /health answers 503 and requests succeed once the database is back.
             log.warning("database not reachable at start (%s); serving anyway", str(exc).strip().splitlines()[0])
             return settings.database_url, None
-        if outcome == "applied":
-            log.warning("database was empty: schema %s applied", schema_mod.SCHEMA_VERSION)
+        if outcome.action != "none":
+            log.warning("database: %s", outcome.describe())
         return settings.database_url, None
     url, server = embedded.resolve_url(None)
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            outcome = schema_mod.apply(conn)
-    except schema_mod.SchemaError as exc:
+            outcome = migrations.migrate(conn)
+    except migrations.SchemaError as exc:
         server.cleanup()
         # ConfigError (not cli.CliError) so `python -m hustlexp.cli`, where cli is __main__,
         # still reports it as one clear line.
         raise config.ConfigError(f"the embedded database in {embedded.DEFAULT_DATA_DIR} or "
                                  f"HUSTLEXP_PGDATA cannot be served: {exc}") from None
-    if outcome == "applied":
-        log.warning("embedded database was empty: schema %s applied", schema_mod.SCHEMA_VERSION)
+    if outcome.action != "none":
+        log.warning("embedded database: %s", outcome.describe())
     return url, server
 
 

@@ -3,17 +3,19 @@
 --   psql -X -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f scripts/verify-production.sql
 --
 -- Prints what it finds, then a final gate that RAISEs (psql exits non-zero) when any check
--- fails: the newest schema version must be 1.0.0, at least 10 guard / immutable / requires /
--- no_delete triggers and at least 18 public tables must exist, and so must every named table
--- and trigger below (the same lists as `hustlexp db verify`, hustlexp/db/schema.py).
+-- fails: schema_versions must hold every version this release ships, from 1.0.0 to the newest
+-- (the list below, the same as sql/versions + sql/migrations; a test keeps them equal), and none
+-- newer; at least 10 guard / immutable / requires / no_delete triggers and at least 18 public
+-- tables must exist, and so must every named table and trigger below (the same lists as
+-- `hustlexp db verify`, hustlexp/db/schema.py). A database that is behind: `hustlexp db migrate`.
 
 \set ON_ERROR_STOP on
 BEGIN TRANSACTION READ ONLY;
 
-\echo '== schema version (newest first)'
+\echo '== schema versions (newest first)'
 SELECT version, applied_at, applied_by, checksum
   FROM schema_versions
- ORDER BY applied_at DESC, version DESC;
+ ORDER BY string_to_array(version, '.')::int[] DESC;
 
 \echo '== triggers named like guard / immutable / requires / no_delete (need >= 10)'
 SELECT count(*) AS pattern_triggers
@@ -50,14 +52,21 @@ SELECT expected.name AS trigger_name,
 \echo '== gate'
 DO $gate$
 DECLARE
+    shipped text[] := ARRAY['1.0.0', '1.1.0'];  -- every schema version of this release, oldest first
     failures text[] := '{}';
     newest text;
     n integer;
     missing text;
 BEGIN
-    SELECT version INTO newest FROM schema_versions ORDER BY applied_at DESC, version DESC LIMIT 1;
-    IF newest IS DISTINCT FROM '1.0.0' THEN
-        failures := failures || format('newest schema version is %s, expected 1.0.0', coalesce(newest, 'none'));
+    SELECT version INTO newest FROM schema_versions ORDER BY string_to_array(version, '.')::int[] DESC LIMIT 1;
+    IF newest IS DISTINCT FROM shipped[cardinality(shipped)] THEN
+        failures := failures || format('newest schema version is %s, expected %s', coalesce(newest, 'none'),
+                                       shipped[cardinality(shipped)]);
+    END IF;
+    SELECT string_agg(v, ', ' ORDER BY string_to_array(v, '.')::int[]) INTO missing
+      FROM unnest(shipped) AS v WHERE NOT EXISTS (SELECT 1 FROM schema_versions s WHERE s.version = v);
+    IF missing IS NOT NULL THEN
+        failures := failures || format('schema versions not recorded: %s', missing);
     END IF;
 
     SELECT count(*) INTO n FROM pg_trigger

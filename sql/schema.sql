@@ -1,15 +1,14 @@
--- HustleXP schema v1.0.0
+-- HustleXP schema: the whole current schema, for a fresh install.
 --
 -- Layer 0 of HustleXP. The triggers below make the chain
 --   task funded -> work accepted -> proof accepted -> escrow released -> XP awarded
 -- impossible to break, whatever the code above does. Error codes are raised as the
 -- SQLSTATE itself (HX001 ...), so drivers expose them as exc.sqlstate.
 --
--- Loads in one transaction on PostgreSQL 14+. `hustlexp db init` sets
--- hustlexp.schema_checksum to the sha256 of this file before running it; the
--- schema_versions row at the end records it.
-
-BEGIN;
+-- PostgreSQL 14+. `hustlexp db init` runs this file in one transaction and records every
+-- version (sql/versions/1.0.0.sql, then each sql/migrations/NNNN_*.sql) in schema_versions.
+-- A change to this file is also a new migration that brings an existing database to the
+-- same result (DESIGN.md §7.15); tests/migrations proves the two agree.
 
 
 -- ---------------------------------------------------------------------------
@@ -342,6 +341,9 @@ CREATE TABLE processed_stripe_events (
     error_message   TEXT
 );
 
+-- Retention purges processed events by age (1.1.0).
+CREATE INDEX processed_stripe_events_processed_at_idx ON processed_stripe_events (processed_at);
+
 -- ---------------------------------------------------------------------------
 -- money_outbox: money leaves through here (DESIGN 7.8). The escrow state change and
 -- its row commit together; the Stripe call happens after commit, keyed by
@@ -546,6 +548,8 @@ CREATE TABLE notifications (
 
 CREATE INDEX notifications_user_idx ON notifications (user_id, created_at DESC);
 CREATE INDEX notifications_user_unread_idx ON notifications (user_id) WHERE read_at IS NULL;
+-- NOTIF-5 purges by age across all users (1.1.0).
+CREATE INDEX notifications_created_idx ON notifications (created_at);
 -- notify()'s duplicate and grouping checks: one recipient's latest rows of one category and task,
 -- read straight from the index whatever the recipient's history holds.
 CREATE INDEX notifications_recent_idx ON notifications (user_id, category, task_id, created_at DESC);
@@ -909,14 +913,3 @@ CREATE TRIGGER money_outbox_no_delete BEFORE DELETE ON money_outbox
     FOR EACH ROW EXECUTE FUNCTION refuse_append_only_change('HX202');
 CREATE TRIGGER money_outbox_no_truncate BEFORE TRUNCATE ON money_outbox
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_append_only_change('HX202');
-
--- ---------------------------------------------------------------------------
--- The one version row.
--- ---------------------------------------------------------------------------
-
-INSERT INTO schema_versions (version, applied_by, checksum, notes)
-VALUES ('1.0.0', 'system',
-        coalesce(nullif(current_setting('hustlexp.schema_checksum', true), ''), 'UNVERIFIED'),
-        'Constitutional core: INV-1..5, terminal guards, append-only ledgers, messaging guards, AI tables.');
-
-COMMIT;

@@ -1,5 +1,9 @@
 """A throwaway PostgreSQL for the test session: the embedded server (or TEST_DATABASE_URL),
-the schema loaded once into a template database, and a fresh clone per test."""
+the schema loaded once into a template database, and a fresh clone per test.
+
+With HUSTLEXP_TEST_SCHEMA_FROM=1.0.0 the template is built the long way instead: the 1.0.0
+release exactly as it shipped, then every migration (the `migrations` nox session runs the
+kill tests on such a database)."""
 
 from __future__ import annotations
 
@@ -15,8 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from hustlexp.db import embedded
-from hustlexp.db import schema as schema_mod
+from hustlexp.db import embedded, migrations
 
 TEMPLATE = f"hx_template_{os.getpid()}"
 
@@ -51,14 +54,23 @@ class TestServer:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(TEMPLATE)))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
         with psycopg.connect(self.url_for(TEMPLATE), autocommit=True) as conn:
-            schema_mod.apply(conn)
+            start = os.environ.get("HUSTLEXP_TEST_SCHEMA_FROM")
+            if start == migrations.BASELINE:
+                install_release_1_0_0(conn)
+            elif start:
+                raise ValueError(f"HUSTLEXP_TEST_SCHEMA_FROM={start}: only {migrations.BASELINE} can be built")
+            migrations.migrate(conn)
 
-    def create_database(self) -> str:
+    def create_database(self, *, empty: bool = False) -> str:
+        """A clone of the template (the current schema), or with empty=True a database with nothing in it."""
         name = f"hx_t_{uuid.uuid4().hex[:12]}"
         strategy = " STRATEGY = FILE_COPY" if self.server_version >= 150000 else ""
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}" + strategy).format(
-                sql.Identifier(name), sql.Identifier(TEMPLATE)))
+            if empty:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            else:
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}" + strategy).format(
+                    sql.Identifier(name), sql.Identifier(TEMPLATE)))
         return name
 
     def drop_database(self, name: str) -> None:
@@ -67,8 +79,8 @@ class TestServer:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}" + force).format(sql.Identifier(name)))
 
     @contextmanager
-    def database(self) -> Iterator[str]:
-        name = self.create_database()
+    def database(self, *, empty: bool = False) -> Iterator[str]:
+        name = self.create_database(empty=empty)
         try:
             yield self.url_for(name)
         finally:
@@ -82,3 +94,14 @@ class TestServer:
                 self._handle.cleanup()
             if self._tmp is not None:
                 self._tmp.cleanup()
+
+
+def install_release_1_0_0(conn: psycopg.Connection[Any]) -> None:
+    """Install schema 1.0.0 the way the 1.0.0 release did: its own file, which carries its own
+    transaction and records its version row with the checksum passed in a setting."""
+    path = migrations.steps()[0].path
+    conn.execute("SELECT set_config('hustlexp.schema_checksum', %s, false)", (migrations.steps()[0].checksum(),))
+    try:
+        conn.execute(path.read_bytes())
+    finally:
+        conn.execute("RESET hustlexp.schema_checksum")

@@ -16,7 +16,7 @@ from flask_smorest import Blueprint as PlainBlueprint
 from psycopg_pool import PoolTimeout
 
 from hustlexp.api.base import EXTENSION, Schema, fields, services
-from hustlexp.db import schema as schema_mod
+from hustlexp.db import migrations
 
 log = logging.getLogger("hustlexp.api.health")
 
@@ -41,7 +41,7 @@ def _schema_version() -> str | None:
     """The newest schema_versions row, read on a pooled connection (raises when the
     database cannot be reached)."""
     with services().db.pool.connection(timeout=DB_CHECK_TIMEOUT_SECONDS) as conn:
-        return schema_mod.installed_version(conn)
+        return migrations.installed_version(conn)
 
 
 @blp.route("/health")

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 
 from hustlexp.app import close_app, create_app
-from hustlexp.db import schema as schema_mod
+from hustlexp.db import migrations
 from tests.api.conftest import api_settings, error
 
 
@@ -34,7 +34,7 @@ def test_health_ok_reports_versions_without_auth(client: Any) -> None:
     response = client.get("/health")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok", "version": "1.0.0",
-                                   "schema_version": schema_mod.SCHEMA_VERSION,
+                                   "schema_version": migrations.head(),
                                    "checks": {"database": "ok"}}
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from hustlexp.db import migrations
+
 START_TIMEOUT = 120.0
 # The installed console script, as users run it.
 HUSTLEXP = [str(Path(sys.executable).parent / "hustlexp")]
@@ -58,7 +60,7 @@ def test_serve_starts_embedded_database_and_stops_cleanly_on_sigint(tmp_path: Pa
     try:
         base = f"http://127.0.0.1:{port}"
         health = wait_for_health(base, proc)
-        assert health.json()["schema_version"] == "1.0.0"  # applied to the empty database
+        assert health.json()["schema_version"] == migrations.head()  # installed on the empty database
         assert health.json()["checks"] == {"database": "ok"}
         spec = requests.get(f"{base}/openapi.json", timeout=5)
         assert spec.status_code == 200
@@ -107,11 +109,11 @@ def test_serve_applies_the_schema_to_an_empty_database_url_and_refuses_a_foreign
     proc = subprocess.Popen([*HUSTLEXP, "serve", "--port", str(port), "--workers", "1"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        assert wait_for_health(f"http://127.0.0.1:{port}", proc).json()["schema_version"] == "1.0.0"
+        assert wait_for_health(f"http://127.0.0.1:{port}", proc).json()["schema_version"] == migrations.head()
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("UPDATE schema_versions SET version = '0.9.0'")
+            conn.execute("UPDATE schema_versions SET version = '0.9.0' WHERE version = '1.0.0'")
         refused = subprocess.run([*HUSTLEXP, "serve", "--port", str(free_port())], cwd=tmp_path, env=env,
                                  capture_output=True, timeout=60)
         assert refused.returncode == 2 and b"0.9.0" in refused.stderr

@@ -63,7 +63,12 @@ def test_every_nox_session_it_names_exists_and_the_test_gates_are_all_there():
     assert "services" in used["Unit tests"] and used["Kill tests"] == ["kill"]
     assert used["API tests"] == ["api"] and used["E2E tests"] == ["e2e"]
     assert {s for sessions in used.values() for s in sessions} >= {
-        "lint", "typecheck", "db", "schema", "services", "kill", "api", "e2e", "queue-tests"}
+        "lint", "typecheck", "db", "schema", "services", "kill", "migrations", "api", "e2e", "queue-tests"}
+
+
+def test_checks_out_the_whole_history_for_the_migration_test():
+    checkout = next(s for s in steps() if str(s.get("uses", "")).startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0
 
 
 def test_ends_with_queue_runner_check_and_verify_all_over_the_reports():

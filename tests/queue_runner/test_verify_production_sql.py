@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from hustlexp.db import migrations
 from hustlexp.db import schema as schema_mod
 from tests.queue_runner.conftest import ROOT
 
@@ -34,15 +35,18 @@ def test_passes_on_the_schema(db_url):
     done = run_script(db_url)
     assert done.returncode == 0, done.stderr
     assert "verify-production: every check passed" in done.stderr
-    assert re.search(r"^\s*1\.0\.0\s*\|", done.stdout, re.MULTILINE)
+    for step in migrations.steps():
+        assert re.search(rf"^\s*{re.escape(step.version)}\s*\|", done.stdout, re.MULTILINE)
     assert "ERROR" not in done.stderr
 
 
 @pytest.mark.parametrize(("damage", "reported"), [
     ("DROP TRIGGER xp_ledger_no_delete ON xp_ledger", "missing triggers: xp_ledger_no_delete"),
     ("DROP TABLE ai_decisions", "missing tables: ai_decisions"),
-    ("INSERT INTO schema_versions (version, applied_by, checksum, applied_at) "
-     "VALUES ('1.1.0', 'test', 'x', now() + interval '1 day')", "newest schema version is 1.1.0"),
+    ("INSERT INTO schema_versions (version, applied_by, checksum) VALUES ('99.0.0', 'test', 'x')",
+     "newest schema version is 99.0.0"),
+    (f"DELETE FROM schema_versions WHERE version = '{migrations.BASELINE}'",
+     f"schema versions not recorded: {migrations.BASELINE}"),
     ("DROP TRIGGER task_terminal_guard ON tasks; DROP TRIGGER escrow_terminal_guard ON escrows; "
      "DROP TRIGGER escrow_amount_immutable ON escrows; DROP TRIGGER xp_ledger_no_delete ON xp_ledger; "
      "DROP TRIGGER badge_no_delete ON badges; DROP TRIGGER trust_ledger_no_delete ON trust_ledger; "
@@ -70,7 +74,9 @@ def test_script_checks_the_same_names_as_db_verify():
     text = SCRIPT.read_text()
     for name in (*schema_mod.GATE_TABLES, *schema_mod.GATE_TRIGGERS):
         assert text.count(f"'{name}'") == 2, name  # once in the report, once in the gate
-    assert "'1.0.0'" in text and schema_mod.SCHEMA_VERSION == "1.0.0"
+    shipped = re.search(r"shipped text\[\] := ARRAY\[([^\]]*)\]", text)
+    assert shipped is not None
+    assert re.findall(r"'([^']*)'", shipped.group(1)) == [s.version for s in migrations.steps()]
 
 
 def test_script_is_read_only():

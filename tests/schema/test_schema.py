@@ -1,10 +1,11 @@
-"""The schema loads, verifies, and records its own checksum (B001-B005, DESIGN §7.11)."""
+"""The schema loads, verifies, and records every version with its file's checksum (B001-B005, DESIGN §7.11)."""
 
 from __future__ import annotations
 
 import psycopg
 import pytest
 
+from hustlexp.db import migrations
 from hustlexp.db import schema as schema_mod
 from hustlexp.domain import CHECKED_ENUMS
 from tests import factories as f
@@ -16,33 +17,41 @@ def test_schema_gate_passes_on_fresh_clone(conn):
     assert len(checks) == 7
 
 
-def test_schema_versions_holds_one_row_with_file_checksum(conn):
-    rows = conn.execute("SELECT version, applied_by, checksum FROM schema_versions").fetchall()
-    assert rows == [{"version": "1.0.0", "applied_by": "system", "checksum": schema_mod.schema_checksum()}]
+def test_schema_versions_records_every_shipped_version_with_its_file_checksum(conn):
+    rows = conn.execute("SELECT version, checksum FROM schema_versions").fetchall()
+    assert sorted((r["version"], r["checksum"]) for r in rows) == sorted(
+        (s.version, s.checksum()) for s in migrations.steps())
 
 
 def test_production_queries_pass(conn):
-    assert conn.execute(schema_mod.NEWEST_VERSION_SQL).fetchone()["version"] == "1.0.0"
+    assert conn.execute(schema_mod.NEWEST_VERSION_SQL).fetchone()["version"] == migrations.head()
     assert conn.execute(schema_mod.PATTERN_TRIGGERS_SQL).fetchone()["n"] >= 10
     assert conn.execute(schema_mod.PUBLIC_TABLES_SQL).fetchone()["n"] >= 18
 
 
-def test_apply_is_a_no_op_on_a_current_database(conn):
-    assert schema_mod.apply(conn) == "current"
-    assert conn.execute("SELECT count(*) AS n FROM schema_versions").fetchone()["n"] == 1
+def test_migrate_is_a_no_op_on_a_current_database(conn):
+    assert migrations.migrate(conn).action == "none"
+    assert conn.execute("SELECT count(*) AS n FROM schema_versions").fetchone()["n"] == len(migrations.steps())
 
 
-def test_apply_refuses_another_version(conn):
-    conn.execute("UPDATE schema_versions SET version = '0.9.0'")
-    with pytest.raises(schema_mod.SchemaError, match=r"0\.9\.0"):
-        schema_mod.apply(conn)
+def test_migrate_refuses_an_unknown_version(conn):
+    conn.execute("UPDATE schema_versions SET version = '0.9.0' WHERE version = '1.0.0'")
+    with pytest.raises(migrations.SchemaError, match=r"0\.9\.0"):
+        migrations.migrate(conn)
 
 
-def test_apply_refuses_a_database_with_foreign_tables(pg):
+def test_migrate_refuses_a_database_with_foreign_tables(pg):
     with pg.database() as url, psycopg.connect(url, autocommit=True) as c:
         c.execute("DROP TABLE schema_versions")
-        with pytest.raises(schema_mod.SchemaError, match="not empty"):
-            schema_mod.apply(c)
+        with pytest.raises(migrations.SchemaError, match="not empty"):
+            migrations.migrate(c)
+
+
+def test_verify_reports_a_pending_migration(conn):
+    conn.execute("DELETE FROM schema_versions WHERE version = %s", (migrations.head(),))
+    failed = {c.name: c for c in schema_mod.verify(conn) if not c.ok}
+    assert set(failed) == {"schema version"}
+    assert "hustlexp db migrate" in failed["schema version"].detail
 
 
 def test_verify_reports_a_missing_trigger(conn):

@@ -1,0 +1,916 @@
+-- HustleXP schema v1.0.0
+--
+-- Layer 0 of HustleXP. The triggers below make the chain
+--   task funded -> work accepted -> proof accepted -> escrow released -> XP awarded
+-- impossible to break, whatever the code above does. Error codes are raised as the
+-- SQLSTATE itself (HX001 ...), so drivers expose them as exc.sqlstate.
+--
+-- Loads in one transaction on PostgreSQL 14+. `hustlexp db init` sets
+-- hustlexp.schema_checksum to the sha256 of this file before running it; the
+-- schema_versions row at the end records it.
+
+BEGIN;
+
+
+-- ---------------------------------------------------------------------------
+-- Shared trigger functions
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION stamp_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END $$;
+
+-- Append-only tables: one function, the code comes from the trigger's argument.
+CREATE FUNCTION refuse_append_only_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% on %: the table is append-only', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = TG_ARGV[0];
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- users
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE users (
+    id                              UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    firebase_uid                    VARCHAR(128) UNIQUE,
+    email                           VARCHAR(255) NOT NULL UNIQUE,
+    phone                           VARCHAR(20) UNIQUE,
+    full_name                       VARCHAR(255) NOT NULL,
+    avatar_url                      VARCHAR(500),
+    default_mode                    VARCHAR(20) NOT NULL DEFAULT 'worker'
+        CONSTRAINT users_default_mode_check CHECK (default_mode IN ('worker', 'poster')),
+
+    onboarding_version              VARCHAR(20),
+    onboarding_completed_at         TIMESTAMPTZ,
+    role_confidence_worker          NUMERIC(5,4),
+    role_confidence_poster          NUMERIC(5,4),
+    role_certainty_tier             VARCHAR(20)
+        CONSTRAINT users_role_certainty_tier_check CHECK (role_certainty_tier IN ('STRONG', 'MODERATE', 'WEAK')),
+    role_was_overridden             BOOLEAN NOT NULL DEFAULT false,
+    inconsistency_flags             TEXT[],
+    risk_tolerance                  NUMERIC(4,3),
+    urgency_bias                    NUMERIC(4,3),
+    authority_expectation           NUMERIC(4,3),
+    price_sensitivity               NUMERIC(4,3),
+
+    trust_tier                      INTEGER NOT NULL DEFAULT 1
+        CONSTRAINT users_trust_tier_check CHECK (trust_tier BETWEEN 1 AND 4),
+    xp_total                        INTEGER NOT NULL DEFAULT 0
+        CONSTRAINT users_xp_total_check CHECK (xp_total >= 0),
+    current_level                   INTEGER NOT NULL DEFAULT 1
+        CONSTRAINT users_current_level_check CHECK (current_level BETWEEN 1 AND 10),
+    current_streak                  INTEGER NOT NULL DEFAULT 0
+        CONSTRAINT users_current_streak_check CHECK (current_streak >= 0),
+    last_task_completed_at          TIMESTAMPTZ,
+    streak_grace_expires_at         TIMESTAMPTZ,
+
+    is_verified                     BOOLEAN NOT NULL DEFAULT false,
+    verified_at                     TIMESTAMPTZ,
+    student_id_verified             BOOLEAN NOT NULL DEFAULT false,
+    stripe_customer_id              VARCHAR(255),
+    stripe_connect_id               VARCHAR(255),
+
+    xp_visibility_rules             VARCHAR(20) NOT NULL DEFAULT 'ledger',
+    trust_ui_density                VARCHAR(20) NOT NULL DEFAULT 'normal',
+    copy_tone_variant               VARCHAR(20) NOT NULL DEFAULT 'neutral',
+    xp_first_celebration_shown_at   TIMESTAMPTZ,
+
+    account_status                  VARCHAR(20) NOT NULL DEFAULT 'ACTIVE'
+        CONSTRAINT users_account_status_check CHECK (account_status IN ('ACTIVE', 'PAUSED', 'SUSPENDED')),
+    paused_at                       TIMESTAMPTZ,
+    pause_streak_snapshot           INTEGER,
+    pause_trust_tier_snapshot       INTEGER,
+
+    created_at                      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at                      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- ---------------------------------------------------------------------------
+-- tasks
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE tasks (
+    id                      UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    poster_id               UUID NOT NULL REFERENCES users(id),
+    worker_id               UUID REFERENCES users(id),
+    title                   VARCHAR(255) NOT NULL,
+    description             TEXT NOT NULL,
+    requirements            TEXT,
+    location                VARCHAR(255),
+    location_lat            NUMERIC(10,7),
+    location_lng            NUMERIC(10,7),
+    category                VARCHAR(50),
+    scope_hash              VARCHAR(64),
+    price                   INTEGER NOT NULL
+        CONSTRAINT tasks_price_check CHECK (price >= 500),
+    mode                    VARCHAR(20) NOT NULL DEFAULT 'STANDARD'
+        CONSTRAINT tasks_mode_check CHECK (mode IN ('STANDARD', 'LIVE')),
+    state                   VARCHAR(20) NOT NULL DEFAULT 'OPEN'
+        CONSTRAINT tasks_state_check CHECK (state IN
+            ('OPEN', 'ACCEPTED', 'PROOF_SUBMITTED', 'DISPUTED', 'COMPLETED', 'CANCELLED', 'EXPIRED')),
+    deadline                TIMESTAMPTZ,
+    accepted_at             TIMESTAMPTZ,
+    proof_submitted_at      TIMESTAMPTZ,
+    completed_at            TIMESTAMPTZ,
+    cancelled_at            TIMESTAMPTZ,
+    expired_at              TIMESTAMPTZ,
+    requires_proof          BOOLEAN NOT NULL DEFAULT true,
+    proof_instructions      TEXT,
+    required_trust_tier     INTEGER
+        CONSTRAINT tasks_required_trust_tier_check CHECK (required_trust_tier BETWEEN 0 AND 4),
+    risk_level              VARCHAR(20) NOT NULL DEFAULT 'low'
+        CONSTRAINT tasks_risk_level_check CHECK (risk_level IN ('low', 'medium', 'high', 'critical')),
+    -- The client's Idempotency-Key: a retried POST /api/tasks finds its first task.
+    idempotency_key         VARCHAR(100),
+    created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    -- Nobody works their own task; every state past OPEN has a worker.
+    CONSTRAINT tasks_worker_not_poster CHECK (worker_id IS NULL OR worker_id <> poster_id),
+    CONSTRAINT tasks_worker_assigned CHECK (
+        state IN ('OPEN', 'CANCELLED', 'EXPIRED') OR worker_id IS NOT NULL)
+);
+
+CREATE INDEX tasks_state_created_idx ON tasks (state, created_at DESC);
+CREATE INDEX tasks_poster_idx ON tasks (poster_id, created_at DESC);
+CREATE INDEX tasks_worker_idx ON tasks (worker_id, created_at DESC) WHERE worker_id IS NOT NULL;
+CREATE INDEX tasks_category_idx ON tasks (category);
+CREATE INDEX tasks_open_deadline_idx ON tasks (deadline) WHERE state = 'OPEN';
+CREATE UNIQUE INDEX tasks_poster_idempotency_key ON tasks (poster_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+-- ---------------------------------------------------------------------------
+-- escrows (exactly one per task; amount = task price, frozen from creation)
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE escrows (
+    id                          UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    task_id                     UUID NOT NULL UNIQUE REFERENCES tasks(id),
+    amount                      INTEGER NOT NULL
+        CONSTRAINT escrows_amount_check CHECK (amount > 0),
+    state                       VARCHAR(20) NOT NULL DEFAULT 'PENDING'
+        CONSTRAINT escrows_state_check CHECK (state IN
+            ('PENDING', 'FUNDED', 'LOCKED_DISPUTE', 'RELEASED', 'REFUNDED', 'REFUND_PARTIAL')),
+    refund_amount               INTEGER
+        CONSTRAINT escrows_refund_amount_check CHECK (refund_amount >= 0),
+    release_amount              INTEGER
+        CONSTRAINT escrows_release_amount_check CHECK (release_amount >= 0),
+    stripe_payment_intent_id    VARCHAR(255) UNIQUE,
+    stripe_transfer_id          VARCHAR(255),
+    stripe_refund_id            VARCHAR(255),
+    funded_at                   TIMESTAMPTZ,
+    released_at                 TIMESTAMPTZ,
+    refunded_at                 TIMESTAMPTZ,
+    created_at                  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at                  TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    CONSTRAINT escrow_partial_sum_check CHECK (
+        state <> 'REFUND_PARTIAL'
+        OR (refund_amount IS NOT NULL AND release_amount IS NOT NULL
+            AND refund_amount + release_amount = amount))
+);
+
+CREATE INDEX escrows_state_idx ON escrows (state);
+
+-- ---------------------------------------------------------------------------
+-- proofs and their photos
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE proofs (
+    id                  UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    task_id             UUID NOT NULL REFERENCES tasks(id),
+    submitter_id        UUID NOT NULL REFERENCES users(id),
+    state               VARCHAR(20) NOT NULL DEFAULT 'PENDING'
+        CONSTRAINT proofs_state_check CHECK (state IN ('PENDING', 'SUBMITTED', 'ACCEPTED', 'REJECTED', 'EXPIRED')),
+    description         TEXT,
+    reviewed_by         UUID REFERENCES users(id),
+    reviewed_at         TIMESTAMPTZ,
+    rejection_reason    TEXT,
+    submitted_at        TIMESTAMPTZ,
+    review_deadline     TIMESTAMPTZ,
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    CONSTRAINT proofs_rejection_reason_check CHECK (
+        state <> 'REJECTED' OR char_length(rejection_reason) BETWEEN 1 AND 1000)
+);
+
+CREATE INDEX proofs_task_idx ON proofs (task_id, created_at DESC);
+CREATE INDEX proofs_review_deadline_idx ON proofs (review_deadline) WHERE state = 'SUBMITTED';
+-- A task has at most one proof in flight (PENDING or SUBMITTED) and at most one accepted.
+CREATE UNIQUE INDEX proofs_one_open_per_task ON proofs (task_id) WHERE state IN ('PENDING', 'SUBMITTED');
+CREATE UNIQUE INDEX proofs_one_accepted_per_task ON proofs (task_id) WHERE state = 'ACCEPTED';
+
+CREATE TABLE proof_photos (
+    id                  UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    proof_id            UUID NOT NULL REFERENCES proofs(id) ON DELETE CASCADE,
+    storage_key         VARCHAR(500) NOT NULL,
+    content_type        VARCHAR(100) NOT NULL,
+    file_size_bytes     BIGINT NOT NULL
+        CONSTRAINT proof_photos_file_size_check CHECK (file_size_bytes > 0),
+    checksum_sha256     VARCHAR(64) NOT NULL,
+    capture_time        TIMESTAMPTZ,
+    sequence_number     INTEGER NOT NULL DEFAULT 1
+        CONSTRAINT proof_photos_sequence_check CHECK (sequence_number BETWEEN 1 AND 5),
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    CONSTRAINT proof_photos_sequence_unique UNIQUE (proof_id, sequence_number)
+);
+
+-- ---------------------------------------------------------------------------
+-- xp_ledger (append-only; the truth for XP)
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE xp_ledger (
+    id                      UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id                 UUID NOT NULL REFERENCES users(id),
+    task_id                 UUID NOT NULL REFERENCES tasks(id),
+    escrow_id               UUID NOT NULL REFERENCES escrows(id),
+    base_xp                 INTEGER NOT NULL
+        CONSTRAINT xp_ledger_base_xp_check CHECK (base_xp > 0),
+    streak_multiplier       NUMERIC(3,2) NOT NULL DEFAULT 1.00,
+    trust_multiplier        NUMERIC(3,2) NOT NULL DEFAULT 1.00,
+    decay_factor            NUMERIC(6,4) NOT NULL DEFAULT 1.0000,
+    effective_xp            INTEGER NOT NULL
+        CONSTRAINT xp_ledger_effective_xp_check CHECK (effective_xp > 0),
+    reason                  VARCHAR(50) NOT NULL DEFAULT 'task_completion',
+    user_xp_before          INTEGER NOT NULL,
+    user_xp_after           INTEGER NOT NULL,
+    user_level_before       INTEGER NOT NULL,
+    user_level_after        INTEGER NOT NULL,
+    user_streak_at_award    INTEGER NOT NULL,
+    awarded_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    CONSTRAINT xp_ledger_escrow_unique UNIQUE (escrow_id),
+    CONSTRAINT xp_ledger_balance_check CHECK (user_xp_after = user_xp_before + effective_xp)
+);
+
+CREATE INDEX xp_ledger_user_idx ON xp_ledger (user_id, awarded_at DESC);
+
+-- ---------------------------------------------------------------------------
+-- trust_ledger (append-only; written by trust_tier_audit alone)
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE trust_ledger (
+    id                  UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id             UUID NOT NULL REFERENCES users(id),
+    old_tier            INTEGER NOT NULL
+        CONSTRAINT trust_ledger_old_tier_check CHECK (old_tier BETWEEN 1 AND 4),
+    new_tier            INTEGER NOT NULL
+        CONSTRAINT trust_ledger_new_tier_check CHECK (new_tier BETWEEN 1 AND 4),
+    reason              VARCHAR(100) NOT NULL,
+    reason_details      JSONB,
+    task_id             UUID REFERENCES tasks(id),
+    dispute_id          UUID,
+    changed_by          VARCHAR(100) NOT NULL,
+    changed_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE INDEX trust_ledger_user_idx ON trust_ledger (user_id, changed_at DESC);
+
+-- ---------------------------------------------------------------------------
+-- badges (append-only; animation_shown_at may be set once)
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE badges (
+    id                  UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id             UUID NOT NULL REFERENCES users(id),
+    badge_type          VARCHAR(50) NOT NULL,
+    badge_tier          INTEGER NOT NULL
+        CONSTRAINT badges_badge_tier_check CHECK (badge_tier BETWEEN 1 AND 4),
+    animation_shown_at  TIMESTAMPTZ,
+    awarded_for         VARCHAR(100),
+    task_id             UUID REFERENCES tasks(id),
+    awarded_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    CONSTRAINT badges_user_type_unique UNIQUE (user_id, badge_type)
+);
+
+-- ---------------------------------------------------------------------------
+-- disputes
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE disputes (
+    id                      UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    task_id                 UUID NOT NULL REFERENCES tasks(id),
+    escrow_id               UUID NOT NULL REFERENCES escrows(id),
+    initiated_by            UUID NOT NULL REFERENCES users(id),
+    poster_id               UUID NOT NULL REFERENCES users(id),
+    worker_id               UUID NOT NULL REFERENCES users(id),
+    state                   VARCHAR(20) NOT NULL DEFAULT 'OPEN'
+        CONSTRAINT disputes_state_check CHECK (state IN ('OPEN', 'EVIDENCE_REQUESTED', 'RESOLVED', 'ESCALATED')),
+    reason                  VARCHAR(100) NOT NULL,
+    description             TEXT NOT NULL
+        CONSTRAINT disputes_description_check CHECK (char_length(description) BETWEEN 1 AND 2000),
+    resolution              VARCHAR(50)
+        CONSTRAINT disputes_resolution_check CHECK (resolution IN ('HUSTLER_WINS', 'CLIENT_WINS', 'SPLIT')),
+    resolution_notes        TEXT,
+    resolved_by             UUID REFERENCES users(id),
+    resolved_at             TIMESTAMPTZ,
+    outcome_escrow_action   VARCHAR(20)
+        CONSTRAINT disputes_outcome_escrow_action_check CHECK (outcome_escrow_action IN ('RELEASE', 'REFUND', 'SPLIT')),
+    outcome_worker_penalty  BOOLEAN NOT NULL DEFAULT false,
+    outcome_poster_penalty  BOOLEAN NOT NULL DEFAULT false,
+    created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    CONSTRAINT disputes_initiator_is_participant CHECK (initiated_by IN (poster_id, worker_id)),
+    CONSTRAINT disputes_resolved_complete CHECK (
+        state <> 'RESOLVED'
+        OR (resolution IS NOT NULL AND resolved_by IS NOT NULL AND resolved_at IS NOT NULL
+            AND outcome_escrow_action IS NOT NULL))
+);
+
+-- One unresolved dispute per task.
+CREATE UNIQUE INDEX disputes_one_open_per_task ON disputes (task_id) WHERE state <> 'RESOLVED';
+
+-- ---------------------------------------------------------------------------
+-- processed_stripe_events (webhook idempotency)
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE processed_stripe_events (
+    event_id        VARCHAR(255) PRIMARY KEY,
+    event_type      VARCHAR(100) NOT NULL,
+    processed_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+    result          VARCHAR(50) NOT NULL,
+    error_message   TEXT
+);
+
+-- ---------------------------------------------------------------------------
+-- money_outbox: money leaves through here (DESIGN 7.8). The escrow state change and
+-- its row commit together; the Stripe call happens after commit, keyed by
+-- idempotency_key. One movement of each kind per escrow, ever.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE money_outbox (
+    id                  UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    escrow_id           UUID NOT NULL REFERENCES escrows(id),
+    kind                VARCHAR(20) NOT NULL
+        CONSTRAINT money_outbox_kind_check CHECK (kind IN ('TRANSFER', 'REFUND', 'CANCEL_INTENT')),
+    amount              INTEGER NOT NULL
+        CONSTRAINT money_outbox_amount_check CHECK (amount >= 0),
+    recipient_id        UUID REFERENCES users(id),
+    idempotency_key     VARCHAR(255) NOT NULL UNIQUE,
+    status              VARCHAR(20) NOT NULL DEFAULT 'PENDING'
+        CONSTRAINT money_outbox_status_check CHECK (status IN
+            ('PENDING', 'PROCESSING', 'SUCCEEDED', 'FAILED_PERMANENT', 'CANCELLED')),
+    attempt_count       INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    last_attempt_at     TIMESTAMPTZ,
+    last_error          TEXT,
+    stripe_object_id    VARCHAR(255),
+    completed_at        TIMESTAMPTZ,
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    CONSTRAINT money_outbox_one_per_kind UNIQUE (escrow_id, kind),
+    CONSTRAINT money_outbox_succeeded_has_id CHECK (status <> 'SUCCEEDED' OR stripe_object_id IS NOT NULL)
+);
+
+CREATE INDEX money_outbox_due_idx ON money_outbox (next_attempt_at) WHERE status = 'PENDING';
+
+-- ---------------------------------------------------------------------------
+-- AI tables (gate only: no service writes them in v1)
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE ai_events (
+    id              UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id         UUID REFERENCES users(id),
+    task_id         UUID REFERENCES tasks(id),
+    event_type      VARCHAR(100) NOT NULL,
+    payload         JSONB NOT NULL,
+    payload_hash    VARCHAR(64) NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE ai_jobs (
+    id              UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    event_id        UUID NOT NULL REFERENCES ai_events(id),
+    status          VARCHAR(20) NOT NULL DEFAULT 'PENDING'
+        CONSTRAINT ai_jobs_status_check CHECK (status IN
+            ('PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'TIMED_OUT', 'KILLED')),
+    timeout_ms      INTEGER NOT NULL DEFAULT 30000,
+    attempt_count   INTEGER NOT NULL DEFAULT 0,
+    max_attempts    INTEGER NOT NULL DEFAULT 3,
+    started_at      TIMESTAMPTZ,
+    completed_at    TIMESTAMPTZ,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE ai_proposals (
+    id              UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    job_id          UUID NOT NULL REFERENCES ai_jobs(id),
+    proposal        JSONB NOT NULL,
+    confidence      NUMERIC(5,4)
+        CONSTRAINT ai_proposals_confidence_check CHECK (confidence BETWEEN 0 AND 1),
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE ai_decisions (
+    id              UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    proposal_id     UUID NOT NULL REFERENCES ai_proposals(id),
+    accepted        BOOLEAN NOT NULL,
+    reason_codes    TEXT[] NOT NULL,
+    final_author    VARCHAR(100) NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE TABLE evidence (
+    id                  UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    task_id             UUID REFERENCES tasks(id),
+    dispute_id          UUID REFERENCES disputes(id),
+    submitted_by        UUID REFERENCES users(id),
+    evidence_type       VARCHAR(20) NOT NULL DEFAULT 'PHOTO'
+        CONSTRAINT evidence_type_check CHECK (evidence_type IN ('PHOTO', 'MESSAGE', 'LOCATION', 'DOCUMENT')),
+    description         TEXT,
+    storage_key         VARCHAR(500) NOT NULL,
+    content_type        VARCHAR(100) NOT NULL,
+    file_size_bytes     BIGINT NOT NULL,
+    checksum_sha256     VARCHAR(64) NOT NULL,
+    capture_time        TIMESTAMPTZ,
+    requested_by        VARCHAR(20) NOT NULL DEFAULT 'system'
+        CONSTRAINT evidence_requested_by_check CHECK (requested_by IN ('system', 'poster', 'admin')),
+    access_scope        VARCHAR(20) NOT NULL DEFAULT 'restricted',
+    retention_deadline  TIMESTAMPTZ NOT NULL DEFAULT now() + interval '30 days',
+    legal_hold          BOOLEAN NOT NULL DEFAULT false,
+    moderation_status   VARCHAR(20) NOT NULL DEFAULT 'pending'
+        CONSTRAINT evidence_moderation_status_check CHECK (moderation_status IN
+            ('pending', 'approved', 'flagged', 'quarantined')),
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- ---------------------------------------------------------------------------
+-- admin_roles, admin_actions (append-only)
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE admin_roles (
+    id                      UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id                 UUID NOT NULL UNIQUE REFERENCES users(id),
+    role                    VARCHAR(20) NOT NULL
+        CONSTRAINT admin_roles_role_check CHECK (role IN ('support', 'moderator', 'admin', 'founder')),
+    can_resolve_disputes    BOOLEAN NOT NULL DEFAULT false,
+    can_override_escrow     BOOLEAN NOT NULL DEFAULT false,
+    can_modify_trust        BOOLEAN NOT NULL DEFAULT false,
+    can_ban_users           BOOLEAN NOT NULL DEFAULT false,
+    can_access_financials   BOOLEAN NOT NULL DEFAULT false,
+    granted_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    granted_by              UUID REFERENCES users(id)
+);
+
+CREATE TABLE admin_actions (
+    id                  UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    admin_user_id       UUID NOT NULL REFERENCES users(id),
+    admin_role          VARCHAR(20) NOT NULL,
+    action_type         VARCHAR(50) NOT NULL,
+    action_details      JSONB NOT NULL,
+    target_user_id      UUID REFERENCES users(id),
+    target_task_id      UUID REFERENCES tasks(id),
+    target_escrow_id    UUID REFERENCES escrows(id),
+    target_dispute_id   UUID REFERENCES disputes(id),
+    result              VARCHAR(50) NOT NULL,
+    result_details      JSONB,
+    performed_at        TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE INDEX admin_actions_admin_idx ON admin_actions (admin_user_id, performed_at DESC);
+
+-- ---------------------------------------------------------------------------
+-- Messaging and notifications
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE task_messages (
+    id                      UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    task_id                 UUID NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    sender_id               UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    receiver_id             UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    message_type            VARCHAR(20) NOT NULL
+        CONSTRAINT task_messages_message_type_check CHECK (message_type IN ('TEXT', 'AUTO', 'PHOTO', 'LOCATION')),
+    content                 TEXT
+        CONSTRAINT task_messages_content_length_check CHECK (char_length(content) <= 500),
+    auto_message_template   VARCHAR(50),
+    photo_urls              TEXT[],
+    photo_count             INTEGER NOT NULL DEFAULT 0
+        CONSTRAINT task_messages_photo_count_check CHECK (photo_count BETWEEN 0 AND 3),
+    location_latitude       DECIMAL(10,8),
+    location_longitude      DECIMAL(11,8),
+    location_expires_at     TIMESTAMPTZ,
+    read_at                 TIMESTAMPTZ,
+    deleted_at              TIMESTAMPTZ,
+    moderation_status       VARCHAR(20) NOT NULL DEFAULT 'pending'
+        CONSTRAINT task_messages_moderation_status_check CHECK (moderation_status IN
+            ('pending', 'approved', 'flagged', 'quarantined')),
+    moderation_flags        TEXT[],
+    created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    CONSTRAINT task_messages_text_has_content CHECK (
+        message_type NOT IN ('TEXT', 'AUTO') OR coalesce(char_length(content), 0) >= 1),
+    CONSTRAINT task_messages_not_to_self CHECK (sender_id <> receiver_id)
+);
+
+CREATE INDEX task_messages_thread_idx ON task_messages (task_id, created_at DESC, id DESC);
+CREATE INDEX task_messages_sender_day_idx ON task_messages (sender_id, created_at);
+
+CREATE TABLE notifications (
+    id              UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id         UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    category        VARCHAR(50) NOT NULL,
+    title           VARCHAR(200) NOT NULL,
+    body            TEXT NOT NULL,
+    deep_link       TEXT NOT NULL,
+    task_id         UUID REFERENCES tasks(id) ON DELETE SET NULL,
+    metadata        JSONB NOT NULL DEFAULT '{}',
+    channels        TEXT[] NOT NULL DEFAULT '{push}'
+        CONSTRAINT notifications_channels_check CHECK (channels <@ ARRAY['push', 'email', 'sms', 'in_app']::TEXT[]),
+    priority        VARCHAR(20) NOT NULL
+        CONSTRAINT notifications_priority_check CHECK (priority IN ('LOW', 'MEDIUM', 'HIGH', 'CRITICAL')),
+    sent_at         TIMESTAMPTZ,
+    delivered_at    TIMESTAMPTZ,
+    read_at         TIMESTAMPTZ,
+    clicked_at      TIMESTAMPTZ,
+    group_id        UUID,
+    group_position  INTEGER,
+    expires_at      TIMESTAMPTZ NOT NULL DEFAULT now() + interval '30 days',
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    CONSTRAINT notifications_sent_after_created CHECK (sent_at >= created_at),
+    CONSTRAINT notifications_delivered_after_sent CHECK (delivered_at >= sent_at),
+    CONSTRAINT notifications_read_after_delivered CHECK (read_at >= delivered_at)
+);
+
+CREATE INDEX notifications_user_idx ON notifications (user_id, created_at DESC);
+CREATE INDEX notifications_user_unread_idx ON notifications (user_id) WHERE read_at IS NULL;
+
+CREATE TABLE notification_preferences (
+    id                      UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id                 UUID NOT NULL UNIQUE REFERENCES users(id) ON DELETE CASCADE,
+    quiet_hours_enabled     BOOLEAN NOT NULL DEFAULT true,
+    quiet_hours_start       TIME NOT NULL DEFAULT '22:00',
+    quiet_hours_end         TIME NOT NULL DEFAULT '07:00',
+    push_enabled            BOOLEAN NOT NULL DEFAULT true,
+    email_enabled           BOOLEAN NOT NULL DEFAULT false,
+    sms_enabled             BOOLEAN NOT NULL DEFAULT false,
+    category_preferences    JSONB NOT NULL DEFAULT '{}',
+    created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at              TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- ---------------------------------------------------------------------------
+-- schema_versions
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE schema_versions (
+    version     VARCHAR(20) PRIMARY KEY,
+    applied_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    applied_by  VARCHAR(100) NOT NULL,
+    checksum    VARCHAR(64) NOT NULL,
+    notes       TEXT
+);
+
+-- ===========================================================================
+-- Triggers: the invariants
+-- ===========================================================================
+
+-- updated_at stamping -------------------------------------------------------
+CREATE TRIGGER users_updated_at BEFORE UPDATE ON users
+    FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
+CREATE TRIGGER tasks_updated_at BEFORE UPDATE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
+CREATE TRIGGER escrows_updated_at BEFORE UPDATE ON escrows
+    FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
+CREATE TRIGGER proofs_updated_at BEFORE UPDATE ON proofs
+    FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
+CREATE TRIGGER disputes_updated_at BEFORE UPDATE ON disputes
+    FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
+CREATE TRIGGER money_outbox_updated_at BEFORE UPDATE ON money_outbox
+    FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
+CREATE TRIGGER ai_jobs_updated_at BEFORE UPDATE ON ai_jobs
+    FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
+CREATE TRIGGER notification_preferences_updated_at BEFORE UPDATE ON notification_preferences
+    FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
+
+-- Terminal task: state, price, poster, worker, title, description frozen (HX001).
+CREATE FUNCTION guard_terminal_task() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.state IN ('COMPLETED', 'CANCELLED', 'EXPIRED') AND (
+           NEW.state IS DISTINCT FROM OLD.state
+        OR NEW.price IS DISTINCT FROM OLD.price
+        OR NEW.poster_id IS DISTINCT FROM OLD.poster_id
+        OR NEW.worker_id IS DISTINCT FROM OLD.worker_id
+        OR NEW.title IS DISTINCT FROM OLD.title
+        OR NEW.description IS DISTINCT FROM OLD.description) THEN
+        RAISE EXCEPTION 'task % is % and can no longer change', OLD.id, OLD.state
+            USING ERRCODE = 'HX001';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER task_terminal_guard BEFORE UPDATE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION guard_terminal_task();
+
+-- INV-3: a task that requires proof completes only with an ACCEPTED proof (HX301).
+-- Also on INSERT, so a task cannot be born COMPLETED; and turning requires_proof off in the
+-- same UPDATE does not dodge it.
+CREATE FUNCTION require_accepted_proof() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state = 'COMPLETED'
+       AND (TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM 'COMPLETED')
+       AND (NEW.requires_proof OR (TG_OP = 'UPDATE' AND OLD.requires_proof))
+       AND NOT EXISTS (SELECT 1 FROM proofs WHERE task_id = NEW.id AND state = 'ACCEPTED') THEN
+        RAISE EXCEPTION 'task % cannot complete without an accepted proof', NEW.id
+            USING ERRCODE = 'HX301';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER task_completed_requires_accepted_proof BEFORE INSERT OR UPDATE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION require_accepted_proof();
+
+-- The price is what the escrow holds: once the escrow exists it cannot change (HX004).
+CREATE FUNCTION guard_task_price() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Terminal tasks are task_terminal_guard's (HX001).
+    IF NEW.price IS DISTINCT FROM OLD.price AND OLD.state NOT IN ('COMPLETED', 'CANCELLED', 'EXPIRED')
+       AND EXISTS (SELECT 1 FROM escrows WHERE task_id = OLD.id) THEN
+        RAISE EXCEPTION 'task % price is held in escrow and cannot change', OLD.id USING ERRCODE = 'HX004';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER task_price_immutable BEFORE UPDATE OF price ON tasks
+    FOR EACH ROW EXECUTE FUNCTION guard_task_price();
+
+-- An accepted proof is the evidence money moved on: it stays accepted (HX301).
+CREATE FUNCTION guard_accepted_proof() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.state = 'ACCEPTED' AND NEW.state IS DISTINCT FROM OLD.state THEN
+        RAISE EXCEPTION 'proof % is accepted and stays accepted', OLD.id USING ERRCODE = 'HX301';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER proof_accepted_immutable BEFORE UPDATE ON proofs
+    FOR EACH ROW EXECUTE FUNCTION guard_accepted_proof();
+
+-- Escrow amount equals the task price at creation (HX003) ...
+CREATE FUNCTION check_escrow_amount_matches_price() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.amount IS DISTINCT FROM (SELECT price FROM tasks WHERE id = NEW.task_id) THEN
+        RAISE EXCEPTION 'escrow amount % must equal the price of task %', NEW.amount, NEW.task_id
+            USING ERRCODE = 'HX003';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER escrow_amount_matches_price BEFORE INSERT ON escrows
+    FOR EACH ROW EXECUTE FUNCTION check_escrow_amount_matches_price();
+
+-- ... and never changes afterwards (INV-4, HX004).
+CREATE FUNCTION guard_escrow_amount() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.amount IS DISTINCT FROM OLD.amount THEN
+        RAISE EXCEPTION 'escrow % amount is immutable', OLD.id USING ERRCODE = 'HX004';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER escrow_amount_immutable BEFORE UPDATE ON escrows
+    FOR EACH ROW EXECUTE FUNCTION guard_escrow_amount();
+
+-- Terminal escrow: state, amount, task_id frozen (HX002). Stripe ids and timestamps stay writable.
+CREATE FUNCTION guard_terminal_escrow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.state IN ('RELEASED', 'REFUNDED', 'REFUND_PARTIAL') AND (
+           NEW.state IS DISTINCT FROM OLD.state
+        OR NEW.amount IS DISTINCT FROM OLD.amount
+        OR NEW.task_id IS DISTINCT FROM OLD.task_id
+        OR NEW.refund_amount IS DISTINCT FROM OLD.refund_amount
+        OR NEW.release_amount IS DISTINCT FROM OLD.release_amount) THEN
+        RAISE EXCEPTION 'escrow % is % and can no longer change', OLD.id, OLD.state
+            USING ERRCODE = 'HX002';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER escrow_terminal_guard BEFORE UPDATE ON escrows
+    FOR EACH ROW EXECUTE FUNCTION guard_terminal_escrow();
+
+-- INV-2: an escrow is RELEASED only when its task is COMPLETED (HX201).
+CREATE FUNCTION require_completed_task() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state = 'RELEASED'
+       AND (TG_OP = 'INSERT' OR OLD.state IS DISTINCT FROM 'RELEASED')
+       AND NOT EXISTS (SELECT 1 FROM tasks WHERE id = NEW.task_id AND state = 'COMPLETED') THEN
+        RAISE EXCEPTION 'escrow % cannot be released before task % is completed', NEW.id, NEW.task_id
+            USING ERRCODE = 'HX201';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER escrow_released_requires_completed_task BEFORE INSERT OR UPDATE ON escrows
+    FOR EACH ROW EXECUTE FUNCTION require_completed_task();
+
+-- Money goes back to the poster only once the task has ended without completion: cancelled
+-- (by the poster, an admin or a ruling) or expired (HX203).
+CREATE FUNCTION require_ended_task() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state IN ('REFUNDED', 'REFUND_PARTIAL')
+       -- A settled escrow changing state is escrow_terminal_guard's (HX002).
+       AND (TG_OP = 'INSERT' OR (OLD.state IS DISTINCT FROM NEW.state
+                                 AND OLD.state NOT IN ('RELEASED', 'REFUNDED', 'REFUND_PARTIAL')))
+       AND NOT EXISTS (SELECT 1 FROM tasks WHERE id = NEW.task_id AND state IN ('CANCELLED', 'EXPIRED')) THEN
+        RAISE EXCEPTION 'escrow % cannot be refunded while task % is live or completed', NEW.id, NEW.task_id
+            USING ERRCODE = 'HX203';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER escrow_refund_requires_ended_task BEFORE INSERT OR UPDATE ON escrows
+    FOR EACH ROW EXECUTE FUNCTION require_ended_task();
+
+-- INV-1: XP only for a RELEASED escrow, paid to that task's worker (HX101).
+CREATE FUNCTION require_released_escrow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM escrows e JOIN tasks t ON t.id = e.task_id
+         WHERE e.id = NEW.escrow_id AND e.state = 'RELEASED'
+           AND e.task_id = NEW.task_id AND t.worker_id = NEW.user_id) THEN
+        RAISE EXCEPTION 'XP requires a RELEASED escrow for the worker of task %', NEW.task_id
+            USING ERRCODE = 'HX101';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER xp_requires_released_escrow BEFORE INSERT ON xp_ledger
+    FOR EACH ROW EXECUTE FUNCTION require_released_escrow();
+
+-- Append-only ledgers.
+CREATE TRIGGER xp_ledger_no_delete BEFORE DELETE ON xp_ledger
+    FOR EACH ROW EXECUTE FUNCTION refuse_append_only_change('HX102');
+CREATE TRIGGER xp_ledger_no_update BEFORE UPDATE ON xp_ledger
+    FOR EACH ROW EXECUTE FUNCTION refuse_append_only_change('HX102');
+CREATE TRIGGER xp_ledger_no_truncate BEFORE TRUNCATE ON xp_ledger
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_append_only_change('HX102');
+
+CREATE TRIGGER badge_no_delete BEFORE DELETE ON badges
+    FOR EACH ROW EXECUTE FUNCTION refuse_append_only_change('HX401');
+CREATE TRIGGER badge_no_truncate BEFORE TRUNCATE ON badges
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_append_only_change('HX401');
+
+-- Badges: the only change allowed is the client confirming the animation, once.
+CREATE FUNCTION guard_badge_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (to_jsonb(NEW) - 'animation_shown_at') IS DISTINCT FROM (to_jsonb(OLD) - 'animation_shown_at')
+       OR OLD.animation_shown_at IS NOT NULL THEN
+        RAISE EXCEPTION 'badges are append-only' USING ERRCODE = 'HX401';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER badge_no_update BEFORE UPDATE ON badges
+    FOR EACH ROW EXECUTE FUNCTION guard_badge_update();
+
+CREATE TRIGGER trust_ledger_no_delete BEFORE DELETE ON trust_ledger
+    FOR EACH ROW EXECUTE FUNCTION refuse_append_only_change('HX801');
+CREATE TRIGGER trust_ledger_no_update BEFORE UPDATE ON trust_ledger
+    FOR EACH ROW EXECUTE FUNCTION refuse_append_only_change('HX801');
+CREATE TRIGGER trust_ledger_no_truncate BEFORE TRUNCATE ON trust_ledger
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_append_only_change('HX801');
+
+CREATE TRIGGER admin_actions_no_delete BEFORE DELETE ON admin_actions
+    FOR EACH ROW EXECUTE FUNCTION refuse_append_only_change('HX801');
+CREATE TRIGGER admin_actions_no_update BEFORE UPDATE ON admin_actions
+    FOR EACH ROW EXECUTE FUNCTION refuse_append_only_change('HX801');
+CREATE TRIGGER admin_actions_no_truncate BEFORE TRUNCATE ON admin_actions
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_append_only_change('HX801');
+
+-- Trust tier changes are logged here and only here. Callers describe the change in
+-- transaction-local settings (hustlexp.trust_reason, .trust_actor, .trust_task_id,
+-- .trust_dispute_id, .trust_details); unset, they read as a direct system update.
+CREATE FUNCTION audit_trust_tier() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.trust_tier IS DISTINCT FROM OLD.trust_tier THEN
+        INSERT INTO trust_ledger (user_id, old_tier, new_tier, reason, reason_details,
+                                  task_id, dispute_id, changed_by)
+        VALUES (NEW.id, OLD.trust_tier, NEW.trust_tier,
+                coalesce(nullif(current_setting('hustlexp.trust_reason', true), ''), 'direct_update'),
+                nullif(current_setting('hustlexp.trust_details', true), '')::jsonb,
+                nullif(current_setting('hustlexp.trust_task_id', true), '')::uuid,
+                nullif(current_setting('hustlexp.trust_dispute_id', true), '')::uuid,
+                coalesce(nullif(current_setting('hustlexp.trust_actor', true), ''), 'system'));
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER trust_tier_audit AFTER UPDATE OF trust_tier ON users
+    FOR EACH ROW EXECUTE FUNCTION audit_trust_tier();
+
+-- Proof photos: at most five per proof; a proof is submitted with at least one.
+CREATE FUNCTION limit_proof_photos() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (SELECT count(*) FROM proof_photos WHERE proof_id = NEW.proof_id) >= 5 THEN
+        RAISE EXCEPTION 'a proof holds at most 5 photos';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER trigger_proof_photo_limit BEFORE INSERT ON proof_photos
+    FOR EACH ROW EXECUTE FUNCTION limit_proof_photos();
+
+CREATE FUNCTION require_proof_photo() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.state = 'PENDING' AND NEW.state = 'SUBMITTED'
+       AND NOT EXISTS (SELECT 1 FROM proof_photos WHERE proof_id = NEW.id) THEN
+        RAISE EXCEPTION 'a proof needs at least one photo to be submitted';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER trigger_proof_photo_minimum BEFORE UPDATE ON proofs
+    FOR EACH ROW EXECUTE FUNCTION require_proof_photo();
+
+-- Messaging: only while the task is active (HX801), only between its poster and worker (HX802).
+CREATE FUNCTION require_active_task_for_message() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM tasks WHERE id = NEW.task_id
+                      AND state IN ('ACCEPTED', 'PROOF_SUBMITTED', 'DISPUTED')) THEN
+        RAISE EXCEPTION 'task % is not open for messages', NEW.task_id USING ERRCODE = 'HX801';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER message_requires_active_task BEFORE INSERT ON task_messages
+    FOR EACH ROW EXECUTE FUNCTION require_active_task_for_message();
+
+CREATE FUNCTION require_message_participants() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM tasks WHERE id = NEW.task_id
+                      AND ((poster_id = NEW.sender_id AND worker_id = NEW.receiver_id)
+                        OR (worker_id = NEW.sender_id AND poster_id = NEW.receiver_id))) THEN
+        RAISE EXCEPTION 'only the poster and the worker of task % exchange messages', NEW.task_id
+            USING ERRCODE = 'HX802';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER message_sender_is_participant BEFORE INSERT ON task_messages
+    FOR EACH ROW EXECUTE FUNCTION require_message_participants();
+
+-- Money movements must match their escrow to the cent (HX202): a transfer only from a
+-- RELEASED (85 % of the amount) or REFUND_PARTIAL escrow (85 % of release_amount); a
+-- refund only from a terminal escrow that was paid, for the amount it gives back.
+CREATE FUNCTION require_matching_escrow() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    e escrows%ROWTYPE;
+    expected INTEGER;
+BEGIN
+    SELECT * INTO e FROM escrows WHERE id = NEW.escrow_id;
+    expected := CASE
+        WHEN NEW.kind = 'TRANSFER' AND e.state = 'RELEASED' THEN (e.amount * 85) / 100
+        WHEN NEW.kind = 'TRANSFER' AND e.state = 'REFUND_PARTIAL' THEN (e.release_amount * 85) / 100
+        WHEN NEW.kind = 'REFUND' AND e.state = 'REFUNDED' AND e.funded_at IS NOT NULL THEN e.amount
+        WHEN NEW.kind = 'REFUND' AND e.state = 'REFUND_PARTIAL' THEN e.refund_amount
+        WHEN NEW.kind = 'CANCEL_INTENT' AND e.state = 'REFUNDED' THEN 0
+    END;
+    IF expected IS NULL OR NEW.amount <> expected THEN
+        RAISE EXCEPTION '% of % does not match escrow % in state %', NEW.kind, NEW.amount, e.id, e.state
+            USING ERRCODE = 'HX202';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER money_outbox_requires_matching_escrow BEFORE INSERT ON money_outbox
+    FOR EACH ROW EXECUTE FUNCTION require_matching_escrow();
+
+CREATE FUNCTION guard_money_outbox_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.escrow_id IS DISTINCT FROM OLD.escrow_id OR NEW.kind IS DISTINCT FROM OLD.kind
+       OR NEW.amount IS DISTINCT FROM OLD.amount
+       OR NEW.idempotency_key IS DISTINCT FROM OLD.idempotency_key
+       OR (OLD.status = 'SUCCEEDED' AND NEW.status IS DISTINCT FROM OLD.status) THEN
+        RAISE EXCEPTION 'money movement % is fixed once written', OLD.id USING ERRCODE = 'HX202';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER money_outbox_immutable BEFORE UPDATE ON money_outbox
+    FOR EACH ROW EXECUTE FUNCTION guard_money_outbox_update();
+
+CREATE TRIGGER money_outbox_no_delete BEFORE DELETE ON money_outbox
+    FOR EACH ROW EXECUTE FUNCTION refuse_append_only_change('HX202');
+CREATE TRIGGER money_outbox_no_truncate BEFORE TRUNCATE ON money_outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_append_only_change('HX202');
+
+-- ---------------------------------------------------------------------------
+-- The one version row.
+-- ---------------------------------------------------------------------------
+
+INSERT INTO schema_versions (version, applied_by, checksum, notes)
+VALUES ('1.0.0', 'system',
+        coalesce(nullif(current_setting('hustlexp.schema_checksum', true), ''), 'UNVERIFIED'),
+        'Constitutional core: INV-1..5, terminal guards, append-only ledgers, messaging guards, AI tables.');
+
+COMMIT;
