@@ -177,6 +177,19 @@ def _preferences_from(row: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _group(last: dict[str, Any] | None, new_id: UUID) -> tuple[UUID, int]:
+    """Join the open group of this category (same task) or start one: a group takes at most
+    five and closes after five minutes of silence."""
+    if last is not None and (last["group_position"] or 1) < GROUP_MAX:
+        return last["group_id"] or last["id"], (last["group_position"] or 1) + 1
+    return new_id, 1
+
+
+_PREFERENCE_COLUMNS = ", ".join(f"p.{c}" for c in (
+    "push_enabled", "email_enabled", "sms_enabled", "quiet_hours_enabled", "quiet_hours_start",
+    "quiet_hours_end", "category_preferences"))
+
+
 def load_preferences(conn: Any, user_id: Any) -> dict[str, Any]:
     """A user's preferences in the API's shape, the defaults when they never set any.
     Other services read it (messaging honours `read_receipts`)."""
@@ -377,24 +390,28 @@ class NotificationService(Service):
         now = self.s.clock()
 
         with self.db.transaction() as conn:
-            recipient = one(conn, "SELECT id, account_status FROM users WHERE id = %s", (recipient_id,))
+            # The recipient and their preferences in one read.
+            recipient = one(conn, f"""
+                SELECT u.id, u.account_status, p.user_id IS NOT NULL AS has_preferences, {_PREFERENCE_COLUMNS}
+                  FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id
+                 WHERE u.id = %s""", (recipient_id,))
             if recipient is None:
                 raise NotFound("No such user.", code="HX504")
             task = self._task(conn, task_uuid) if task_uuid is not None else None
             self._check_audience(conn, kind, recipient_id, task)
 
-            prefs = load_preferences(conn, recipient_id)
+            prefs = _preferences_from(recipient if recipient["has_preferences"] else None)
             if kind.bucket is not None and not prefs["categories"][kind.bucket]:
                 return None
 
-            discriminator = self._discriminator(kind, meta)
             if task_uuid is not None:
                 # Serialise notifications of one event so a replayed event can't slip past the check.
                 conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                              (f"notify:{recipient_id}:{category}:{task_uuid}",))
-                earlier = self._recent_duplicate(conn, recipient_id, category, task_uuid, discriminator, now)
-                if earlier is not None:
-                    return notification_item(earlier)
+            earlier, last = self._recent(conn, recipient_id, category, task_uuid,
+                                         self._discriminator(kind, meta), now)
+            if earlier is not None:
+                return notification_item(earlier)
 
             channels, held, push_after = self._channels(conn, kind, category, level, prefs, recipient, now)
             if held is not None:
@@ -410,7 +427,7 @@ class NotificationService(Service):
                 _deep_link(kind, recipient_id, task_uuid)
 
             new_id = uuid.uuid4()
-            group_id, position = self._group(conn, recipient_id, category, task_uuid, new_id, now)
+            group_id, position = _group(last, new_id)
             row = one(conn, """
                 INSERT INTO notifications (id, user_id, category, title, body, deep_link, task_id, metadata,
                                            channels, priority, group_id, group_position, expires_at,
@@ -563,17 +580,31 @@ class NotificationService(Service):
         return None
 
     @staticmethod
-    def _recent_duplicate(conn: Any, user_id: UUID, category: str, task_id: UUID,
-                          discriminator: tuple[str, str] | None, now: datetime) -> dict[str, Any] | None:
+    def _recent(conn: Any, user_id: UUID, category: str, task_id: UUID | None,
+                discriminator: tuple[str, str] | None, now: datetime
+                ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(the notification this one would repeat, the latest of its group), both from the last
+        five minutes, in one statement that notifications_recent_idx answers directly: the cost
+        stays flat however many notifications the recipient has had. Only notifications about a
+        task are deduplicated; `task_id IS NULL` rather than IS NOT DISTINCT FROM keeps the
+        grouping read on the index."""
         key, value = discriminator if discriminator is not None else (None, None)
-        return one(conn, """
-            SELECT * FROM notifications
-             WHERE user_id = %(uid)s AND category = %(category)s AND task_id = %(task_id)s
-               AND created_at > %(since)s AND created_at <= %(now)s
-               AND (%(key)s::text IS NULL OR metadata ->> %(key)s::text = %(value)s::text)
-             ORDER BY created_at DESC LIMIT 1""", {
-            "uid": user_id, "category": category, "task_id": task_id, "since": now - DEDUPE_WINDOW,
-            "now": now, "key": key, "value": value})
+        same_task = "task_id IS NULL" if task_id is None else "task_id = %(task_id)s"
+        rows = conn.execute(f"""
+            (SELECT true AS repeat, n.* FROM notifications n
+              WHERE %(task_id)s::uuid IS NOT NULL AND user_id = %(uid)s AND category = %(category)s
+                AND task_id = %(task_id)s AND created_at > %(dedupe_since)s AND created_at <= %(now)s
+                AND (%(key)s::text IS NULL OR metadata ->> %(key)s::text = %(value)s::text)
+              ORDER BY created_at DESC LIMIT 1)
+            UNION ALL
+            (SELECT false AS repeat, n.* FROM notifications n
+              WHERE user_id = %(uid)s AND category = %(category)s AND {same_task}
+                AND created_at > %(group_since)s AND created_at <= %(now)s
+              ORDER BY created_at DESC, group_position DESC NULLS LAST LIMIT 1)""", {
+            "uid": user_id, "category": category, "task_id": task_id, "dedupe_since": now - DEDUPE_WINDOW,
+            "group_since": now - GROUP_WINDOW, "now": now, "key": key, "value": value}).fetchall()
+        found = {r.pop("repeat"): r for r in rows}
+        return found.get(True), found.get(False)
 
     def _channels(self, conn: Any, kind: Kind, category: str, priority: str, prefs: dict[str, Any],
                   recipient: dict[str, Any], now: datetime) -> tuple[Channels, str | None, datetime | None]:
@@ -618,24 +649,6 @@ class NotificationService(Service):
         if len(last_hour) >= per_hour:
             return last_hour[per_hour - 1] + timedelta(hours=1)
         return None
-
-    @staticmethod
-    def _group(conn: Any, user_id: UUID, category: str, task_id: UUID | None, new_id: UUID,
-               now: datetime) -> tuple[UUID, int]:
-        """Join the open group of this category (same task) or start one: a group takes at most
-        five and closes after five minutes of silence."""
-        # `task_id = x` / `task_id IS NULL` (not IS NOT DISTINCT FROM) so notifications_recent_idx
-        # answers it: the cost stays flat however many notifications the recipient has had.
-        same_task = "task_id IS NULL" if task_id is None else "task_id = %(task_id)s"
-        last = one(conn, f"""
-            SELECT id, group_id, group_position FROM notifications
-             WHERE user_id = %(uid)s AND category = %(category)s AND {same_task}
-               AND created_at > %(since)s AND created_at <= %(now)s
-             ORDER BY created_at DESC, group_position DESC NULLS LAST LIMIT 1""",
-            {"uid": user_id, "category": category, "task_id": task_id, "since": now - GROUP_WINDOW, "now": now})
-        if last is not None and (last["group_position"] or 1) < GROUP_MAX:
-            return last["group_id"] or last["id"], (last["group_position"] or 1) + 1
-        return new_id, 1
 
     @staticmethod
     def _checked_text(title: str, body: str, title_given: bool) -> tuple[str, str]:
