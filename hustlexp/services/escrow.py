@@ -91,6 +91,21 @@ class EscrowService(Service):
         return _intent_out(row, intent)
 
     @returns_result
+    def first_intent(self, escrow: dict[str, Any], poster_id: UUID) -> dict[str, Any]:
+        """The PaymentIntent of an escrow just created (task.create already holds its row and
+        poster): Stripe, then one conditional UPDATE; anything unexpected takes the general path."""
+        intent = self.s.payments.create_payment_intent(
+            amount=escrow["amount"], escrow_id=str(escrow["id"]), task_id=str(escrow["task_id"]),
+            poster_id=str(poster_id), idempotency_key=f"pi-{escrow['id']}")
+        with self.db.one_statement() as conn:
+            stored = one(conn, """UPDATE escrows SET stripe_payment_intent_id = %s
+                                   WHERE id = %s AND state = 'PENDING' AND stripe_payment_intent_id IS NULL
+                               RETURNING id""", (intent.id, escrow["id"]))
+        if stored is None:
+            return self.create_payment_intent(escrow["id"]).unwrap()
+        return _intent_out(escrow, intent)
+
+    @returns_result
     def handle_payment_success(self, *, payment_intent_id: str, amount_received: int,
                                escrow_id: str | None = None) -> dict[str, Any]:
         """payment_intent.succeeded: PENDING -> FUNDED when the amount is exactly the escrow's.

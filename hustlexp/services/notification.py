@@ -371,6 +371,15 @@ class NotificationService(Service):
         when this repeats one from the last 5 minutes, or None when the recipient switched the
         category's bucket off. `channels` says whether it is pushed now; a push held back by
         quiet hours or a frequency cap is flagged in metadata `push_held` (+ `push_after`)."""
+        with self.db.transaction() as conn:
+            return self.record(conn, user_id, category, task_id=task_id, title=title, body=body,
+                               metadata=metadata, priority=priority, deep_link=deep_link)
+
+    def record(self, conn: Any, user_id: Any, category: str, *, task_id: Any = None, title: str | None = None,
+               body: str | None = None, metadata: dict[str, Any] | None = None,
+               priority: str | None = None, deep_link: str | None = None) -> dict[str, Any] | None:
+        """notify() inside the caller's transaction with no savepoint of its own: any error
+        propagates and rolls back the change the notification announces (Service._notify)."""
         kind = CATALOG.get(category)
         if kind is None:
             raise ValidationError(f"unknown notification category {category!r}",
@@ -389,59 +398,70 @@ class NotificationService(Service):
             raise ValidationError("metadata keys must be strings", details={"metadata": ["string keys"]})
         now = self.s.clock()
 
-        with self.db.transaction() as conn:
-            # The recipient and their preferences in one read.
-            recipient = one(conn, f"""
-                SELECT u.id, u.account_status, p.user_id IS NOT NULL AS has_preferences, {_PREFERENCE_COLUMNS}
-                  FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id
-                 WHERE u.id = %s""", (recipient_id,))
-            if recipient is None:
-                raise NotFound("No such user.", code="HX504")
-            task = self._task(conn, task_uuid) if task_uuid is not None else None
-            self._check_audience(conn, kind, recipient_id, task)
+        # One read: the event's lock (serialising notifications of one event, so a replayed event
+        # can't slip past the duplicate check that follows in a fresh snapshot), the recipient,
+        # their preferences and the task.
+        lock = f"notify:{recipient_id}:{category}:{task_uuid}" if task_uuid is not None else None
+        found = one(conn, f"""
+            SELECT (%(lock)s::text IS NULL OR pg_advisory_xact_lock(hashtextextended(%(lock)s, 0)) IS NULL)
+                       AS locked,
+                   u.id, u.account_status, p.user_id IS NOT NULL AS has_preferences, {_PREFERENCE_COLUMNS},
+                   t.id AS task_id, t.title AS task_title, t.price AS task_price, t.poster_id AS task_poster_id,
+                   t.worker_id AS task_worker_id, tp.full_name AS task_poster_name,
+                   tw.full_name AS task_worker_name
+              FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id
+              LEFT JOIN tasks t ON t.id = %(task)s LEFT JOIN users tp ON tp.id = t.poster_id
+              LEFT JOIN users tw ON tw.id = t.worker_id
+             WHERE u.id = %(user)s""", {"lock": lock, "task": task_uuid, "user": recipient_id})
+        if found is None:
+            raise NotFound("No such user.", code="HX504")
+        recipient = found
+        task = None
+        if task_uuid is not None:
+            if found["task_id"] is None:
+                raise NotFound("No such task.")
+            task = {k.removeprefix("task_"): found[k] for k in (
+                "task_id", "task_title", "task_price", "task_poster_id", "task_worker_id", "task_poster_name",
+                "task_worker_name")}
+        self._check_audience(conn, kind, recipient_id, task)
 
-            prefs = _preferences_from(recipient if recipient["has_preferences"] else None)
-            if kind.bucket is not None and not prefs["categories"][kind.bucket]:
-                return None
+        prefs = _preferences_from(recipient if recipient["has_preferences"] else None)
+        if kind.bucket is not None and not prefs["categories"][kind.bucket]:
+            return None
 
-            if task_uuid is not None:
-                # Serialise notifications of one event so a replayed event can't slip past the check.
-                conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                             (f"notify:{recipient_id}:{category}:{task_uuid}",))
-            earlier, last = self._recent(conn, recipient_id, category, task_uuid,
-                                         self._discriminator(kind, meta), now)
-            if earlier is not None:
-                return notification_item(earlier)
+        earlier, last = self._recent(conn, recipient_id, category, task_uuid, self._discriminator(kind, meta), now)
+        if earlier is not None:
+            return notification_item(earlier)
 
-            channels, held, push_after = self._channels(conn, kind, category, level, prefs, recipient, now)
-            if held is not None:
-                meta["push_held"] = held
-                if push_after is not None:
-                    meta["push_after"] = push_after.isoformat()
+        channels, held, push_after = self._channels(conn, kind, category, level, prefs, recipient, now)
+        if held is not None:
+            meta["push_held"] = held
+            if push_after is not None:
+                meta["push_after"] = push_after.isoformat()
 
-            context = _context(meta, task)
-            final_title = title if title is not None else _render(kind.titles, context)
-            final_body = body if body is not None else _render(kind.bodies, context)
-            final_title, final_body = self._checked_text(final_title, final_body, title is not None)
-            link = self._checked_link(deep_link) if deep_link is not None else \
-                _deep_link(kind, recipient_id, task_uuid)
+        context = _context(meta, task)
+        final_title = title if title is not None else _render(kind.titles, context)
+        final_body = body if body is not None else _render(kind.bodies, context)
+        final_title, final_body = self._checked_text(final_title, final_body, title is not None)
+        link = self._checked_link(deep_link) if deep_link is not None else \
+            _deep_link(kind, recipient_id, task_uuid)
 
-            new_id = uuid.uuid4()
-            group_id, position = _group(last, new_id)
-            row = one(conn, """
-                INSERT INTO notifications (id, user_id, category, title, body, deep_link, task_id, metadata,
-                                           channels, priority, group_id, group_position, expires_at,
-                                           created_at)
-                VALUES (%(id)s, %(user_id)s, %(category)s, %(title)s, %(body)s, %(link)s, %(task_id)s,
-                        %(metadata)s, %(channels)s, %(priority)s, %(group_id)s, %(position)s,
-                        %(expires)s, %(now)s)
-                RETURNING *""", {
-                "id": new_id, "user_id": recipient_id, "category": category, "title": final_title,
-                "body": final_body, "link": link, "task_id": task_uuid, "metadata": _json(meta),
-                "channels": channels, "priority": level, "group_id": group_id, "position": position,
-                "expires": now + RETENTION, "now": now})
-            assert row is not None
-            return notification_item(row)
+        new_id = uuid.uuid4()
+        group_id, position = _group(last, new_id)
+        row = one(conn, """
+            INSERT INTO notifications (id, user_id, category, title, body, deep_link, task_id, metadata,
+                                       channels, priority, group_id, group_position, expires_at,
+                                       created_at)
+            VALUES (%(id)s, %(user_id)s, %(category)s, %(title)s, %(body)s, %(link)s, %(task_id)s,
+                    %(metadata)s, %(channels)s, %(priority)s, %(group_id)s, %(position)s,
+                    %(expires)s, %(now)s)
+            RETURNING *""", {
+            "id": new_id, "user_id": recipient_id, "category": category, "title": final_title,
+            "body": final_body, "link": link, "task_id": task_uuid, "metadata": _json(meta),
+            "channels": channels, "priority": level, "group_id": group_id, "position": position,
+            "expires": now + RETENTION, "now": now})
+        assert row is not None
+        return notification_item(row)
 
     @returns_result
     def list(self, user_id: Any, *, unread_only: bool = False, limit: int | None = 20,
@@ -544,17 +564,6 @@ class NotificationService(Service):
         if priority not in P.__members__:
             raise ValidationError("unknown priority", details={"priority": [", ".join(P.__members__)]})
         return priority
-
-    @staticmethod
-    def _task(conn: Any, task_id: UUID) -> dict[str, Any]:
-        task = one(conn, """
-            SELECT t.id, t.title, t.price, t.poster_id, t.worker_id,
-                   p.full_name AS poster_name, w.full_name AS worker_name
-              FROM tasks t JOIN users p ON p.id = t.poster_id LEFT JOIN users w ON w.id = t.worker_id
-             WHERE t.id = %s""", (task_id,))
-        if task is None:
-            raise NotFound("No such task.")
-        return task
 
     @staticmethod
     def _check_audience(conn: Any, kind: Kind, recipient: UUID, task: dict[str, Any] | None) -> None:

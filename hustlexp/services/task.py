@@ -26,6 +26,9 @@ CATEGORIES = (
 )
 SORTABLE = {"created_at": "t.created_at", "price": "t.price", "deadline": "t.deadline"}
 NULLABLE_SORTS = frozenset({"deadline"})
+ESCROW_COLUMNS = ("id", "task_id", "amount", "state", "refund_amount", "release_amount", "stripe_payment_intent_id",
+                  "stripe_transfer_id", "stripe_refund_id", "funded_at", "released_at", "refunded_at", "created_at",
+                  "updated_at")
 CREATE_FIELDS = ("title", "description", "requirements", "location", "location_lat", "location_lng",
                  "category", "price", "mode", "deadline", "requires_proof", "proof_instructions",
                  "required_trust_tier", "risk_level")
@@ -47,21 +50,30 @@ class TaskService(Service):
             raise ValidationError("unknown fields", details={k: ["unknown field"] for k in sorted(unknown)})
         _validate_new_task(fields, self.s.clock())
         values = {k: v for k, v in fields.items() if v is not None}
-        with self.db.transaction() as conn:
-            self._require_active(conn, poster_id)
-            row = values | {"poster_id": poster_id, "idempotency_key": idempotency_key}
-            columns = list(row)
-            # Column names come from CREATE_FIELDS above, never from the request.
-            task = one(conn, "INSERT INTO tasks ({}) VALUES ({}) ON CONFLICT (poster_id, idempotency_key) "
-                       "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING *".format(
-                           ", ".join(columns), ", ".join(f"%({c})s" for c in columns)), row)
-            if task is None:
+        row = values | {"poster_id": poster_id, "idempotency_key": idempotency_key}
+        columns = list(row)
+        # Column names come from CREATE_FIELDS above, never from the request. One statement (atomic
+        # on its own, so no BEGIN/COMMIT): the task, only for an ACTIVE poster and a new key, and
+        # its escrow. No row back means a paused/unknown poster or a replay: the checked path says which.
+        with self.db.one_statement() as conn:
+            created = one(conn, """
+                WITH task AS (
+                    INSERT INTO tasks ({columns}) SELECT {values} WHERE EXISTS (
+                        SELECT 1 FROM users WHERE id = %(poster_id)s AND account_status = 'ACTIVE')
+                    ON CONFLICT (poster_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                    RETURNING *),
+                escrow AS (INSERT INTO escrows (task_id, amount) SELECT id, price FROM task RETURNING *)
+                SELECT task.*, {escrow_columns} FROM task JOIN escrow ON escrow.task_id = task.id""".format(
+                columns=", ".join(columns), values=", ".join(f"%({c})s" for c in columns),
+                escrow_columns=", ".join(f"escrow.{c} AS escrow__{c}" for c in ESCROW_COLUMNS)), row)
+        if created is None:
+            with self.db.transaction() as conn:
+                self._require_active(conn, poster_id)
                 return self._replay(conn, poster_id, idempotency_key, values)
-            escrow = one(conn, "INSERT INTO escrows (task_id, amount) VALUES (%s, %s) RETURNING *",
-                         (task["id"], task["price"]))
-            assert escrow is not None
+        escrow = {c: created.pop(f"escrow__{c}") for c in ESCROW_COLUMNS}
+        task = created
         intent: dict[str, Any] = {"payment_intent_id": None, "client_secret": None}
-        result = self.s.escrows.create_payment_intent(escrow["id"])
+        result = self.s.escrows.first_intent(escrow, poster_id)
         if result.ok:
             intent = {k: result.unwrap()[k] for k in ("payment_intent_id", "client_secret")}
         else:
@@ -209,9 +221,11 @@ class TaskService(Service):
         if cursor is not None:
             params["after_value"], params["after_id"] = _read_cursor(cursor, sort, order)
             where.append(_after(column, sort in NULLABLE_SORTS, params["after_value"] is None, order))
-        with self.db.transaction() as conn:
-            if viewer_id is not None and audit.admin_role(conn, viewer_id) is None:
-                where.append("(t.state = 'OPEN' OR t.poster_id = %(viewer)s OR t.worker_id = %(viewer)s)")
+        # Keyset pages are one statement (no transaction needed); offset pages count in the same snapshot.
+        with self.db.one_statement() if offset is None else self.db.transaction() as conn:
+            if viewer_id is not None:  # admins see every task
+                where.append("(t.state = 'OPEN' OR t.poster_id = %(viewer)s OR t.worker_id = %(viewer)s "
+                             "OR EXISTS (SELECT 1 FROM admin_roles a WHERE a.user_id = %(viewer)s))")
                 params["viewer"] = viewer_id
             filters = {"states": ("t.state = ANY(%(states)s)", states), "category": ("t.category = %(category)s",
                        category), "mode": ("t.mode = %(mode)s", mode), "poster_id": ("t.poster_id = %(poster_id)s",
@@ -223,6 +237,9 @@ class TaskService(Service):
                     where.append(clause)
                     params[name] = value
             direction = "ASC" if order == "asc" else "DESC"
+            # NULLS LAST is ASC's default; spelling it out for a NOT NULL column sorted DESC would
+            # stop the (created_at, id) index from answering the page.
+            nulls = " NULLS LAST" if sort in NULLABLE_SORTS and direction == "DESC" else ""
             # The WHERE clauses, the sort column and the direction are the constants above; every
             # value the caller sent travels as a parameter. One more row than asked says has_more.
             rows = conn.execute(
@@ -230,7 +247,7 @@ class TaskService(Service):
                            u.trust_tier AS poster_trust_tier, u.is_verified AS poster_is_verified
                       FROM tasks t JOIN users u ON u.id = t.poster_id
                      WHERE {" AND ".join(where)}
-                     ORDER BY {column} {direction} NULLS LAST, t.id {direction}
+                     ORDER BY {column} {direction}{nulls}, t.id {direction}
                      LIMIT %(limit)s OFFSET %(offset)s""", params).fetchall()
             total = None
             if offset is not None:

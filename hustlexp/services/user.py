@@ -321,7 +321,7 @@ class UserService(Service):
     # -- helpers ---------------------------------------------------------------
 
     def _one(self, query: str, value: Any) -> dict[str, Any]:
-        with self.db.transaction() as conn:
+        with self.db.one_statement() as conn:
             user = one(conn, query, (value,))
         if user is None:
             raise _missing_user()
