@@ -33,7 +33,7 @@ log = logging.getLogger("hustlexp.serve")
 
 GRACEFUL_TIMEOUT_SECONDS = 30
 # Measured with benchmarks/bench_throughput.py on 2 cores: see README "Local work".
-DEFAULT_THREADS = 8
+DEFAULT_THREADS = 16
 
 
 def register(sub: Any) -> None:

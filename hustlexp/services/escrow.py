@@ -193,19 +193,31 @@ class EscrowService(Service):
             role = None
             if actor_id is not None:
                 role = self._require_poster_or_admin(conn, task, actor_id, "can_override_escrow")
-            if escrow["state"] == EscrowState.RELEASED:
-                return escrow
-            if escrow["state"] not in (EscrowState.FUNDED, EscrowState.LOCKED_DISPUTE):
-                raise Conflict(f"a {escrow['state']} escrow cannot be released",
-                               code="HX002" if escrow["state"] in ("REFUNDED", "REFUND_PARTIAL") else None)
-            if task["state"] != TaskState.COMPLETED:
-                raise Conflict("the escrow is released only when its task is completed", code="HX201")
-            escrow = _update(conn, escrow_id, "state = 'RELEASED', released_at = now()")
-            self._queue(conn, escrow, MoneyKind.TRANSFER, worker_payout(escrow["amount"]), task["worker_id"])
-            if role is not None:
-                audit.record(conn, role, "ESCROW_RELEASE", {"payout": worker_payout(escrow["amount"])},
-                             escrow_id=escrow_id, task_id=task["id"], user_id=task["worker_id"])
+            return self._release(conn, escrow, task, role)
+
+    def release_completed(self, conn: Any, task: dict[str, Any]) -> dict[str, Any]:
+        """release() for the completion chain, inside its transaction: the caller holds the
+        COMPLETED task's row, so only the escrow is locked and read (no savepoint, no re-read)."""
+        escrow = one(conn, "SELECT * FROM escrows WHERE task_id = %s FOR UPDATE", (task["id"],))
+        if escrow is None:
+            raise NotFound("escrow not found")
+        return self._release(conn, escrow, task, None)
+
+    def _release(self, conn: Any, escrow: dict[str, Any], task: dict[str, Any], role: dict[str, Any] | None
+                 ) -> dict[str, Any]:
+        if escrow["state"] == EscrowState.RELEASED:
             return escrow
+        if escrow["state"] not in (EscrowState.FUNDED, EscrowState.LOCKED_DISPUTE):
+            raise Conflict(f"a {escrow['state']} escrow cannot be released",
+                           code="HX002" if escrow["state"] in ("REFUNDED", "REFUND_PARTIAL") else None)
+        if task["state"] != TaskState.COMPLETED:
+            raise Conflict("the escrow is released only when its task is completed", code="HX201")
+        escrow = _update(conn, escrow["id"], "state = 'RELEASED', released_at = now()")
+        self._queue(conn, escrow, MoneyKind.TRANSFER, worker_payout(escrow["amount"]), task["worker_id"])
+        if role is not None:
+            audit.record(conn, role, "ESCROW_RELEASE", {"payout": worker_payout(escrow["amount"])},
+                         escrow_id=escrow["id"], task_id=task["id"], user_id=task["worker_id"])
+        return escrow
 
     @returns_result
     def refund(self, escrow_id: UUID, *, actor_id: UUID | None = None, reason: str = "task_cancelled"

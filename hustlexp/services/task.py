@@ -17,6 +17,8 @@ from hustlexp.domain import EscrowState, TaskState
 from hustlexp.errors import Conflict, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, about, one, page_params, returning, returns_result
+from hustlexp.services.escrow import worker_payout
+from hustlexp.services.trust import judge_eligibility
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,8 @@ CATEGORIES = (
 )
 SORTABLE = {"created_at": "t.created_at", "price": "t.price", "deadline": "t.deadline"}
 NULLABLE_SORTS = frozenset({"deadline"})
+# What a completion answers about the escrow.
+COMPLETION_ESCROW = ("id", "state", "amount", "released_at", "stripe_transfer_id")
 ESCROW_COLUMNS = ("id", "task_id", "amount", "state", "refund_amount", "release_amount", "stripe_payment_intent_id",
                   "stripe_transfer_id", "stripe_refund_id", "funded_at", "released_at", "refunded_at", "created_at",
                   "updated_at")
@@ -85,10 +89,19 @@ class TaskService(Service):
     @returns_result
     def accept(self, task_id: UUID, worker_id: UUID) -> dict[str, Any]:
         with self.db.transaction() as conn:
-            task = _lock(conn, task_id)
+            # The task locked, with its escrow's state and the candidate, in one read.
+            task = one(conn, """
+                SELECT t.*, e.state AS escrow_state, u.id AS candidate_id, u.trust_tier AS candidate_trust_tier,
+                       u.account_status AS candidate_account_status
+                  FROM tasks t LEFT JOIN escrows e ON e.task_id = t.id LEFT JOIN users u ON u.id = %(worker)s
+                 WHERE t.id = %(task)s FOR UPDATE OF t""", {"task": task_id, "worker": worker_id})
+            if task is None:
+                raise NotFound("task not found")
             if task["state"] != TaskState.OPEN:
                 raise Conflict(f"the task is {task['state']}, no longer OPEN")
-            self.s.trust.check_eligibility(worker_id, task_id).unwrap()
+            candidate = {k.removeprefix("candidate_"): task[k] for k in (
+                "candidate_id", "candidate_trust_tier", "candidate_account_status")}
+            judge_eligibility(task, candidate if candidate["id"] is not None else None)
             task = _update(conn, task_id, "state = 'ACCEPTED', worker_id = %(worker)s, accepted_at = now()",
                            {"worker": worker_id})
             self._notify(task["poster_id"], "TASK_ACCEPTED", **about(task))
@@ -128,12 +141,10 @@ class TaskService(Service):
         """Run the chain for a task already locked and checked by the caller (proof acceptance,
         dispute ruling, task.complete). Must run inside the caller's transaction."""
         task = _update(conn, task["id"], "state = 'COMPLETED', completed_at = now()")
-        escrow = one(conn, "SELECT id FROM escrows WHERE task_id = %s", (task["id"],))
-        assert escrow is not None
-        self.s.escrows.release(escrow["id"]).unwrap()
+        escrow = self.s.escrows.release_completed(conn, task)
         xp = self.s.xp.award(escrow["id"]).unwrap()
-        self._notify(task["worker_id"], "ESCROW_RELEASED", **about(task, amount=_payout(conn, escrow["id"])))
-        return self._completion(conn, task, xp=xp)
+        self._notify(task["worker_id"], "ESCROW_RELEASED", **about(task, amount=worker_payout(escrow["amount"])))
+        return {"task": task, "escrow": {k: escrow[k] for k in COMPLETION_ESCROW}, "xp_awarded": _xp_out(xp)}
 
     @returns_result
     def cancel(self, task_id: UUID, actor_id: UUID, *, reason: str | None = None) -> dict[str, Any]:
@@ -289,14 +300,10 @@ class TaskService(Service):
         return refunded
 
     def _completion(self, conn: Any, task: dict[str, Any], *, xp: dict[str, Any] | None) -> dict[str, Any]:
-        escrow = one(conn, "SELECT id, state, amount, released_at, stripe_transfer_id FROM escrows "
-                     "WHERE task_id = %s", (task["id"],))
+        escrow = one(conn, f"SELECT {', '.join(COMPLETION_ESCROW)} FROM escrows WHERE task_id = %s", (task["id"],))
         if xp is None:
             xp = one(conn, "SELECT * FROM xp_ledger WHERE task_id = %s", (task["id"],))
-        xp_out = None if xp is None else {k: xp[k] for k in (
-            "id", "base_xp", "streak_multiplier", "trust_multiplier", "effective_xp", "user_xp_after",
-            "user_level_before", "user_level_after") if k in xp}
-        return {"task": task, "escrow": escrow, "xp_awarded": xp_out}
+        return {"task": task, "escrow": escrow, "xp_awarded": _xp_out(xp)}
 
     def _detail(self, conn: Any, task: dict[str, Any]) -> dict[str, Any]:
         def person(user_id: Any) -> dict[str, Any] | None:
@@ -332,9 +339,10 @@ def _update(conn: Any, task_id: UUID, assignments: str, params: dict[str, Any] |
     return row
 
 
-def _payout(conn: Any, escrow_id: Any) -> int:
-    row = one(conn, "SELECT amount FROM money_outbox WHERE escrow_id = %s AND kind = 'TRANSFER'", (escrow_id,))
-    return int(row["amount"]) if row else 0
+def _xp_out(xp: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if xp is None else {k: xp[k] for k in (
+        "id", "base_xp", "streak_multiplier", "trust_multiplier", "effective_xp", "user_xp_after",
+        "user_level_before", "user_level_after") if k in xp}
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
