@@ -142,6 +142,7 @@ class Bench:
         self.api = f"http://127.0.0.1:{args.port}"
         self.bare = f"http://127.0.0.1:{args.port + 1}"
         self.use_wrk = loadgen.have_wrk() and not args.python
+        self.delays: dict[str, list[tuple[float, float, int, int]]] = {"lifecycle": [], "lifecycle_slow": []}
 
     def load(self, base: str, reqs: list[loadgen.Request], *, cycle: bool) -> loadgen.Outcome:
         return loadgen.run_requests(base, reqs, self.args.connections, self.args.duration, cycle=cycle,
@@ -227,15 +228,34 @@ class Bench:
             self.register(p)
             self.register(w, payout=True)
             pairs.append((p, w))
+        since = self.sql("SELECT now() AS now")[0]["now"]
         out["lifecycle"] = loadgen.run_python(self.api, lifecycle, pairs, self.args.duration)
+        self.delays["lifecycle"].append(self.dispatch_delay(since))
 
         self.fake.latency = SLOW_STRIPE
         try:
             out["create_slow"] = self.load(self.api, create_requests(), cycle=True)
+            since = self.sql("SELECT now() AS now")[0]["now"]
             out["lifecycle_slow"] = loadgen.run_python(self.api, lifecycle, pairs, self.args.duration)
+            self.delays["lifecycle_slow"].append(self.dispatch_delay(since))
         finally:
             self.fake.latency = 0.0
         return out
+
+    def dispatch_delay(self, since: Any) -> tuple[float, float, int, int]:
+        """How long the lifecycles' transfers waited between the approval's commit and Stripe's
+        answer (money_outbox created_at -> completed_at): (p50 s, p99 s, sent, not sent in 60 s)."""
+        deadline = time.monotonic() + 60
+        query = """SELECT count(*) FILTER (WHERE status = 'SUCCEEDED') AS sent,
+                          count(*) FILTER (WHERE status <> 'SUCCEEDED') AS unsent,
+                          percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at))
+                              FILTER (WHERE status = 'SUCCEEDED') AS p50,
+                          percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at))
+                              FILTER (WHERE status = 'SUCCEEDED') AS p99
+                     FROM money_outbox WHERE kind = 'TRANSFER' AND created_at >= %s"""
+        while (row := self.sql(query, (since,))[0])["unsent"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return float(row["p50"] or 0), float(row["p99"] or 0), int(row["sent"]), int(row["unsent"])
 
 
 ROWS: list[tuple[str, str, str, Callable[[dict[str, float]], str]]] = [
@@ -258,6 +278,14 @@ ROWS: list[tuple[str, str, str, Callable[[dict[str, float]], str]]] = [
 
 def _ge(value: float, goal: float) -> str:
     return "met" if value >= goal else "NOT met"
+
+
+def report_delays(delays: dict[str, list[tuple[float, float, int, int]]]) -> None:
+    print("\npayouts: approval commit -> transfer SUCCEEDED at Stripe (the dispatcher), per run")
+    for key, label in (("lifecycle", "lifecycle, Stripe at 0 ms"), ("lifecycle_slow", "lifecycle, Stripe at 200 ms")):
+        runs = "; ".join(f"p50 {p50:.2f} s p99 {p99:.2f} s ({sent} sent, {unsent} not)"
+                         for p50, p99, sent, unsent in delays[key])
+        print(f"  {label:30} {runs}")
 
 
 def report(runs: list[dict[str, loadgen.Outcome]], tool: str) -> None:
@@ -323,6 +351,7 @@ def main() -> int:
               f"{args.connections} connections, {args.duration:g} s a row; logs in {log}", flush=True)
         runs = []
         use_wrk = False
+        delays: dict[str, list[tuple[float, float, int, int]]] = {"lifecycle": [], "lifecycle_slow": []}
         with served([*bare_cmd, "benchmarks.bare_app:app"], env, f"http://127.0.0.1:{args.port + 1}/health",
                      "bare app", log):
             for n in range(args.runs):
@@ -333,9 +362,12 @@ def main() -> int:
                 with served(serve_cmd, env | {"DATABASE_URL": db_url}, f"{bench.api}/health", "hustlexp serve",
                             log):
                     runs.append(bench.measure())
+                for key, values in bench.delays.items():
+                    delays[key] += values
                 print(f"run {n + 1}/{args.runs} done", flush=True)
         report(runs, f"wrk -t2 -c{args.connections} (+ Python for lifecycles)" if use_wrk
                else f"Python generator, {args.connections} connections")
+        report_delays(delays)
     finally:
         fake.stop()
         pg.close()
