@@ -391,3 +391,10 @@ def queue(session: nox.Session) -> None:
     session.run(PY, "-m", "queue_runner", "check")
     session.run(PY, "-m", "queue_runner", "verify", "--all", "--every-gate", interrupt_timeout=90.0,
                 terminate_timeout=30.0)  # it passes Ctrl-C on to its own nox and waits for it
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Throughput against a bare Flask + psycopg transition (prints a table; never a gate).
+    `nox -s bench -- --runs 3` for the spread; wrk is used when installed."""
+    session.run(PY, "benchmarks/bench_throughput.py", *session.posargs)

@@ -5,7 +5,15 @@ and build their own app with create_app, so no pool or socket crosses a fork). W
 DATABASE_URL it first starts the embedded PostgreSQL, installs the schema on an empty database
 and migrates an older one (a DATABASE_URL that is behind is refused: run `hustlexp db
 migrate`). Ctrl-C or SIGTERM stops gunicorn (workers finish in-flight requests) and then the
-embedded server."""
+embedded server.
+
+Worker model: gunicorn `gthread`, --workers processes of --threads threads each, so a request
+waiting on Stripe (creating a PaymentIntent) holds one thread while the others keep serving.
+Each worker's pool holds one connection per thread (a request uses one connection at a time).
+
+Money: outside production `serve` also starts the money dispatcher (`hustlexp jobs dispatch`,
+a child process) so one command pays out; in production run `hustlexp jobs worker`, which
+holds the dispatcher and the periodic jobs (--no-dispatch turns the child off anywhere)."""
 
 from __future__ import annotations
 
@@ -14,6 +22,8 @@ import dataclasses
 import json
 import logging
 import os
+import subprocess
+import sys
 from typing import Any
 
 from gunicorn import util as gunicorn_util
@@ -24,6 +34,8 @@ from hustlexp import config
 log = logging.getLogger("hustlexp.serve")
 
 GRACEFUL_TIMEOUT_SECONDS = 30
+# Measured with benchmarks/bench_throughput.py on 2 cores: see README "Local work".
+DEFAULT_THREADS = 16
 
 
 def register(sub: Any) -> None:
@@ -33,6 +45,10 @@ def register(sub: Any) -> None:
     serve.add_argument("--port", type=_ranged(1, 65535), default=8000, help="port to bind (default 8000)")
     serve.add_argument("--workers", type=_ranged(1, 64), default=2,
                        help="gunicorn worker processes (default 2)")
+    serve.add_argument("--threads", type=_ranged(1, 64), default=DEFAULT_THREADS,
+                       help=f"threads per worker (default {DEFAULT_THREADS}; 1 = gunicorn's sync worker)")
+    serve.add_argument("--no-dispatch", action="store_true",
+                       help="do not start the money dispatcher (default: started outside production)")
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
     serve.set_defaults(func=cmd_serve)
 
@@ -59,10 +75,15 @@ def _ranged(low: int, high: int) -> Any:
 def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
     url, server = _database(settings)
     master = os.getpid()
+    dispatcher = None
     try:
-        app = ApiServer(dataclasses.replace(settings, database_url=url), {
+        if not settings.production and not args.no_dispatch:
+            dispatcher = _start_dispatcher(url, args.verbose)
+        app = ApiServer(dataclasses.replace(settings, database_url=url, db_pool_max=args.threads), {
             "bind": f"{args.host}:{args.port}",
             "workers": args.workers,
+            "worker_class": "gthread" if args.threads > 1 else "sync",
+            "threads": args.threads,
             "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
             "accesslog": "-" if args.access_log else None,
             "errorlog": "-",
@@ -72,10 +93,27 @@ def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
         log.info("serving on http://%s:%s", args.host, args.port)
         app.run()  # returns by SystemExit when gunicorn halts
     finally:
-        # A forked worker unwinds through here too; only the master owns the embedded server.
-        if server is not None and os.getpid() == master:
-            server.cleanup()
+        # A forked worker unwinds through here too; only the master owns the children.
+        if os.getpid() == master:
+            if dispatcher is not None:
+                _stop(dispatcher)
+            if server is not None:
+                server.cleanup()
     return 0
+
+
+def _start_dispatcher(url: str, verbose: bool) -> subprocess.Popen[bytes]:
+    """`hustlexp jobs dispatch` as a child on the same database (the embedded one included)."""
+    cmd = [sys.executable, "-m", "hustlexp.cli", *(["-v"] if verbose else []), "jobs", "dispatch"]
+    return subprocess.Popen(cmd, env={**os.environ, "DATABASE_URL": url})
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    child.terminate()
+    try:
+        child.wait(timeout=GRACEFUL_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        child.kill()
 
 
 def _database(settings: config.Settings) -> tuple[str, Any]:

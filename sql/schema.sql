@@ -138,6 +138,9 @@ CREATE INDEX tasks_poster_idx ON tasks (poster_id, created_at DESC);
 CREATE INDEX tasks_worker_idx ON tasks (worker_id, created_at DESC) WHERE worker_id IS NOT NULL;
 CREATE INDEX tasks_category_idx ON tasks (category);
 CREATE INDEX tasks_open_deadline_idx ON tasks (deadline) WHERE state = 'OPEN';
+-- The board's keyset pages (newest first, id breaking ties): read in index order and stop at
+-- the page size, so a page costs the same at 100 or 100,000 OPEN tasks.
+CREATE INDEX tasks_created_id_idx ON tasks (created_at, id);
 CREATE UNIQUE INDEX tasks_poster_idempotency_key ON tasks (poster_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 
@@ -555,6 +558,9 @@ CREATE INDEX notifications_user_idx ON notifications (user_id, created_at DESC);
 CREATE INDEX notifications_user_unread_idx ON notifications (user_id) WHERE read_at IS NULL;
 -- NOTIF-5 purges by age across all users (1.1.0).
 CREATE INDEX notifications_created_idx ON notifications (created_at);
+-- notify()'s duplicate and grouping checks: one recipient's latest rows of one category and task,
+-- read straight from the index whatever the recipient's history holds.
+CREATE INDEX notifications_recent_idx ON notifications (user_id, category, task_id, created_at DESC);
 
 CREATE TABLE notification_preferences (
     id                      UUID PRIMARY KEY DEFAULT gen_random_uuid(),

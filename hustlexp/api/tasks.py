@@ -11,6 +11,7 @@ import marshmallow as ma
 
 from hustlexp.api.auth import current_user, requires_user
 from hustlexp.api.base import (
+    MAX_OFFSET,
     Blueprint,
     MethodView,
     PageQuerySchema,
@@ -99,6 +100,10 @@ class TaskListQuerySchema(PageQuerySchema):
     max_price = fields.Integer(validate=validate.Range(min=0))
     sort = fields.String(load_default="created_at", validate=validate.OneOf(("created_at", "price", "deadline")))
     order = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
+    offset = fields.Integer(validate=validate.Range(min=0, max=MAX_OFFSET), metadata={
+        "description": "Skip this many rows and count `total` (older clients); prefer `cursor`"})
+    cursor = fields.String(validate=validate.Length(min=1, max=500), metadata={
+        "description": "`next_cursor` of the previous page (keyset paging)"})
 
 
 class TaskListItemSchema(Schema):
@@ -118,8 +123,11 @@ class TaskListItemSchema(Schema):
 
 class TaskListSchema(Schema):
     tasks = fields.List(fields.Nested(TaskListItemSchema), required=True)
-    total = fields.Integer(required=True)
+    total = fields.Integer(required=True, allow_none=True,
+                           metadata={"description": "Counted only when paging by offset; else null"})
     has_more = fields.Boolean(required=True)
+    next_cursor = fields.String(required=True, allow_none=True,
+                                metadata={"description": "Pass as `cursor` for the next page; null on the last"})
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
 

@@ -140,11 +140,36 @@ class Database:
             self._mark_away("a pooled connection failed its check")
             raise
 
+    @contextmanager
+    def one_statement(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A connection for ONE statement, read or write, which is atomic on its own and needs
+        no BEGIN/COMMIT around it: one round trip instead of three. Inside a transaction it is
+        that transaction's connection. The database being away is Unavailable, as for transactions."""
+        scope = _scope.get()
+        if scope is not None:
+            yield scope.conn
+            return
+        try:
+            with _translated(), self._connection() as conn:
+                yield conn
+        except Unavailable as exc:
+            if isinstance(exc.__cause__, psycopg.Error | PoolTimeout):
+                self._mark_away(exc.reason)
+            raise
+
     def after_commit(self, fn: Callable[[], object]) -> None:
         scope = _scope.get()
         if scope is None:
             raise RuntimeError("after_commit needs an open transaction")
         scope.after_commit.append(fn)
+
+    @staticmethod
+    def current() -> psycopg.Connection[dict[str, Any]]:
+        """The connection of the transaction this code runs in (no savepoint of its own)."""
+        scope = _scope.get()
+        if scope is None:
+            raise RuntimeError("no open transaction")
+        return scope.conn
 
     @staticmethod
     def in_transaction() -> bool:

@@ -1,4 +1,4 @@
-"""`hustlexp jobs worker | run NAME | recover | schema`."""
+"""`hustlexp jobs worker | dispatch | run NAME | recover | schema`."""
 
 from __future__ import annotations
 
@@ -15,13 +15,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hustlexp.jobs")
 
+DISPATCH_THREADS = 8
+
 
 def register(sub: Any) -> None:
     jobs = sub.add_parser("jobs", help="background jobs (procrastinate)").add_subparsers(
         dest="jobs_command", required=True)
     worker = jobs.add_parser("worker", help="run a worker: executes and schedules the periodic jobs")
     worker.add_argument("--concurrency", type=int, default=2, help="jobs run at once (default 2)")
+    worker.add_argument("--dispatch-threads", type=int, default=DISPATCH_THREADS,
+                        help=f"Stripe calls the money dispatcher makes at once (default {DISPATCH_THREADS})")
     worker.set_defaults(func=cmd_worker)
+    dispatch = jobs.add_parser("dispatch", help="only send money_outbox rows as they commit (what "
+                               "`hustlexp serve` starts in development)")
+    dispatch.add_argument("--threads", type=int, default=DISPATCH_THREADS,
+                          help=f"Stripe calls made at once (default {DISPATCH_THREADS})")
+    dispatch.set_defaults(func=cmd_dispatch)
     run = jobs.add_parser("run", help="run one pass of a job now (cron, operators, tests)")
     run.add_argument("name", choices=sorted(PASSES))
     run.set_defaults(func=cmd_run)
@@ -33,18 +42,24 @@ def register(sub: Any) -> None:
     schema.set_defaults(func=cmd_schema)
 
 
-def _services(settings: config.Settings) -> tuple[Services, Any]:
+def _services(settings: config.Settings, *, send_inline: bool = False, connections: int = 0
+              ) -> tuple[Services, Any]:
+    import dataclasses
+
     from hustlexp.app import init_db, init_payments
     from hustlexp.services import Services
 
+    if connections > settings.db_pool_max:
+        settings = dataclasses.replace(settings, db_pool_max=connections)
     db, server = init_db(settings)
     services = Services(db, payments=init_payments(settings), webhook_secret=settings.stripe_webhook_secret,
-                        storage_dir=settings.storage_dir)
+                        storage_dir=settings.storage_dir, send_inline=send_inline)
     return services, server
 
 
 def cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
-    services, _server = _services(settings)
+    # A one-shot pass may run where no dispatcher listens (cron): it sends what it queues itself.
+    services, _server = _services(settings, send_inline=True)
     try:
         counts = run_pass(args.name, services)
     finally:
@@ -81,13 +96,37 @@ def cmd_schema(args: argparse.Namespace, settings: config.Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: config.Settings) -> int:
-    services, _server = _services(settings)
+    from hustlexp.jobs.dispatcher import Dispatcher
+
+    services, _server = _services(settings, connections=args.concurrency + args.dispatch_threads + 1)
     conninfo = services.db.conninfo
     _ensure_queue_schema(conninfo)
     app = build_app(conninfo, lambda: services)
-    log.warning("jobs worker started: %s", ", ".join(f"{n} ({c})" for n, (c, _) in PASSES.items()))
+    dispatcher = Dispatcher(services, threads=args.dispatch_threads)
+    dispatcher.start_thread()
+    log.warning("jobs worker started: money dispatcher, %s",
+                ", ".join(f"{n} ({c})" for n, (c, _) in PASSES.items()))
     try:
         app.run_worker(concurrency=args.concurrency)
+    finally:
+        dispatcher.stop()
+        services.db.close()
+    return 0
+
+
+def cmd_dispatch(args: argparse.Namespace, settings: config.Settings) -> int:
+    import signal
+
+    from hustlexp.jobs.dispatcher import Dispatcher
+
+    services, _server = _services(settings, connections=args.threads + 1)
+    dispatcher = Dispatcher(services, threads=args.threads)
+    signal.signal(signal.SIGTERM, lambda *_: dispatcher.stop())
+    log.warning("money dispatcher started (%s at once)", args.threads)
+    try:
+        dispatcher.run()
+    except KeyboardInterrupt:
+        pass
     finally:
         services.db.close()
     return 0

@@ -101,6 +101,9 @@ class FakeStripe:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url: str | None = None
+        # Seconds every request served over HTTP waits before it is answered (benchmarks
+        # switch it on to see how the API behaves while Stripe is slow).
+        self.latency = 0.0
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, dict[str, Any]]]]] = [
             ("POST", re.compile(r"/v1/payment_intents"), self._create_payment_intent),
             ("GET", re.compile(r"/v1/payment_intents/(?P<pi_id>[^/]+)"), self._retrieve_payment_intent),
@@ -512,6 +515,9 @@ class FakeStripeHTTPClient(stripe.HTTPClient):
 class _FakeStripeRequestHandler(BaseHTTPRequestHandler):
     stripe_fake: FakeStripe
     protocol_version = "HTTP/1.0"
+    # Headers and body leave in separate writes; with Nagle's algorithm on, the body waits for
+    # the client's delayed ACK (~40 ms a call).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._answer()
@@ -526,6 +532,8 @@ class _FakeStripeRequestHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
+        if self.stripe_fake.latency:
+            time.sleep(self.stripe_fake.latency)
         try:
             status, text, headers = self.stripe_fake.handle(self.command, parts.path, parts.query,
                                                             dict(self.headers.items()), body)

@@ -215,7 +215,7 @@ def test_payout_waits_for_a_worker_without_connected_account(services, stripe_fa
     assert (row["status"], row["last_error"], row["attempt_count"]) == ("PENDING", "NO_PAYOUT_ACCOUNT", 0)
     with services.db.transaction() as conn:
         conn.execute("UPDATE users SET stripe_connect_id = 'acct_late' WHERE id = %s", (worker,))
-    assert services.outbox.release_waiting_for(worker).unwrap()["succeeded"] == 1
+    assert services.outbox.release_waiting_for(worker).unwrap() == {"due": 1}
     assert stripe_fake.transfers[0]["destination"] == "acct_late"
 
 
