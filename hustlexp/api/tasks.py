@@ -103,7 +103,8 @@ class TaskListQuerySchema(PageQuerySchema):
     offset = fields.Integer(validate=validate.Range(min=0, max=MAX_OFFSET), metadata={
         "description": "Skip this many rows and count `total` (older clients); prefer `cursor`"})
     cursor = fields.String(validate=validate.Length(min=1, max=500), metadata={
-        "description": "`next_cursor` of the previous page (keyset paging)"})
+        "description": "`next_cursor` of the previous page, exactly as received (keyset paging); "
+                       "not with `offset`"})
 
 
 class TaskListItemSchema(Schema):
