@@ -1,4 +1,5 @@
-"""/api/users: registration, the caller's profile, XP, badges, trust tier and payout account."""
+"""/api/users: registration, the caller's profile, public profiles, XP, badges, trust tier and
+payout account."""
 
 from __future__ import annotations
 
@@ -169,6 +170,37 @@ class TrustTierSchema(Schema):
     tier_benefits = fields.List(fields.String(), required=True)
 
 
+class PublicBadgeSchema(Schema):
+    badge_type = fields.String(required=True)
+    name = fields.String(allow_none=True)
+    tier = fields.Integer(required=True)
+    icon_url = fields.String(allow_none=True)
+    awarded_at = fields.DateTime(required=True)
+
+
+class PublicRatingSummarySchema(Schema):
+    total_ratings = fields.Integer(required=True)
+    average_rating = fields.Float(allow_none=True, required=True)
+    star_distribution = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+
+
+class PublicProfileSchema(Schema):
+    """Never email, phone, location, Firebase uid or money."""
+
+    id = fields.UUID(required=True)
+    full_name = fields.String(required=True)
+    avatar_url = fields.String(allow_none=True)
+    trust_tier = fields.Integer(required=True)
+    tier_name = fields.String(required=True)
+    is_verified = fields.Boolean(required=True)
+    current_level = fields.Integer(required=True)
+    badges = fields.List(fields.Nested(PublicBadgeSchema), required=True)
+    rating = fields.Nested(PublicRatingSummarySchema, required=True)
+    tasks_completed = fields.Integer(required=True, metadata={"description": "Completed as the worker"})
+    tasks_posted_completed = fields.Integer(required=True, metadata={"description": "Posted and completed"})
+    member_since = fields.DateTime(required=True)
+
+
 class PayoutAccountSchema(Schema):
     stripe_connect_id = fields.String(required=True, validate=validate.Regexp(r"^acct_[A-Za-z0-9]{1,250}$"))
 
@@ -237,6 +269,15 @@ class MyBadges(MethodView):
     def get(self) -> Any:
         """Badges earned and still available."""
         return respond(services().badges.get_user_badges(current_user().id))
+
+
+@blp.route("/<uuid:user_id>")
+class UserById(MethodView):
+    @requires_user(allow_paused=True)
+    @blp.response(200, PublicProfileSchema)
+    def get(self, user_id: UUID) -> Any:
+        """Anyone's public profile (404 HX504 for an unknown user)."""
+        return respond(services().users.public_profile(user_id))
 
 
 @blp.route("/<uuid:user_id>/badges")

@@ -1,7 +1,7 @@
 """Background jobs on procrastinate (DESIGN §7.14): PostgreSQL is the queue, so any number of
 workers on any number of machines share the work with no new infrastructure.
 
-Three passes, each safe to run twice at once (every item is re-checked under its own row lock,
+Four passes, each safe to run twice at once (every item is re-checked under its own row lock,
 money rows are claimed with SKIP LOCKED):
 - expire       every 5 min:  OPEN tasks past their deadline -> EXPIRED, escrow refunded/closed;
                              overdue ACCEPTED tasks -> one warning to the worker
@@ -9,6 +9,8 @@ money rows are claimed with SKIP LOCKED):
                              completion chain
 - payouts      every 5 min:  money_outbox rows that are due (back-off 5 min, 30 min, 2 h, 24 h,
                              then FAILED_PERMANENT and the admins are told)
+- auto-rate    hourly:       COMPLETED tasks whose 7-day rating window closed -> the missing
+                             ratings as 5 stars marked auto, and both sides published
 `run_pass(name, services)` runs one pass now; the procrastinate app schedules them."""
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ PASSES: dict[str, tuple[str, Callable[[Services], Any]]] = {
     "expire": ("*/5 * * * *", lambda s: s.tasks.expire_due()),
     "auto-accept": ("*/15 * * * *", lambda s: s.proofs.auto_accept_due()),
     "payouts": ("*/5 * * * *", lambda s: s.outbox.retry_due()),
+    "auto-rate": ("17 * * * *", lambda s: s.ratings.auto_rate_due()),
 }
 
 

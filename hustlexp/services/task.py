@@ -117,6 +117,8 @@ class TaskService(Service):
         self.s.escrows.release(escrow["id"]).unwrap()
         xp = self.s.xp.award(escrow["id"]).unwrap()
         self._notify(task["worker_id"], "ESCROW_RELEASED", **about(task, amount=_payout(conn, escrow["id"])))
+        for party in (task["poster_id"], task["worker_id"]):
+            self._notify(party, "RATING_REQUESTED", **about(task))
         return self._completion(conn, task, xp=xp)
 
     @returns_result

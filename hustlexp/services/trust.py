@@ -7,17 +7,17 @@ each change through transaction-local settings before the UPDATE."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 
 from hustlexp.db import set_local
-from hustlexp.domain import AccountStatus, EscrowState, RiskLevel, TaskState
-from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
+from hustlexp.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, one, page_params, returns_result
+from hustlexp.services.eligibility import refusal
 
 TIER_NAMES = {1: "ROOKIE", 2: "VERIFIED", 3: "TRUSTED", 4: "ELITE"}
 TIER_BENEFITS = {
@@ -25,12 +25,6 @@ TIER_BENEFITS = {
     2: ["1.5× XP", "Low- and medium-risk tasks"],
     3: ["2× XP", "Priority matching", "Low- and medium-risk tasks"],
     4: ["2× XP", "Priority matching", "VIP support", "Low-, medium- and high-risk tasks"],
-}
-RISK_CLEARANCE: dict[int, frozenset[str]] = {
-    1: frozenset({RiskLevel.LOW}),
-    2: frozenset({RiskLevel.LOW, RiskLevel.MEDIUM}),
-    3: frozenset({RiskLevel.LOW, RiskLevel.MEDIUM}),
-    4: frozenset({RiskLevel.LOW, RiskLevel.MEDIUM, RiskLevel.HIGH}),
 }
 TIER2_TASKS = 5
 TIER3_TASKS = 20
@@ -49,6 +43,21 @@ SELECT u.trust_tier, u.is_verified,
 """
 
 Conn = psycopg.Connection[dict[str, Any]]
+
+# What accept answers for each eligibility rule that fails (eligibility.RULES names them).
+_ELIGIBILITY_ERRORS: dict[str, Callable[[dict[str, Any]], DomainError]] = {
+    "TASK_NOT_OPEN": lambda r: Conflict("The task is no longer open.", details={"state": r["state"]}),
+    "ESCROW_NOT_FUNDED": lambda r: Conflict("The task's escrow is not funded yet.",
+                                            details={"escrow_state": r["escrow_state"]}),
+    "OWN_TASK": lambda r: Forbidden("You cannot accept your own task.", details={"reason": "OWN_TASK"}),
+    "ACCOUNT_PAUSED": lambda r: Forbidden("Your account is paused.", code="HX602"),
+    "ACCOUNT_SUSPENDED": lambda r: Forbidden("Your account is not active.", details={"reason": "ACCOUNT_SUSPENDED"}),
+    "TRUST_TIER": lambda r: Forbidden("Your trust tier is too low for this task.", details={
+        "reason": "TRUST_TIER", "required_trust_tier": r["required_trust_tier"] or 0,
+        "trust_tier": r["trust_tier"]}),
+    "RISK_LEVEL": lambda r: Forbidden("Your trust tier does not clear this task's risk level.", details={
+        "reason": "RISK_LEVEL", "risk_level": r["risk_level"], "trust_tier": r["trust_tier"]}),
+}
 
 
 def tier_from_metrics(m: dict[str, Any]) -> int:
@@ -166,36 +175,18 @@ class TrustService(Service):
         — HX602 when paused —, tier below the task's requirement, risk beyond clearance).
         Takes no locks: the caller holds the task row."""
         with self.db.transaction() as conn:
-            task = one(conn, "SELECT t.id, t.poster_id, t.state, t.required_trust_tier, t.risk_level, "
-                             "e.state AS escrow_state FROM tasks t LEFT JOIN escrows e ON e.task_id = t.id "
-                             "WHERE t.id = %s", (task_id,))
-            if task is None:
+            if one(conn, "SELECT 1 FROM tasks WHERE id = %s", (task_id,)) is None:
                 raise NotFound("No such task.")
-            if task["state"] != TaskState.OPEN:
-                raise Conflict("The task is no longer open.", details={"state": task["state"]})
-            if task["escrow_state"] != EscrowState.FUNDED:
-                raise Conflict("The task's escrow is not funded yet.",
-                               details={"escrow_state": task["escrow_state"]})
-            user = one(conn, "SELECT id, trust_tier, account_status FROM users WHERE id = %s", (user_id,))
+            user = one(conn, "SELECT id, trust_tier FROM users WHERE id = %s", (user_id,))
             if user is None:
                 raise NotFound("No such user.", code="HX504")
-            if str(task["poster_id"]) == str(user_id):
-                raise Forbidden("You cannot accept your own task.", details={"reason": "OWN_TASK"})
-            if user["account_status"] == AccountStatus.PAUSED:
-                raise Forbidden("Your account is paused.", code="HX602")
-            if user["account_status"] != AccountStatus.ACTIVE:
-                raise Forbidden("Your account is not active.", details={"reason": "ACCOUNT_SUSPENDED"})
-            required = task["required_trust_tier"] or 0
-            if user["trust_tier"] < required:
-                raise Forbidden("Your trust tier is too low for this task.",
-                                details={"reason": "TRUST_TIER", "required_trust_tier": required,
-                                         "trust_tier": user["trust_tier"]})
-            if task["risk_level"] not in RISK_CLEARANCE[user["trust_tier"]]:
-                raise Forbidden("Your trust tier does not clear this task's risk level.",
-                                details={"reason": "RISK_LEVEL", "risk_level": task["risk_level"],
-                                         "trust_tier": user["trust_tier"]})
+            refused = refusal(conn, task_id, user_id, user["trust_tier"])
+            if refused is not None:
+                raise _ELIGIBILITY_ERRORS[refused["reason"]](refused)
+            task = one(conn, "SELECT id, required_trust_tier, risk_level FROM tasks WHERE id = %s", (task_id,))
+            assert task is not None
             return {"eligible": True, "user_id": user["id"], "task_id": task["id"],
-                    "trust_tier": user["trust_tier"], "required_trust_tier": required,
+                    "trust_tier": user["trust_tier"], "required_trust_tier": task["required_trust_tier"] or 0,
                     "risk_level": task["risk_level"]}
 
     @returns_result
