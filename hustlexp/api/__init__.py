@@ -10,7 +10,7 @@ import importlib
 from flask_smorest import Api
 
 ROUTERS = ("health", "webhooks", "users", "notifications", "messages", "tasks", "escrows", "proofs", "disputes",
-           "ratings", "feed")
+           "ratings", "feed", "admin_verify", "inbox")
 
 
 def register_routers(api: Api) -> None:

@@ -158,6 +158,7 @@ class TierRequirementsSchema(Schema):
     approval_rate = fields.Nested(NumberRequirementSchema, metadata={"description": "Percent"})
     id_verified = fields.Nested(FlagRequirementSchema)
     avg_rating = fields.Nested(NumberRequirementSchema)
+    dispute_rate = fields.Nested(NumberRequirementSchema, metadata={"description": "Percent; must stay below"})
 
 
 class TrustTierSchema(Schema):
@@ -168,6 +169,8 @@ class TrustTierSchema(Schema):
     next_tier_admin_only = fields.Boolean(required=True)
     requirements_for_next = fields.Nested(TierRequirementsSchema, allow_none=True, required=True)
     tier_benefits = fields.List(fields.String(), required=True)
+    promotion_held_until = fields.DateTime(allow_none=True, metadata={
+        "description": "After a penalty no promotion happens until then"})
 
 
 class PublicBadgeSchema(Schema):

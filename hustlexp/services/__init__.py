@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from hustlexp.services.dispute import DisputeService
     from hustlexp.services.escrow import EscrowService
     from hustlexp.services.feed import FeedService
+    from hustlexp.services.inbox import InboxService
     from hustlexp.services.messaging import MessagingService
     from hustlexp.services.notification import NotificationService
     from hustlexp.services.outbox import MoneyOutbox
@@ -94,6 +95,10 @@ class Services:
     @cached_property
     def feed(self) -> FeedService:
         return self._build("feed", "FeedService")
+
+    @cached_property
+    def inbox(self) -> InboxService:
+        return self._build("inbox", "InboxService")
 
     @cached_property
     def ratings(self) -> RatingService:

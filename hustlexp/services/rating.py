@@ -219,10 +219,13 @@ class RatingService(Service):
             return len(rows)
 
     def _published(self, conn: Any, task: dict[str, Any]) -> None:
-        """Both ratings of `task` just became public: tell each party what they received."""
+        """Both ratings of `task` just became public: tell each party what they received and
+        re-run their promotion."""
         for row in conn.execute("SELECT ratee_id, stars FROM task_ratings WHERE task_id = %s",
                                 (task["id"],)).fetchall():
             self._notify(row["ratee_id"], "RATING_RECEIVED", **about(task, stars=row["stars"]))
+            # A public rating can complete ELITE's requirements.
+            self.s.trust.update_user_trust(row["ratee_id"], task_id=task["id"]).unwrap()
 
     def _received(self, conn: Any, user_id: Any, now: datetime, limit: int) -> list[dict[str, Any]]:
         rows = conn.execute(_SELECT + f" WHERE r.ratee_id = %(user)s AND {PUBLIC_SQL} "
