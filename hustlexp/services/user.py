@@ -197,6 +197,24 @@ class UserService(Service):
                 "tasks_posted_completed": user["tasks_posted_completed"], "member_since": user["created_at"]}
 
     @returns_result
+    def first_xp_celebration(self, user_id: Any, *, mark_shown: bool = False) -> dict[str, Any]:
+        """The first-XP celebration flag (domain §2.5): {should_show (XP earned and never shown),
+        shown_at}. mark_shown records that the app played it; the first time wins."""
+        with self.db.transaction() as conn:
+            user = one(conn, "SELECT xp_total, xp_first_celebration_shown_at AS shown_at FROM users WHERE id = %s "
+                             "FOR UPDATE", (user_id,))
+            if user is None:
+                raise _missing_user()
+            if mark_shown and user["shown_at"] is None:
+                if user["xp_total"] == 0:
+                    raise Conflict("There is no first XP to celebrate yet.")
+                user = one(conn, "UPDATE users SET xp_first_celebration_shown_at = %s WHERE id = %s "
+                                 "RETURNING xp_total, xp_first_celebration_shown_at AS shown_at",
+                           (self.s.clock(), user_id))
+                assert user is not None
+            return {"should_show": user["xp_total"] > 0 and user["shown_at"] is None, "shown_at": user["shown_at"]}
+
+    @returns_result
     def get_by_email(self, email: str) -> dict[str, Any]:
         if not isinstance(email, str):
             raise _missing_user()
