@@ -173,6 +173,11 @@ def message(conn: Conn, task_id: Any, sender: Any, receiver: Any, **cols: Any) -
     return _insert(conn, "task_messages", values)
 
 
+def rating(conn: Conn, task_id: Any, rater: Any, ratee: Any, **cols: Any) -> Any:
+    return _insert(conn, "task_ratings", {"task_id": task_id, "rater_id": rater, "ratee_id": ratee,
+                                          "stars": 5} | cols)
+
+
 def outbox(conn: Conn, escrow_id: Any, kind: str, amount: int, **cols: Any) -> Any:
     """A money_outbox row keyed the way services key them: <kind>:<escrow id>."""
     values = {"escrow_id": escrow_id, "kind": kind, "amount": amount,

@@ -9,7 +9,9 @@ import importlib
 
 from flask_smorest import Api
 
-ROUTERS = ("health", "webhooks", "users", "notifications", "messages", "tasks", "escrows", "proofs", "disputes")
+ROUTERS = ("health", "webhooks", "users", "notifications", "messages", "tasks", "escrows", "proofs", "disputes",
+           "ratings", "feed", "admin_verify", "inbox",
+           "progress")
 
 
 def register_routers(api: Api) -> None:

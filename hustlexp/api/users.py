@@ -1,4 +1,5 @@
-"""/api/users: registration, the caller's profile, XP, badges, trust tier and payout account."""
+"""/api/users: registration, the caller's profile, public profiles, XP, badges, trust tier and
+payout account."""
 
 from __future__ import annotations
 
@@ -157,6 +158,7 @@ class TierRequirementsSchema(Schema):
     approval_rate = fields.Nested(NumberRequirementSchema, metadata={"description": "Percent"})
     id_verified = fields.Nested(FlagRequirementSchema)
     avg_rating = fields.Nested(NumberRequirementSchema)
+    dispute_rate = fields.Nested(NumberRequirementSchema, metadata={"description": "Percent; must stay below"})
 
 
 class TrustTierSchema(Schema):
@@ -167,6 +169,39 @@ class TrustTierSchema(Schema):
     next_tier_admin_only = fields.Boolean(required=True)
     requirements_for_next = fields.Nested(TierRequirementsSchema, allow_none=True, required=True)
     tier_benefits = fields.List(fields.String(), required=True)
+    promotion_held_until = fields.DateTime(allow_none=True, metadata={
+        "description": "After a penalty no promotion happens until then"})
+
+
+class PublicBadgeSchema(Schema):
+    badge_type = fields.String(required=True)
+    name = fields.String(allow_none=True)
+    tier = fields.Integer(required=True)
+    icon_url = fields.String(allow_none=True)
+    awarded_at = fields.DateTime(required=True)
+
+
+class PublicRatingSummarySchema(Schema):
+    total_ratings = fields.Integer(required=True)
+    average_rating = fields.Float(allow_none=True, required=True)
+    star_distribution = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True)
+
+
+class PublicProfileSchema(Schema):
+    """Never email, phone, location, Firebase uid or money."""
+
+    id = fields.UUID(required=True)
+    full_name = fields.String(required=True)
+    avatar_url = fields.String(allow_none=True)
+    trust_tier = fields.Integer(required=True)
+    tier_name = fields.String(required=True)
+    is_verified = fields.Boolean(required=True)
+    current_level = fields.Integer(required=True)
+    badges = fields.List(fields.Nested(PublicBadgeSchema), required=True)
+    rating = fields.Nested(PublicRatingSummarySchema, required=True)
+    tasks_completed = fields.Integer(required=True, metadata={"description": "Completed as the worker"})
+    tasks_posted_completed = fields.Integer(required=True, metadata={"description": "Posted and completed"})
+    member_since = fields.DateTime(required=True)
 
 
 class PayoutAccountSchema(Schema):
@@ -237,6 +272,15 @@ class MyBadges(MethodView):
     def get(self) -> Any:
         """Badges earned and still available."""
         return respond(services().badges.get_user_badges(current_user().id))
+
+
+@blp.route("/<uuid:user_id>")
+class UserById(MethodView):
+    @requires_user(allow_paused=True)
+    @blp.response(200, PublicProfileSchema)
+    def get(self, user_id: UUID) -> Any:
+        """Anyone's public profile (404 HX504 for an unknown user)."""
+        return respond(services().users.public_profile(user_id))
 
 
 @blp.route("/<uuid:user_id>/badges")

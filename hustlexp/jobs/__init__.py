@@ -1,7 +1,7 @@
 """Background jobs on procrastinate (DESIGN §7.14): PostgreSQL is the queue, so any number of
 workers on any number of machines share the work with no new infrastructure.
 
-Three passes, each safe to run twice at once (every item is re-checked under its own row lock,
+The passes, each safe to run twice at once (every item is re-checked under its own row lock,
 money rows are claimed with SKIP LOCKED):
 - expire       every 5 min:  OPEN tasks past their deadline -> EXPIRED, escrow refunded/closed;
                              overdue ACCEPTED tasks -> one warning to the worker
@@ -9,6 +9,11 @@ money rows are claimed with SKIP LOCKED):
                              completion chain
 - payouts      every 5 min:  money_outbox rows that are due (back-off 5 min, 30 min, 2 h, 24 h,
                              then FAILED_PERMANENT and the admins are told)
+- auto-rate    hourly:       COMPLETED tasks whose 7-day rating window closed -> the missing
+                             ratings as 5 stars marked auto, and both sides published
+- trust-decay  daily:        users above tier 1 with no completed task (and no tier change) in
+                             90 days lose one tier, reason DECAY (ARCHITECTURE §4.3)
+
 `run_pass(name, services)` runs one pass now; the procrastinate app schedules them.
 
 A worker killed mid-job (OOM, SIGKILL, a lost host) leaves its job in `doing`. Workers send
@@ -39,6 +44,8 @@ PASSES: dict[str, tuple[str, Callable[[Services], Any]]] = {
     "expire": ("*/5 * * * *", lambda s: s.tasks.expire_due()),
     "auto-accept": ("*/15 * * * *", lambda s: s.proofs.auto_accept_due()),
     "payouts": ("*/5 * * * *", lambda s: s.outbox.retry_due()),
+    "auto-rate": ("17 * * * *", lambda s: s.ratings.auto_rate_due()),
+    "trust-decay": ("30 3 * * *", lambda s: s.trust.decay_inactive()),
 }
 
 

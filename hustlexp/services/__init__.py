@@ -14,11 +14,14 @@ if TYPE_CHECKING:
     from hustlexp.services.badge import BadgeService
     from hustlexp.services.dispute import DisputeService
     from hustlexp.services.escrow import EscrowService
+    from hustlexp.services.feed import FeedService
+    from hustlexp.services.inbox import InboxService
     from hustlexp.services.messaging import MessagingService
     from hustlexp.services.notification import NotificationService
     from hustlexp.services.outbox import MoneyOutbox
     from hustlexp.services.payments import PaymentsGateway
     from hustlexp.services.proof import ProofService
+    from hustlexp.services.rating import RatingService
     from hustlexp.services.storage import Storage
     from hustlexp.services.stripe_webhooks import StripeWebhookHandler
     from hustlexp.services.task import TaskService
@@ -92,6 +95,18 @@ class Services:
     @cached_property
     def disputes(self) -> DisputeService:
         return self._build("dispute", "DisputeService")
+
+    @cached_property
+    def feed(self) -> FeedService:
+        return self._build("feed", "FeedService")
+
+    @cached_property
+    def inbox(self) -> InboxService:
+        return self._build("inbox", "InboxService")
+
+    @cached_property
+    def ratings(self) -> RatingService:
+        return self._build("rating", "RatingService")
 
     @cached_property
     def users(self) -> UserService:

@@ -17,6 +17,10 @@ from hustlexp.services.base import Service, about, one, returns_result
 REASONS = ("PROOF_INSUFFICIENT", "WORK_NOT_DONE", "QUALITY_ISSUE", "OTHER")
 
 
+# A SPLIT giving the worker less than this share counts as a lost dispute (trust penalty).
+LOST_BELOW_PERCENT = 50
+
+
 class DisputeService(Service):
     @returns_result
     def create(self, task_id: UUID, user_id: UUID, *, reason: str, description: str) -> dict[str, Any]:
@@ -109,7 +113,8 @@ class DisputeService(Service):
                 else:
                     assert split_percent is not None
                     escrow = self.s.escrows.split(dispute["escrow_id"], split_percent).unwrap()
-                    action, penalties = "SPLIT", (False, False)
+                    # Below half for the worker, the worker lost more than they won.
+                    action, penalties = "SPLIT", (split_percent < LOST_BELOW_PERCENT, False)
             dispute = one(conn, """UPDATE disputes SET state = 'RESOLVED', resolution = %s, resolution_notes = %s,
                                           resolved_by = %s, resolved_at = now(), outcome_escrow_action = %s,
                                           outcome_worker_penalty = %s, outcome_poster_penalty = %s
@@ -122,6 +127,8 @@ class DisputeService(Service):
                          result_details={"escrow_state": escrow["state"]})
             for user in (task["poster_id"], task["worker_id"]):
                 self._notify(user, "DISPUTE_RESOLVED", **about(task, resolution=resolution))
+            if penalties[0]:
+                self.s.trust.penalize(task["worker_id"], dispute_id=dispute_id, task_id=task["id"]).unwrap()
             escrow_row = one(conn, "SELECT * FROM escrows WHERE id = %s", (dispute["escrow_id"],))
             return {"dispute": _out(dispute), "task": {k: task[k] for k in ("id", "state")},
                     "escrow": escrow_row, "xp_awarded": xp}

@@ -45,6 +45,9 @@ CAPS: dict[str, tuple[int, int]] = {"live": (10, 50), "trust": (3, 10), "system"
 Channels = list[str]
 
 TIER_NAMES = {1: "Rookie", 2: "Verified", 3: "Trusted", 4: "Elite"}
+# Why a trust tier went down, as the user reads it (trust penalties and decay).
+TRUST_REASONS = {"dispute_lost": "a dispute ruled against you", "repeated_rejections": "repeated proof rejections",
+                 "inactivity": "90 days without a completed task"}
 
 
 @dataclass(frozen=True)
@@ -114,10 +117,16 @@ CATALOG: dict[str, Kind] = {
     "ESCROW_REFUNDED": _k(P.MEDIUM, "task_updates", "task", "Refund issued",
                           "{amount} was refunded for “{task_title}”.",
                           "Your payment for “{task_title}” was refunded.", email=True),
+    "RATING_REQUESTED": _k(P.MEDIUM, "task_updates", "task", "Rate your experience",
+                           "How did “{task_title}” go? Rate it within 7 days."),
+    "RATING_RECEIVED": _k(P.LOW, "xp_badges", "task", "You were rated",
+                          "You received {stars} stars for “{task_title}”.",
+                          "You received a rating for “{task_title}”."),
     "TRUST_TIER_UP": _k(P.HIGH, "xp_badges", "trust", "Trust tier up",
                         "You reached trust tier {new_tier}: {tier_name}.", "Your trust tier went up.",
                         cap="trust"),
     "TRUST_TIER_DOWN": _k(P.MEDIUM, "xp_badges", "trust", "Trust tier changed",
+                          "Your trust tier is now {new_tier}: {tier_name}, because of {reason_text}.",
                           "Your trust tier is now {new_tier}: {tier_name}.", "Your trust tier went down.",
                           cap="trust"),
     "LIVE_TASK_MATCH": _k(P.HIGH, "task_updates", "task", "Live task nearby",
@@ -310,6 +319,8 @@ def _context(metadata: dict[str, Any], task: dict[str, Any] | None) -> dict[str,
         ctx["kind"] = metadata["kind"].lower()
     if isinstance(metadata.get("resolution"), str):
         ctx["resolution_text"] = metadata["resolution"].replace("_", " ").lower()
+    if isinstance(metadata.get("reason"), str) and metadata["reason"] in TRUST_REASONS:
+        ctx["reason_text"] = TRUST_REASONS[metadata["reason"]]
     if isinstance(metadata.get("preview"), str):
         ctx["preview"] = metadata["preview"][:100]
     return ctx

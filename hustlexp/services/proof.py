@@ -151,6 +151,7 @@ class ProofService(Service):
                         (reviewer_id, reason, proof_id))
             task = returning(conn, "UPDATE tasks SET state = 'ACCEPTED' WHERE id = %s RETURNING *", (task["id"],))
             self._notify(task["worker_id"], "PROOF_REJECTED", **about(task, reason=reason[:200]))
+            self.s.trust.check_rejections(task["worker_id"], task_id=task["id"]).unwrap()
             return {**proof, "task": {k: task[k] for k in ("id", "state")}}
 
     @returns_result

@@ -19,7 +19,7 @@ from hustlexp.errors import Conflict, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, about, one, page_params, returning, returns_result
 from hustlexp.services.escrow import worker_payout
-from hustlexp.services.trust import judge_eligibility
+from hustlexp.services.trust import require_eligible
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +91,10 @@ class TaskService(Service):
     @returns_result
     def accept(self, task_id: UUID, worker_id: UUID) -> dict[str, Any]:
         with self.db.transaction() as conn:
-            # The task locked, with its escrow's state and the candidate, in one read.
+            # The task locked, with the candidate's tier, in one read.
             task = one(conn, """
-                SELECT t.*, e.state AS escrow_state, u.id AS candidate_id, u.trust_tier AS candidate_trust_tier,
-                       u.account_status AS candidate_account_status
-                  FROM tasks t LEFT JOIN escrows e ON e.task_id = t.id LEFT JOIN users u ON u.id = %(worker)s
+                SELECT t.*, u.id AS candidate_id, u.trust_tier AS candidate_trust_tier
+                  FROM tasks t LEFT JOIN users u ON u.id = %(worker)s
                  WHERE t.id = %(task)s FOR UPDATE OF t""", {"task": task_id, "worker": worker_id})
             if task is None:
                 raise NotFound("task not found")
@@ -103,9 +102,10 @@ class TaskService(Service):
                 # Who may not see the task learns nothing about it, its state included.
                 _require_visible(conn, task, worker_id)
                 raise Conflict(f"the task is {task['state']}, no longer OPEN")
-            candidate = {k.removeprefix("candidate_"): task[k] for k in (
-                "candidate_id", "candidate_trust_tier", "candidate_account_status")}
-            judge_eligibility(task, candidate if candidate["id"] is not None else None)
+            if task["candidate_id"] is None:
+                raise NotFound("No such user.", code="HX504")
+            # The feed's own predicate (services/eligibility.py), so the two never disagree.
+            require_eligible(conn, task_id, worker_id, task["candidate_trust_tier"])
             task = _update(conn, task_id, "state = 'ACCEPTED', worker_id = %(worker)s, accepted_at = now()",
                            {"worker": worker_id})
             self._notify(task["poster_id"], "TASK_ACCEPTED", **about(task))
@@ -149,6 +149,8 @@ class TaskService(Service):
         escrow = self.s.escrows.release_completed(conn, task)
         xp = self.s.xp.award(escrow["id"]).unwrap()
         self._notify(task["worker_id"], "ESCROW_RELEASED", **about(task, amount=worker_payout(escrow["amount"])))
+        for party in (task["poster_id"], task["worker_id"]):
+            self._notify(party, "RATING_REQUESTED", **about(task))
         return {"task": task, "escrow": {k: escrow[k] for k in COMPLETION_ESCROW}, "xp_awarded": _xp_out(xp)}
 
     @returns_result

@@ -1,5 +1,7 @@
-"""Trust tiers (domain §5, DESIGN §7.12): promotion from metrics, penalties, admin overrides,
-and the eligibility check a worker passes before accepting a task.
+"""Trust tiers (domain §5, DESIGN §7.12, ARCHITECTURE §4): promotion from metrics (ELITE
+uses ratings), identity verification, penalties (a lost dispute, repeated proof rejections),
+inactivity decay, admin overrides, and the eligibility check a worker passes before accepting
+a task.
 
 Tier changes are logged by the `trust_tier_audit` trigger alone; this module only describes
 each change through transaction-local settings before the UPDATE."""
@@ -7,17 +9,19 @@ each change through transaction-local settings before the UPDATE."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 
 from hustlexp.db import set_local
-from hustlexp.domain import AccountStatus, EscrowState, RiskLevel, TaskState
-from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
+from hustlexp.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, one, page_params, returns_result
+from hustlexp.services.eligibility import refusal
+from hustlexp.services.rating import PUBLIC_SQL
 
 TIER_NAMES = {1: "ROOKIE", 2: "VERIFIED", 3: "TRUSTED", 4: "ELITE"}
 TIER_BENEFITS = {
@@ -26,34 +30,59 @@ TIER_BENEFITS = {
     3: ["2× XP", "Priority matching", "Low- and medium-risk tasks"],
     4: ["2× XP", "Priority matching", "VIP support", "Low-, medium- and high-risk tasks"],
 }
-RISK_CLEARANCE: dict[int, frozenset[str]] = {
-    1: frozenset({RiskLevel.LOW}),
-    2: frozenset({RiskLevel.LOW, RiskLevel.MEDIUM}),
-    3: frozenset({RiskLevel.LOW, RiskLevel.MEDIUM}),
-    4: frozenset({RiskLevel.LOW, RiskLevel.MEDIUM, RiskLevel.HIGH}),
-}
 TIER2_TASKS = 5
 TIER3_TASKS = 20
 TIER3_APPROVAL_PERCENT = 95
 ELITE_TASKS = 100
 ELITE_RATING = 4.8
-# ELITE needs a rating system we do not have: only an admin grants it (DESIGN §7.12).
-HIGHEST_EARNED_TIER = 3
+ELITE_MAX_DISPUTE_PERCENT = 1  # strictly below
+# After a penalty the user is not promoted again for this long (else the next completion
+# would undo it at once: the metrics that earned the tier have not changed).
+PENALTY_HOLD = timedelta(days=30)
+# ARCHITECTURE §4.3: no completed task in 90 days costs one tier, at most once per 90 days.
+INACTIVITY = timedelta(days=90)
+# Repeated proof rejections: this many in REJECTION_WINDOW cost one tier, once per window.
+REJECTIONS_FOR_PENALTY = 3
+REJECTION_WINDOW = timedelta(days=30)
 
-_METRICS = """
+_METRICS = f"""
 SELECT u.trust_tier, u.is_verified,
        (SELECT count(*) FROM tasks t WHERE t.worker_id = u.id AND t.state = 'COMPLETED') AS completed,
+       (SELECT count(*) FROM tasks t WHERE t.worker_id = u.id) AS taken,
+       (SELECT count(*) FROM disputes d WHERE d.worker_id = u.id) AS disputes,
        (SELECT count(*) FROM proofs p WHERE p.submitter_id = u.id AND p.state = 'ACCEPTED') AS accepted,
-       (SELECT count(*) FROM proofs p WHERE p.submitter_id = u.id AND p.state = 'REJECTED') AS rejected
-  FROM users u WHERE u.id = %s
+       (SELECT count(*) FROM proofs p WHERE p.submitter_id = u.id AND p.state = 'REJECTED') AS rejected,
+       (SELECT count(*) FROM task_ratings r JOIN tasks t ON t.id = r.task_id
+         WHERE r.ratee_id = u.id AND {PUBLIC_SQL}) AS ratings,
+       (SELECT coalesce(sum(r.stars), 0) FROM task_ratings r JOIN tasks t ON t.id = r.task_id
+         WHERE r.ratee_id = u.id AND {PUBLIC_SQL}) AS stars,
+       (SELECT max(l.changed_at) FROM trust_ledger l WHERE l.user_id = u.id AND l.reason = 'PENALTY')
+           AS last_penalty_at
+  FROM users u WHERE u.id = %(user)s
 """
 
 Conn = psycopg.Connection[dict[str, Any]]
 
+# What accept answers for each eligibility rule that fails (eligibility.RULES names them).
+_ELIGIBILITY_ERRORS: dict[str, Callable[[dict[str, Any]], DomainError]] = {
+    "TASK_NOT_OPEN": lambda r: Conflict("The task is no longer open.", details={"state": r["state"]}),
+    "ESCROW_NOT_FUNDED": lambda r: Conflict("The task's escrow is not funded yet.",
+                                            details={"escrow_state": r["escrow_state"]}),
+    "OWN_TASK": lambda r: Forbidden("You cannot accept your own task.", details={"reason": "OWN_TASK"}),
+    "ACCOUNT_PAUSED": lambda r: Forbidden("Your account is paused.", code="HX602"),
+    "ACCOUNT_SUSPENDED": lambda r: Forbidden("Your account is not active.", details={"reason": "ACCOUNT_SUSPENDED"}),
+    "TRUST_TIER": lambda r: Forbidden("Your trust tier is too low for this task.", details={
+        "reason": "TRUST_TIER", "required_trust_tier": r["required_trust_tier"] or 0,
+        "trust_tier": r["trust_tier"]}),
+    "RISK_LEVEL": lambda r: Forbidden("Your trust tier does not clear this task's risk level.", details={
+        "reason": "RISK_LEVEL", "risk_level": r["risk_level"], "trust_tier": r["trust_tier"]}),
+}
+
 
 def tier_from_metrics(m: dict[str, Any]) -> int:
-    """The highest earnable tier whose (cumulative) requirements all hold. A user with no
-    reviewed proof has no approval rate and so does not reach tier 3."""
+    """The highest tier whose (cumulative) requirements all hold (PRODUCT_SPEC §8.2). A user
+    with no reviewed proof has no approval rate and so does not reach tier 3; one with no public
+    rating has no average and so does not reach ELITE."""
     tier = 1
     if m["completed"] >= TIER2_TASKS and m["is_verified"]:
         tier = 2
@@ -61,7 +90,19 @@ def tier_from_metrics(m: dict[str, Any]) -> int:
         if (m["completed"] >= TIER3_TASKS and reviewed > 0
                 and m["accepted"] * 100 >= TIER3_APPROVAL_PERCENT * reviewed):
             tier = 3
+            # Integer comparisons: average >= 4.8 <=> 10 * stars >= 48 * ratings; disputes < 1 %.
+            if (m["completed"] >= ELITE_TASKS and m["disputes"] * 100 < ELITE_MAX_DISPUTE_PERCENT * m["taken"]
+                    and m["ratings"] > 0 and m["stars"] * 10 >= int(ELITE_RATING * 10) * m["ratings"]):
+                tier = 4
     return tier
+
+
+def dispute_percent(m: dict[str, Any]) -> float | None:
+    return None if m["taken"] == 0 else round(m["disputes"] * 100 / m["taken"], 2)
+
+
+def average_rating(m: dict[str, Any]) -> float | None:
+    return None if m["ratings"] == 0 else round(m["stars"] / m["ratings"], 2)
 
 
 def approval_percent(m: dict[str, Any]) -> float | None:
@@ -91,24 +132,27 @@ def _described(conn: Conn, reason: str, actor: str = "system", *, task_id: Any =
 class TrustService(Service):
     @returns_result
     def calculate_tier(self, user_id: Any) -> int:
-        """The tier the user's record earns (1..3; never 4)."""
+        """The tier the user's record earns (1..4)."""
         with self.db.transaction() as conn:
             return tier_from_metrics(self._metrics(conn, user_id))
 
     @returns_result
     def update_user_trust(self, user_id: Any, *, task_id: Any = None, dispute_id: Any = None
                           ) -> dict[str, Any]:
-        """Promote the user when the calculated tier is above the stored one; never demotes and
-        never touches tier 4. Returns {old_tier, new_tier, changed, new_badges}."""
+        """Promote the user when the calculated tier is above the stored one; never demotes, and
+        holds promotion for PENALTY_HOLD after a penalty. Runs after every completion, rating
+        publication and verification. Returns {old_tier, new_tier, changed, new_badges}."""
         with self.db.transaction() as conn:
             self._lock_user(conn, user_id)
             metrics = self._metrics(conn, user_id)
             old = metrics["trust_tier"]
             target = tier_from_metrics(metrics)
-            if target <= old:
+            held = metrics["last_penalty_at"] is not None and metrics["last_penalty_at"] + PENALTY_HOLD > self.s.clock()
+            if target <= old or held:
                 return {"old_tier": old, "new_tier": old, "changed": False, "new_badges": []}
             details = {"completed": metrics["completed"], "approval_percent": approval_percent(metrics),
-                       "is_verified": metrics["is_verified"]}
+                       "is_verified": metrics["is_verified"], "average_rating": average_rating(metrics),
+                       "dispute_percent": dispute_percent(metrics)}
             with _described(conn, "PROMOTION", task_id=task_id, dispute_id=dispute_id, details=details):
                 conn.execute("UPDATE users SET trust_tier = %s WHERE id = %s", (target, user_id))
             badges = self.s.badges.check_and_award(user_id, task_id=task_id).unwrap()
@@ -117,18 +161,75 @@ class TrustService(Service):
                     "new_badges": [b["badge_type"] for b in badges]}
 
     @returns_result
-    def penalize(self, user_id: Any, *, dispute_id: Any) -> dict[str, Any]:
-        """One tier down (not below 1) for the loser of a dispute. Returns {old_tier, new_tier,
-        changed}."""
+    def penalize(self, user_id: Any, *, dispute_id: Any = None, task_id: Any = None,
+                 cause: str = "dispute_lost") -> dict[str, Any]:
+        """One tier down (not below 1), reason PENALTY with its cause (dispute_lost,
+        repeated_rejections); the user is told why. Returns {old_tier, new_tier, changed}."""
+        return self._demote(user_id, "PENALTY", cause, dispute_id=dispute_id, task_id=task_id).unwrap()
+
+    @returns_result
+    def check_rejections(self, user_id: Any, *, task_id: Any = None) -> dict[str, Any]:
+        """After a proof rejection: REJECTIONS_FOR_PENALTY rejections within REJECTION_WINDOW
+        cost one tier, once per window. Returns {rejections, penalized}."""
+        now = self.s.clock()
         with self.db.transaction() as conn:
-            old = self._lock_user(conn, user_id)["trust_tier"]
-            if old <= 1:
-                return {"old_tier": old, "new_tier": old, "changed": False}
-            new = old - 1
-            with _described(conn, "PENALTY", dispute_id=dispute_id, details={"cause": "dispute_lost"}):
-                conn.execute("UPDATE users SET trust_tier = %s WHERE id = %s", (new, user_id))
-            self._notify_change(user_id, old, new)
-            return {"old_tier": old, "new_tier": new, "changed": True}
+            self._lock_user(conn, user_id)
+            counted = one(conn, "SELECT count(*) AS n FROM proofs WHERE submitter_id = %s AND state = 'REJECTED' "
+                                "AND reviewed_at > %s", (user_id, now - REJECTION_WINDOW))
+            rejections = counted["n"] if counted else 0
+            earlier = one(conn, "SELECT 1 FROM trust_ledger WHERE user_id = %s AND reason = 'PENALTY' "
+                                "AND reason_details ->> 'cause' = 'repeated_rejections' AND changed_at > %s",
+                          (user_id, now - REJECTION_WINDOW))
+            penalized = False
+            if rejections >= REJECTIONS_FOR_PENALTY and earlier is None:
+                penalized = self._demote(user_id, "PENALTY", "repeated_rejections", task_id=task_id,
+                                         extra={"rejections": rejections}).unwrap()["changed"]
+            return {"rejections": rejections, "penalized": penalized}
+
+    @returns_result
+    def decay_inactive(self, limit: int = 500) -> dict[str, int]:
+        """One pass of the daily decay job (ARCHITECTURE §4.3): an ACTIVE user above tier 1 with no
+        completed task and no tier change in INACTIVITY loses one tier, reason DECAY."""
+        cutoff = self.s.clock() - INACTIVITY
+        with self.db.transaction() as conn:
+            due = [r["id"] for r in conn.execute(
+                """SELECT u.id FROM users u
+                    WHERE u.trust_tier > 1 AND u.account_status = 'ACTIVE'
+                      AND coalesce(u.last_task_completed_at, u.created_at) < %(cutoff)s
+                      AND NOT EXISTS (SELECT 1 FROM trust_ledger l WHERE l.user_id = u.id
+                                         AND l.changed_at >= %(cutoff)s)
+                    ORDER BY u.id LIMIT %(limit)s""", {"cutoff": cutoff, "limit": limit}).fetchall()]
+        decayed = sum(1 for user_id in due if self._demote(user_id, "DECAY", "inactivity", extra={
+            "inactive_days": INACTIVITY.days}).unwrap()["changed"])
+        return {"checked": len(due), "decayed": decayed}
+
+    @returns_result
+    def verify_identity(self, admin_user_id: Any, user_id: Any, *, note: str | None = None) -> dict[str, Any]:
+        """Mark the user's identity verified (tier 2 needs it) and re-run promotion. Today an admin
+        does it after checking documents, audited as USER_VERIFY; an ID-verification provider is
+        the future caller of this same seam. Returns {user_id, is_verified, verified_at,
+        trust: {old_tier, new_tier, changed}, admin_action_id}."""
+        text = (note or "").strip() or None
+        if text is not None and len(text) > 500:
+            raise ValidationError("the note holds at most 500 characters", details={"note": ["<= 500 characters"]})
+        with self.db.transaction() as conn:
+            admin = audit.require_admin(conn, admin_user_id, "can_modify_trust")
+            user = one(conn, "SELECT id, is_verified, verified_at FROM users WHERE id = %s FOR UPDATE", (user_id,))
+            if user is None:
+                raise NotFound("No such user.", code="HX504")
+            if not user["is_verified"]:
+                user = one(conn, "UPDATE users SET is_verified = true, verified_at = %s WHERE id = %s "
+                                 "RETURNING id, is_verified, verified_at", (self.s.clock(), user_id))
+                assert user is not None
+                changed = True
+            else:
+                changed = False
+            action_id = audit.record(conn, admin, "USER_VERIFY", {"note": text},
+                                     result="SUCCESS" if changed else "NO_CHANGE", user_id=user_id)
+            trust = self.update_user_trust(user_id).unwrap()
+            return {"user_id": user["id"], "is_verified": user["is_verified"], "verified_at": user["verified_at"],
+                    "trust": {k: trust[k] for k in ("old_tier", "new_tier", "changed")},
+                    "admin_action_id": action_id}
 
     @returns_result
     def set_tier(self, admin_user_id: Any, user_id: Any, tier: int, reason: str) -> dict[str, Any]:
@@ -166,11 +267,17 @@ class TrustService(Service):
         — HX602 when paused —, tier below the task's requirement, risk beyond clearance).
         Takes no locks: the caller holds the task row."""
         with self.db.transaction() as conn:
-            task = one(conn, "SELECT t.id, t.poster_id, t.state, t.required_trust_tier, t.risk_level, "
-                             "e.state AS escrow_state FROM tasks t LEFT JOIN escrows e ON e.task_id = t.id "
-                             "WHERE t.id = %s", (task_id,))
-            user = one(conn, "SELECT id, trust_tier, account_status FROM users WHERE id = %s", (user_id,))
-        return judge_eligibility(task, user)
+            if one(conn, "SELECT 1 FROM tasks WHERE id = %s", (task_id,)) is None:
+                raise NotFound("No such task.")
+            user = one(conn, "SELECT id, trust_tier FROM users WHERE id = %s", (user_id,))
+            if user is None:
+                raise NotFound("No such user.", code="HX504")
+            require_eligible(conn, task_id, user["id"], user["trust_tier"])
+            task = one(conn, "SELECT id, required_trust_tier, risk_level FROM tasks WHERE id = %s", (task_id,))
+            assert task is not None
+            return {"eligible": True, "user_id": user["id"], "task_id": task["id"],
+                    "trust_tier": user["trust_tier"], "required_trust_tier": task["required_trust_tier"] or 0,
+                    "risk_level": task["risk_level"]}
 
     @returns_result
     def get_trust_history(self, user_id: Any, limit: int | None = 20, offset: int | None = 0
@@ -192,10 +299,10 @@ class TrustService(Service):
 
     @returns_result
     def get_trust_tier_info(self, user_id: Any) -> dict[str, Any]:
-        """{current_tier, tier_name, next_tier, next_tier_admin_only, requirements_for_next
-        {tasks_completed, approval_rate (percent), id_verified, avg_rating: {required, current}}
-        (None at tier 4), tier_benefits[]}. avg_rating.current is None: there is no rating
-        system yet."""
+        """{current_tier, tier_name, next_tier, next_tier_name, next_tier_admin_only (always
+        False now that ELITE is earned), requirements_for_next {criterion: {required, current}}
+        (None at tier 4), tier_benefits[], promotion_held_until}. Criteria: tasks_completed,
+        approval_rate (percent), id_verified, avg_rating, dispute_rate (percent, must stay below)."""
         with self.db.transaction() as conn:
             m = self._metrics(conn, user_id)
         tier = m["trust_tier"]
@@ -208,20 +315,38 @@ class TrustService(Service):
                 "approval_rate": {"required": TIER3_APPROVAL_PERCENT if nxt >= 3 else None,
                                   "current": approval_percent(m)},
                 "id_verified": {"required": True, "current": m["is_verified"]},
-                "avg_rating": {"required": ELITE_RATING if nxt == 4 else None, "current": None},
+                "avg_rating": {"required": ELITE_RATING if nxt == 4 else None, "current": average_rating(m)},
+                "dispute_rate": {"required": ELITE_MAX_DISPUTE_PERCENT if nxt == 4 else None,
+                                 "current": dispute_percent(m)},
             }
+        held = m["last_penalty_at"] + PENALTY_HOLD if m["last_penalty_at"] is not None else None
         return {
             "current_tier": tier,
             "tier_name": TIER_NAMES[tier],
             "next_tier": nxt,
             "next_tier_name": TIER_NAMES[nxt] if nxt else None,
-            "next_tier_admin_only": nxt == 4,
+            "next_tier_admin_only": False,
             "requirements_for_next": requirements,
             "tier_benefits": TIER_BENEFITS[tier],
+            "promotion_held_until": held if held is not None and held > self.s.clock() else None,
         }
 
+    @returns_result
+    def _demote(self, user_id: Any, reason: str, cause: str, *, dispute_id: Any = None, task_id: Any = None,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        with self.db.transaction() as conn:
+            old = self._lock_user(conn, user_id)["trust_tier"]
+            if old <= 1:
+                return {"old_tier": old, "new_tier": old, "changed": False}
+            new = old - 1
+            with _described(conn, reason, dispute_id=dispute_id, task_id=task_id,
+                            details={"cause": cause, **(extra or {})}):
+                conn.execute("UPDATE users SET trust_tier = %s WHERE id = %s", (new, user_id))
+            self._notify_change(user_id, old, new, reason=cause)
+            return {"old_tier": old, "new_tier": new, "changed": True}
+
     def _metrics(self, conn: Conn, user_id: Any) -> dict[str, Any]:
-        m = one(conn, _METRICS, (user_id,))
+        m = one(conn, _METRICS, {"user": user_id, "now": self.s.clock()})
         if m is None:
             raise NotFound("No such user.", code="HX504")
         return m
@@ -232,39 +357,15 @@ class TrustService(Service):
             raise NotFound("No such user.", code="HX504")
         return user
 
-    def _notify_change(self, user_id: Any, old: int, new: int, *, task_id: Any = None) -> None:
+    def _notify_change(self, user_id: Any, old: int, new: int, *, task_id: Any = None,
+                       reason: str | None = None) -> None:
         self._notify(user_id, "TRUST_TIER_UP" if new > old else "TRUST_TIER_DOWN", task_id=task_id,
-                     metadata={"old_tier": old, "new_tier": new})
+                     metadata={"old_tier": old, "new_tier": new, "reason": reason})
 
 
-def judge_eligibility(task: dict[str, Any] | None, user: dict[str, Any] | None) -> dict[str, Any]:
-    """The eligibility rules on rows already read: `task` with its `escrow_state`, `user` with
-    id, trust_tier and account_status (accept reads both with its lock; check_eligibility reads
-    them itself). Raises what check_eligibility documents."""
-    if task is None:
-        raise NotFound("No such task.")
-    if task["state"] != TaskState.OPEN:
-        raise Conflict("The task is no longer open.", details={"state": task["state"]})
-    if task["escrow_state"] != EscrowState.FUNDED:
-        raise Conflict("The task's escrow is not funded yet.",
-                       details={"escrow_state": task["escrow_state"]})
-    if user is None:
-        raise NotFound("No such user.", code="HX504")
-    if str(task["poster_id"]) == str(user["id"]):
-        raise Forbidden("You cannot accept your own task.", details={"reason": "OWN_TASK"})
-    if user["account_status"] == AccountStatus.PAUSED:
-        raise Forbidden("Your account is paused.", code="HX602")
-    if user["account_status"] != AccountStatus.ACTIVE:
-        raise Forbidden("Your account is not active.", details={"reason": "ACCOUNT_SUSPENDED"})
-    required = task["required_trust_tier"] or 0
-    if user["trust_tier"] < required:
-        raise Forbidden("Your trust tier is too low for this task.",
-                        details={"reason": "TRUST_TIER", "required_trust_tier": required,
-                                 "trust_tier": user["trust_tier"]})
-    if task["risk_level"] not in RISK_CLEARANCE[user["trust_tier"]]:
-        raise Forbidden("Your trust tier does not clear this task's risk level.",
-                        details={"reason": "RISK_LEVEL", "risk_level": task["risk_level"],
-                                 "trust_tier": user["trust_tier"]})
-    return {"eligible": True, "user_id": user["id"], "task_id": task["id"],
-            "trust_tier": user["trust_tier"], "required_trust_tier": required,
-            "risk_level": task["risk_level"]}
+def require_eligible(conn: Any, task_id: Any, user_id: Any, tier: int) -> None:
+    """Raise the error of the first eligibility rule (services/eligibility.py) the user fails for
+    the task, if any. accept calls it under its task lock; check_eligibility to answer ahead."""
+    refused = refusal(conn, task_id, user_id, tier)
+    if refused is not None:
+        raise _ELIGIBILITY_ERRORS[refused["reason"]](refused)

@@ -167,6 +167,54 @@ class UserService(Service):
         return self._one("SELECT * FROM users WHERE id = %s", uid)
 
     @returns_result
+    def public_profile(self, user_id: Any) -> dict[str, Any]:
+        """What any signed-in user may see of another: {id, full_name, avatar_url, trust_tier,
+        tier_name, is_verified, current_level, badges [earned view], rating summary, tasks
+        completed (as worker), tasks posted that completed, member_since}. Never contact
+        details, location, the Firebase uid or money."""
+        from hustlexp.services.rating import summary_from
+        from hustlexp.services.trust import TIER_NAMES
+
+        with self.db.transaction() as conn:
+            user = one(conn, """
+                SELECT u.id, u.full_name, u.avatar_url, u.trust_tier, u.is_verified, u.current_level,
+                       u.created_at,
+                       (SELECT count(*) FROM tasks t WHERE t.worker_id = u.id AND t.state = 'COMPLETED')
+                           AS tasks_completed,
+                       (SELECT count(*) FROM tasks t WHERE t.poster_id = u.id AND t.state = 'COMPLETED')
+                           AS tasks_posted_completed
+                  FROM users u WHERE u.id = %s""", (user_id,))
+            if user is None:
+                raise _missing_user()
+            rating = summary_from(conn, user_id, self.s.clock())
+            badges = self.s.badges.get_user_badges(user_id).unwrap()["earned_badges"]
+        return {"id": user["id"], "full_name": user["full_name"], "avatar_url": user["avatar_url"],
+                "trust_tier": user["trust_tier"], "tier_name": TIER_NAMES[user["trust_tier"]],
+                "is_verified": user["is_verified"], "current_level": user["current_level"],
+                "badges": [{k: b.get(k) for k in ("badge_type", "name", "tier", "icon_url", "awarded_at")}
+                           for b in badges],
+                "rating": rating, "tasks_completed": user["tasks_completed"],
+                "tasks_posted_completed": user["tasks_posted_completed"], "member_since": user["created_at"]}
+
+    @returns_result
+    def first_xp_celebration(self, user_id: Any, *, mark_shown: bool = False) -> dict[str, Any]:
+        """The first-XP celebration flag (domain §2.5): {should_show (XP earned and never shown),
+        shown_at}. mark_shown records that the app played it; the first time wins."""
+        with self.db.transaction() as conn:
+            user = one(conn, "SELECT xp_total, xp_first_celebration_shown_at AS shown_at FROM users WHERE id = %s "
+                             "FOR UPDATE", (user_id,))
+            if user is None:
+                raise _missing_user()
+            if mark_shown and user["shown_at"] is None:
+                if user["xp_total"] == 0:
+                    raise Conflict("There is no first XP to celebrate yet.")
+                user = one(conn, "UPDATE users SET xp_first_celebration_shown_at = %s WHERE id = %s "
+                                 "RETURNING xp_total, xp_first_celebration_shown_at AS shown_at",
+                           (self.s.clock(), user_id))
+                assert user is not None
+            return {"should_show": user["xp_total"] > 0 and user["shown_at"] is None, "shown_at": user["shown_at"]}
+
+    @returns_result
     def get_by_email(self, email: str) -> dict[str, Any]:
         if not isinstance(email, str):
             raise _missing_user()

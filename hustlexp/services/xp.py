@@ -11,7 +11,7 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from hustlexp.domain import EscrowState
-from hustlexp.errors import Conflict, NotFound
+from hustlexp.errors import Conflict, NotFound, ValidationError
 from hustlexp.services.base import Service, one, page_params, returns_result
 from hustlexp.services.levels import level_for, level_progress
 
@@ -209,17 +209,29 @@ class XPService(Service):
         }
 
     @returns_result
-    def get_xp_ledger(self, user_id: Any, limit: int | None = 20, offset: int | None = 0) -> dict[str, Any]:
-        """A page of the user's ledger, newest first: {entries [ledger_entry], total, has_more}."""
-        limit, offset = page_params(limit, offset)
+    def get_xp_ledger(self, user_id: Any, limit: int | None = 20, before: Any = None) -> dict[str, Any]:
+        """A page of the user's ledger, newest first, keyset-paged: {entries [ledger_entry], total,
+        has_more, next_before}. `before` is the id of the last entry already shown (next_before of
+        the previous page), so awards arriving meanwhile never shift a page."""
+        limit, _ = page_params(limit, 0)
         with self.db.transaction() as conn:
             if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
                 raise NotFound("No such user.", code="HX504")
+            after = None
+            if before is not None:
+                after = one(conn, "SELECT awarded_at, id FROM xp_ledger WHERE id::text = %s AND user_id = %s",
+                            (str(before), user_id))
+                if after is None:
+                    raise ValidationError("unknown ledger entry", details={"before": ["an entry id of this user"]})
             counted = one(conn, "SELECT count(*) AS n FROM xp_ledger WHERE user_id = %s", (user_id,))
             total = counted["n"] if counted else 0
-            rows = conn.execute("SELECT * FROM xp_ledger WHERE user_id = %s "
-                                "ORDER BY awarded_at DESC, id DESC LIMIT %s OFFSET %s",
-                                (user_id, limit, offset)).fetchall()
-        return {"entries": [ledger_entry(r) for r in rows], "total": total,
-                "has_more": offset + len(rows) < total}
+            rows = conn.execute(
+                "SELECT * FROM xp_ledger WHERE user_id = %(user)s AND (%(at)s::timestamptz IS NULL "
+                "OR (awarded_at, id) < (%(at)s, %(id)s::uuid)) ORDER BY awarded_at DESC, id DESC LIMIT %(limit)s",
+                {"user": user_id, "at": after["awarded_at"] if after else None, "id": after["id"] if after else None,
+                 "limit": limit + 1}).fetchall()
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        return {"entries": [ledger_entry(r) for r in rows], "total": total, "has_more": has_more,
+                "next_before": rows[-1]["id"] if has_more else None}
 

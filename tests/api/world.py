@@ -67,3 +67,9 @@ class World:
                                     headers=self.wh)
         assert response.status_code == 200, response.get_json()
         return task, data(response)["proof"]
+
+    def completed(self, **overrides: Any) -> dict[str, Any]:
+        task, proof = self.submitted(**overrides)
+        response = self.client.post(f"/api/proofs/{proof['id']}/accept", headers=self.ph)
+        assert response.status_code == 200, response.get_json()
+        return task

@@ -51,7 +51,9 @@ def test_passes_on_the_schema(db_url):
      "DROP TRIGGER escrow_amount_immutable ON escrows; DROP TRIGGER xp_ledger_no_delete ON xp_ledger; "
      "DROP TRIGGER badge_no_delete ON badges; DROP TRIGGER trust_ledger_no_delete ON trust_ledger; "
      "DROP TRIGGER admin_actions_no_delete ON admin_actions; DROP TRIGGER money_outbox_no_delete ON money_outbox; "
-     "DROP TRIGGER money_outbox_immutable ON money_outbox", "guard/immutable/requires/no_delete triggers, need >= 10"),
+     "DROP TRIGGER money_outbox_immutable ON money_outbox; DROP TRIGGER task_ratings_no_delete ON task_ratings; "
+     "DROP TRIGGER task_rating_requires_completed_task ON task_ratings",
+     "guard/immutable/requires/no_delete triggers, need >= 10"),
 ])
 def test_fails_loudly_when_a_check_fails(conn, db_url, damage, reported):
     conn.execute(damage)

@@ -332,6 +332,8 @@ def test_tier_info_for_a_rookie(conn: Any, services: Services) -> None:
         "approval_rate": {"required": None, "current": 75.0},
         "id_verified": {"required": True, "current": False},
         "avg_rating": {"required": None, "current": None},
+        # 3 completed + 1 in progress, no dispute.
+        "dispute_rate": {"required": None, "current": 0.0},
     }
     assert info["tier_benefits"]
     assert info["next_tier_admin_only"] is False
@@ -347,7 +349,8 @@ def test_tier_info_toward_trusted_and_elite(conn: Any, services: Services) -> No
 
     conn.execute("UPDATE users SET trust_tier = 3 WHERE id = %s", (worker,))
     info = services.trust.get_trust_tier_info(worker).unwrap()
-    assert (info["tier_name"], info["next_tier"], info["next_tier_admin_only"]) == ("TRUSTED", 3 + 1, True)
+    # ELITE is earned now (ratings exist): no longer admin-only.
+    assert (info["tier_name"], info["next_tier"], info["next_tier_admin_only"]) == ("TRUSTED", 3 + 1, False)
     assert info["requirements_for_next"]["avg_rating"] == {"required": 4.8, "current": None}
     assert info["requirements_for_next"]["tasks_completed"]["required"] == 100
 

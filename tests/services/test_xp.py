@@ -370,7 +370,8 @@ def test_xp_reads_refuse_unknown_users_and_bad_limits(conn: Any, services: Servi
     user = factories.user(conn)
     assert services.xp.get_user_xp(user, limit=0).code == "VALIDATION_ERROR"
     assert services.xp.get_user_xp(user, limit=101).code == "VALIDATION_ERROR"
-    assert services.xp.get_xp_ledger(user, offset=-1).code == "VALIDATION_ERROR"
+    assert services.xp.get_xp_ledger(user, limit=0).code == "VALIDATION_ERROR"
+    assert services.xp.get_xp_ledger(user, before="00000000-0000-0000-0000-000000000001").code == "VALIDATION_ERROR"
 
 
 def test_xp_ledger_pages_newest_first(conn: Any, db: Database) -> None:
@@ -380,11 +381,15 @@ def test_xp_ledger_pages_newest_first(conn: Any, db: Database) -> None:
         at(db, NOW + timedelta(minutes=n)).xp.award(ids["escrow"]).unwrap()
     services = at(db, NOW)
 
-    page = services.xp.get_xp_ledger(worker, limit=2, offset=0).unwrap()
+    page = services.xp.get_xp_ledger(worker, limit=2).unwrap()
     assert page["total"] == 5
     assert page["has_more"] is True
     assert [e["task_id"] for e in page["entries"]] == [chains[4]["task"], chains[3]["task"]]
-    last = services.xp.get_xp_ledger(worker, limit=2, offset=4).unwrap()
+    # An award arriving between two pages shifts nothing (keyset, not offset).
+    late = completed_for(conn, worker)
+    at(db, NOW + timedelta(minutes=10)).xp.award(late["escrow"]).unwrap()
+    middle = services.xp.get_xp_ledger(worker, limit=2, before=page["next_before"]).unwrap()
+    assert [e["task_id"] for e in middle["entries"]] == [chains[2]["task"], chains[1]["task"]]
+    last = services.xp.get_xp_ledger(worker, limit=2, before=middle["next_before"]).unwrap()
     assert [e["task_id"] for e in last["entries"]] == [chains[0]["task"]]
-    assert last["has_more"] is False
-    assert services.xp.get_xp_ledger(worker, limit=20, offset=10).unwrap()["entries"] == []
+    assert last["has_more"] is False and last["next_before"] is None

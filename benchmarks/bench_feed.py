@@ -1,0 +1,121 @@
+"""Feed page latency over 100,000 OPEN, funded tasks spread over a city, on a real embedded
+PostgreSQL, through FeedService (the SQL the route runs; the route adds only (de)serialising).
+
+    python benchmarks/bench_feed.py [--tasks 100000] [--n 200]
+
+Prints p50/p95/p99 in milliseconds per query shape (issue 13 target: p95 < 50 ms for a page).
+Tasks are written by SQL in bulk (seeding 100,000 through the services would take hours); the
+triggers still check every row. Numbers depend on the machine: compare, do not assert."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg
+
+from hustlexp.db import Database
+from hustlexp.services import Services
+from tests.pg import TestServer
+
+# A 30 km x 30 km city around (40.73, -73.99).
+CENTER = (40.73, -73.99)
+SPAN_DEG = (30 / 111.045, 30 / (111.045 * 0.758))
+# A vocabulary of 400 words (the spec's and ours, numbered) so that search terms are selective.
+WORDS = tuple(f"{w}{n}" if n else w for n in range(20) for w in (
+    "assemble", "bookshelf", "walk", "dog", "clean", "kitchen", "move", "couch", "deliver", "groceries",
+    "fix", "faucet", "mow", "lawn", "tutor", "math", "photograph", "party", "install", "router"))
+CATEGORIES = ("cleaning", "delivery", "moving", "handyman", "yard_work", "pet_care", "errands", "tech_help",
+              "assembly", "tutoring")
+
+
+def percentiles(samples: list[float]) -> str:
+    q = statistics.quantiles(sorted(samples), n=100)
+    return f"p50 {q[49]:6.1f} ms   p95 {q[94]:6.1f} ms   p99 {q[98]:6.1f} ms   (n={len(samples)})"
+
+
+def seed(url: str, count: int) -> Any:
+    rng = random.Random(13)
+    now = datetime.now(UTC)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO users (email, full_name) SELECT 'poster' || n || '@bench.test', 'Poster ' || n "
+                     "FROM generate_series(1, 500) n")
+        worker = conn.execute("INSERT INTO users (email, full_name) VALUES ('worker@bench.test', 'Worker') "
+                              "RETURNING id").fetchone()[0]
+        posters = [r[0] for r in conn.execute("SELECT id FROM users WHERE email LIKE 'poster%'").fetchall()]
+        with conn.cursor().copy("COPY tasks (poster_id, title, description, category, price, location_lat, "
+                                "location_lng, deadline, risk_level, created_at) FROM STDIN") as copy:
+            for n in range(count):
+                title = " ".join(rng.sample(WORDS, 3)).capitalize()
+                copy.write_row((rng.choice(posters), title, f"{title} - {' '.join(rng.sample(WORDS, 6))}",
+                                rng.choice(CATEGORIES), rng.randrange(500, 20000),
+                                round(CENTER[0] + (rng.random() - 0.5) * SPAN_DEG[0], 7),
+                                round(CENTER[1] + (rng.random() - 0.5) * SPAN_DEG[1], 7),
+                                now + timedelta(hours=1 + n % 300), rng.choice(("low",) * 8 + ("medium", "high")),
+                                now - timedelta(minutes=1 + n % 40000)))
+        conn.execute("INSERT INTO escrows (task_id, amount, state, funded_at) "
+                     "SELECT id, price, 'PENDING', NULL FROM tasks")
+        conn.execute("UPDATE escrows SET state = 'FUNDED', funded_at = now()")
+        conn.execute("VACUUM ANALYZE")
+    return worker
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--n", type=int, default=200)
+    args = parser.parse_args()
+    server = TestServer()
+    with server.database() as url:
+        started = time.perf_counter()
+        worker = seed(url, args.tasks)
+        print(f"seeded {args.tasks} OPEN funded tasks in {time.perf_counter() - started:.0f} s")
+        db = Database(url, min_size=1, max_size=2).open()
+        services = Services(db)
+        rng = random.Random(7)
+
+        def near() -> dict[str, float]:
+            return {"lat": CENTER[0] + (rng.random() - 0.5) * SPAN_DEG[0] * 0.8,
+                    "lng": CENTER[1] + (rng.random() - 0.5) * SPAN_DEG[1] * 0.8}
+
+        shapes = {
+            "relevance, 5 km": lambda: {**near(), "radius_km": 5},
+            "relevance, 40 km (default)": lambda: near(),
+            "distance, 5 km": lambda: {**near(), "radius_km": 5, "sort": "distance"},
+            "newest, no position": lambda: {"sort": "newest"},
+            "search 'dog', 10 km": lambda: {**near(), "radius_km": 10, "q": "dog walk"},
+            "search 'faucet', no position": lambda: {"q": "faucet", "sort": "newest"},
+        }
+        for name, make in shapes.items():
+            samples = []
+            for _ in range(args.n):
+                kw = make()
+                start = time.perf_counter()
+                page = services.feed.feed(worker, **kw).unwrap()
+                if page["next_cursor"]:
+                    kw["cursor"] = page["next_cursor"]
+                samples.append((time.perf_counter() - start) * 1000)
+            print(f"{name:32} {percentiles(samples)}")
+        cursor_samples = []
+        for _ in range(args.n):
+            kw = {**near(), "radius_km": 5}
+            first = services.feed.feed(worker, **kw).unwrap()
+            start = time.perf_counter()
+            services.feed.feed(worker, **kw, cursor=first["next_cursor"]).unwrap()
+            cursor_samples.append((time.perf_counter() - start) * 1000)
+        print(f"{'relevance, 5 km, second page':32} {percentiles(cursor_samples)}")
+        db.close()
+    server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,232 @@
+"""The task feed (PRODUCT_SPEC §9, MATCHING_ALGORITHMS): the OPEN tasks a worker can take right
+now, searchable, near a position, ranked, in pages of a cursor.
+
+- Eligibility is eligibility.PREDICATE, the very rules `accept` checks.
+- Search: PostgreSQL full-text over title and description (tasks_search_idx, a GIN index on the
+  same expression as SEARCH_DOCUMENT).
+- Geo without extensions: a bounding box the (lat, lng) index answers, then the haversine
+  distance for the exact radius and the distance score.
+- Relevance: MATCHING_ALGORITHMS' components weighted by WEIGHTS, the one place to tune them.
+- Cursor pagination: the cursor carries the sort key and id of the last item and the instant the
+  first page was scored at, so later pages score with the same clock and skip tasks posted since:
+  no item repeats or goes missing while others insert."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+from hustlexp.errors import NotFound, ValidationError
+from hustlexp.services.base import Service, one, returns_result
+from hustlexp.services.eligibility import PREDICATE, risk_clearance
+from hustlexp.services.rating import PUBLIC_SQL
+
+SORTS = ("relevance", "distance", "newest", "price")
+DEFAULT_LIMIT, MAX_LIMIT = 20, 50
+DEFAULT_RADIUS_KM, MAX_RADIUS_KM = 40.0, 200.0  # 40 km ~ the spec's 25-mile scoring radius
+KM_PER_DEGREE_LAT = 111.045
+EARTH_RADIUS_KM = 6371.0
+
+# Relevance = sum of component x weight (MATCHING_ALGORITHMS "Component Weights"); sums to 1.
+WEIGHTS = {"distance": 0.25, "price": 0.20, "category": 0.20, "poster_rating": 0.15, "urgency": 0.10,
+           "trust": 0.10}
+# Category medians in cents (MATCHING_ALGORITHMS "Price Attractiveness"); others use DEFAULT_MEDIAN.
+CATEGORY_MEDIANS = {"cleaning": 5000, "moving": 12000, "delivery": 2500, "handyman": 7500, "errands": 2000,
+                    "tech_help": 6000, "yard_work": 6500, "pet_care": 3500, "other": 5000}
+DEFAULT_MEDIAN = 5000
+RECENT_CATEGORY_SCORE, EXPERIENCED_SCORE = 0.6, 0.2  # recently done this category / has done any
+NEW_POSTER_RATING = 4.0  # a poster with no public rating counts as 4 stars (score 0.75)
+URGENCY_HOURS = 168.0
+NEUTRAL_URGENCY_BIAS = 0.5
+
+# Must be the expression tasks_search_idx indexes, character for character.
+SEARCH_DOCUMENT = "to_tsvector('english', t.title || ' ' || t.description)"
+
+_DISTANCE = """(2 * %(earth_km)s * asin(sqrt(
+    power(sin(radians(t.location_lat::float8 - %(lat)s) / 2), 2)
+    + cos(radians(%(lat)s)) * cos(radians(t.location_lat::float8))
+      * power(sin(radians(t.location_lng::float8 - %(lng)s) / 2), 2))))"""
+
+_MEDIAN = "CASE t.category " + " ".join(
+    f"WHEN '{name}' THEN {cents}" for name, cents in sorted(CATEGORY_MEDIANS.items())) + f" ELSE {DEFAULT_MEDIAN} END"
+
+_COMPONENTS = {
+    "distance": "CASE WHEN %(lat)s::float8 IS NULL THEN 0 ELSE greatest(0, 1 - dist.km / %(radius)s) END",
+    "price": f"least(1, greatest(0, (t.price::float8 - 0.5 * ({_MEDIAN})) / (1.5 * ({_MEDIAN}))))",
+    "category": "CASE WHEN t.category = ANY(%(recent_categories)s) THEN %(recent_score)s "
+                "WHEN %(experienced)s THEN %(experienced_score)s ELSE 0 END",
+    "poster_rating": "(coalesce(pr.average, %(new_poster)s) - 1) / 4",
+    "urgency": "CASE WHEN t.deadline IS NULL THEN 0 ELSE 1 - abs(least(1, greatest(0, 1 - "
+               "extract(epoch FROM t.deadline - %(as_of)s) / 3600 / %(urgency_hours)s)) - %(urgency_bias)s) END",
+    # Every task that passes eligibility clears the worker's tier: full compatibility.
+    "trust": "1",
+}
+# float8 throughout: the same inputs give the same bits, so a cursor's key compares exactly.
+_RELEVANCE = "(" + " + ".join(f"({sql}) * %(w_{name})s" for name, sql in _COMPONENTS.items()) + ")"
+
+# sort -> (key over the scored rows `f`, its type, direction). Ties break on the id, same direction.
+_ORDER = {
+    "relevance": ("f.relevance", "float8", "DESC"),
+    "distance": ("f.distance_km", "float8", "ASC"),
+    "newest": ("f.created_at", "timestamptz", "DESC"),
+    "price": ("f.price", "integer", "DESC"),
+}
+
+
+def encode_cursor(sort: str, key: Any, task_id: Any, as_of: datetime) -> str:
+    raw = json.dumps({"s": sort, "k": str(key), "id": str(task_id), "at": as_of.isoformat()})
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str) -> dict[str, Any]:
+    bad = ValidationError("the cursor is not valid", details={"cursor": ["use next_cursor as returned"]})
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        decoded = {"sort": raw["s"], "key": raw["k"], "id": raw["id"], "as_of": datetime.fromisoformat(raw["at"])}
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise bad from None
+    if decoded["sort"] != sort:
+        raise ValidationError("the cursor belongs to another sort", details={"cursor": [f"made for {decoded['sort']}"]})
+    return decoded
+
+
+def _bbox(lat: float, lng: float, radius_km: float) -> dict[str, float]:
+    dlat = radius_km / KM_PER_DEGREE_LAT
+    dlng = radius_km / (KM_PER_DEGREE_LAT * max(math.cos(math.radians(lat)), 0.01))
+    return {"min_lat": lat - dlat, "max_lat": lat + dlat, "min_lng": lng - dlng, "max_lng": lng + dlng}
+
+
+def _check(lat: Any, lng: Any, radius_km: Any, sort: str, limit: Any, min_price: Any, max_price: Any) -> None:
+    errors: dict[str, list[str]] = {}
+    if (lat is None) != (lng is None):
+        errors["lat" if lat is None else "lng"] = ["lat and lng go together"]
+    if lat is not None and not -90 <= lat <= 90:
+        errors["lat"] = ["-90..90"]
+    if lng is not None and not -180 <= lng <= 180:
+        errors["lng"] = ["-180..180"]
+    if radius_km is not None and (lat is None or not 0 < radius_km <= MAX_RADIUS_KM):
+        errors["radius_km"] = [f"0 < radius_km <= {MAX_RADIUS_KM:g}, with lat and lng"]
+    if sort not in SORTS:
+        errors["sort"] = [f"one of {', '.join(SORTS)}"]
+    elif sort == "distance" and lat is None:
+        errors["sort"] = ["distance needs lat and lng"]
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        errors["limit"] = [f"1..{MAX_LIMIT}"]
+    if min_price is not None and max_price is not None and min_price > max_price:
+        errors["max_price"] = ["at least min_price"]
+    if errors:
+        raise ValidationError("the feed query is not valid", details=errors)
+
+
+class FeedService(Service):
+    @returns_result
+    def feed(self, worker_id: Any, *, lat: float | None = None, lng: float | None = None,
+             radius_km: float | None = None, q: str | None = None, category: str | None = None,
+             min_price: int | None = None, max_price: int | None = None, sort: str = "relevance",
+             cursor: str | None = None, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
+        """{items, next_cursor, has_more}. An item is a task summary with its poster
+        {id, full_name, avatar_url, trust_tier, is_verified, average_rating}, distance_km (None
+        without a position) and relevance_score (0..1)."""
+        _check(lat, lng, radius_km, sort, limit, min_price, max_price)
+        after = decode_cursor(cursor, sort) if cursor else None
+        as_of = after["as_of"] if after else self.s.clock()
+        radius = radius_km if radius_km is not None else DEFAULT_RADIUS_KM
+        query = (q or "").strip() or None
+        with self.db.transaction() as conn:
+            worker = one(conn, "SELECT id, trust_tier, urgency_bias FROM users WHERE id = %s", (worker_id,))
+            if worker is None:
+                raise NotFound("No such user.", code="HX504")
+            history = one(conn, """SELECT count(*) AS done,
+                                          coalesce(array_agg(DISTINCT category) FILTER (
+                                              WHERE completed_at >= %s - interval '30 days'
+                                                AND category IS NOT NULL), '{}') AS recent
+                                     FROM tasks WHERE worker_id = %s AND state = 'COMPLETED'""",
+                          (as_of, worker_id))
+            assert history is not None
+            params: dict[str, Any] = {
+                "viewer": worker_id, "risk_clearance": risk_clearance(worker["trust_tier"]),
+                "lat": lat, "lng": lng, "radius": radius, "earth_km": EARTH_RADIUS_KM, "q": query,
+                "category": category, "min_price": min_price, "max_price": max_price, "as_of": as_of,
+                "recent_categories": list(history["recent"]), "experienced": history["done"] > 0,
+                "recent_score": RECENT_CATEGORY_SCORE, "experienced_score": EXPERIENCED_SCORE,
+                "new_poster": NEW_POSTER_RATING, "urgency_hours": URGENCY_HOURS,
+                "urgency_bias": float(worker["urgency_bias"]) if worker["urgency_bias"] is not None
+                else NEUTRAL_URGENCY_BIAS, "limit": limit + 1,
+                **{f"w_{name}": weight for name, weight in WEIGHTS.items()},
+            }
+            filters = ["t.created_at <= %(as_of)s"]
+            if lat is not None:
+                params |= _bbox(lat, lng or 0.0, radius)
+                # numeric bounds, so the (lat, lng) index on the numeric columns answers the box.
+                filters += ["t.location_lat BETWEEN %(min_lat)s::numeric AND %(max_lat)s::numeric",
+                            "t.location_lng BETWEEN %(min_lng)s::numeric AND %(max_lng)s::numeric",
+                            "dist.km <= %(radius)s"]
+            if query is not None:
+                filters.append(f"{SEARCH_DOCUMENT} @@ websearch_to_tsquery('english', %(q)s)")
+            for name, clause in (("category", "t.category = %(category)s"), ("min_price", "t.price >= %(min_price)s"),
+                                 ("max_price", "t.price <= %(max_price)s")):
+                if params[name] is not None:
+                    filters.append(clause)
+            key, key_type, direction = _ORDER[sort]
+            page = "TRUE"
+            if after is not None:
+                params |= {"after_key": after["key"], "after_id": after["id"]}
+                op = "<" if direction == "DESC" else ">"
+                page = f"({key}, f.id) {op} (%(after_key)s::{key_type}, %(after_id)s::uuid)"
+            distance = _DISTANCE if lat is not None else "NULL::float8"
+            # Score the candidates on the few columns ranking needs, then fetch the full rows of
+            # the one page only. Every fragment here is a constant of this module or eligibility's;
+            # request values travel as parameters.
+            rows = conn.execute(f"""
+                WITH poster_ratings AS (
+                    SELECT r.ratee_id, avg(r.stars)::float8 AS average
+                      FROM task_ratings r JOIN tasks t ON t.id = r.task_id
+                     WHERE r.rater_id = t.worker_id AND {PUBLIC_SQL.replace("%(now)s", "%(as_of)s")}
+                     GROUP BY r.ratee_id),
+                scored AS (
+                    SELECT t.id, t.created_at, t.price, dist.km AS distance_km, {_RELEVANCE} AS relevance
+                      FROM tasks t
+                      JOIN escrows e ON e.task_id = t.id
+                      JOIN users u ON u.id = %(viewer)s
+                      CROSS JOIN LATERAL (SELECT {distance} AS km) dist
+                      LEFT JOIN poster_ratings pr ON pr.ratee_id = t.poster_id
+                     WHERE {PREDICATE} AND {" AND ".join(filters)}),
+                page AS (
+                    SELECT f.*, {key} AS sort_key FROM scored f
+                     WHERE {page}
+                     ORDER BY {key} {direction}, f.id {direction}
+                     LIMIT %(limit)s)
+                SELECT f.id, f.sort_key, f.relevance, f.distance_km, t.title, t.description, t.category, t.price,
+                       t.mode, t.location, t.location_lat, t.location_lng, t.deadline, t.risk_level,
+                       t.required_trust_tier, t.created_at, t.poster_id, p.full_name AS poster_name,
+                       p.avatar_url AS poster_avatar_url, p.trust_tier AS poster_trust_tier,
+                       p.is_verified AS poster_is_verified, pr.average AS poster_average_rating
+                  FROM page f JOIN tasks t ON t.id = f.id JOIN users p ON p.id = t.poster_id
+                  LEFT JOIN poster_ratings pr ON pr.ratee_id = t.poster_id
+                 ORDER BY f.sort_key {direction}, f.id {direction}""", params).fetchall()
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = None
+        if has_more:
+            last = rows[-1]
+            next_cursor = encode_cursor(sort, last["sort_key"], last["id"], as_of)
+        return {"items": [_item(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
+
+
+def _item(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "title": row["title"], "description": row["description"], "category": row["category"],
+            "price": row["price"], "mode": row["mode"], "location": row["location"],
+            "location_lat": row["location_lat"], "location_lng": row["location_lng"], "deadline": row["deadline"],
+            "risk_level": row["risk_level"], "required_trust_tier": row["required_trust_tier"],
+            "created_at": row["created_at"],
+            "distance_km": round(row["distance_km"], 3) if row["distance_km"] is not None else None,
+            "relevance_score": round(row["relevance"], 4),
+            "poster": {"id": row["poster_id"], "full_name": row["poster_name"],
+                       "avatar_url": row["poster_avatar_url"], "trust_tier": row["poster_trust_tier"],
+                       "is_verified": row["poster_is_verified"],
+                       "average_rating": round(row["poster_average_rating"], 2)
+                       if row["poster_average_rating"] is not None else None}}

@@ -1,0 +1,151 @@
+"""FeedService: only tasks the worker can accept now (the very rules accept checks), distance
+and radius, full-text search, filters, relevance, and cursor pages that stay stable while tasks
+are posted."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from hustlexp.services import Services
+from hustlexp.services.feed import WEIGHTS, decode_cursor
+from tests.services import flows
+
+# Downtown and points ~1 km, ~5 km and ~30 km north of it (1 degree of latitude ~ 111 km).
+HOME = (40.7128, -74.0060)
+
+
+def north(km: float) -> dict[str, float]:
+    return {"location_lat": round(HOME[0] + km / 111.045, 7), "location_lng": HOME[1]}
+
+
+def ids(page: dict[str, Any]) -> list[Any]:
+    return [item["id"] for item in page["items"]]
+
+
+def feed(services: Services, worker: Any, **kw: Any) -> dict[str, Any]:
+    return services.feed.feed(worker, **kw).unwrap()
+
+
+def test_feed_holds_exactly_what_accept_allows(services, stripe_fake):
+    worker = flows.user(services)
+    own = flows.post(services, worker)
+    flows.fund(services, stripe_fake, own)
+    tasks = {
+        "funded": flows.funded_task(services, stripe_fake)[1],
+        "unfunded": flows.post(services, flows.user(services)),
+        "own": own,
+        "tier_2": flows.funded_task(services, stripe_fake, required_trust_tier=2)[1],
+        "medium_risk": flows.funded_task(services, stripe_fake, risk_level="medium")[1],
+        "taken": flows.funded_task(services, stripe_fake)[1],
+    }
+    services.tasks.accept(tasks["taken"]["id"], flows.user(services)).unwrap()
+    shown = set(ids(feed(services, worker)))
+    assert shown == {tasks["funded"]["id"]}
+    for name, task in tasks.items():
+        accepted = services.tasks.accept(task["id"], worker)
+        assert accepted.ok == (task["id"] in shown), (name, accepted.code)
+
+
+def test_higher_tier_sees_what_it_clears(services, stripe_fake):
+    worker = flows.user(services, trust_tier=2)
+    medium = flows.funded_task(services, stripe_fake, risk_level="medium")[1]
+    high = flows.funded_task(services, stripe_fake, risk_level="high")[1]
+    assert ids(feed(services, worker)) == [medium["id"]]
+    assert services.tasks.accept(high["id"], worker).code == "FORBIDDEN"
+
+
+def test_distance_radius_and_distance_sort(services, stripe_fake):
+    worker = flows.user(services)
+    far = flows.funded_task(services, stripe_fake, **north(30))[1]
+    near = flows.funded_task(services, stripe_fake, **north(1))[1]
+    mid = flows.funded_task(services, stripe_fake, **north(5))[1]
+    nowhere = flows.funded_task(services, stripe_fake)[1]  # no coordinates
+    page = feed(services, worker, lat=HOME[0], lng=HOME[1], sort="distance")
+    assert ids(page) == [near["id"], mid["id"], far["id"]]
+    assert [round(i["distance_km"]) for i in page["items"]] == [1, 5, 30]
+    assert ids(feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=10, sort="distance")) == [
+        near["id"], mid["id"]]
+    without = feed(services, worker, sort="newest")
+    assert set(ids(without)) == {far["id"], near["id"], mid["id"], nowhere["id"]}
+    assert {i["distance_km"] for i in without["items"]} == {None}
+
+
+def test_haversine_matches_a_known_distance(services, stripe_fake):
+    worker = flows.user(services)
+    # New York City Hall to the Empire State Building: about 4.3 km as the crow flies.
+    flows.funded_task(services, stripe_fake, location_lat=40.7484, location_lng=-73.9857)
+    [item] = feed(services, worker, lat=40.7128, lng=-74.0060)["items"]
+    assert math.isclose(item["distance_km"], 4.31, abs_tol=0.05)
+
+
+def test_full_text_search_and_filters(services, stripe_fake):
+    worker = flows.user(services)
+    shelf = flows.funded_task(services, stripe_fake, title="Assemble two bookshelves", category="assembly",
+                              price=6000)[1]
+    dog = flows.funded_task(services, stripe_fake, title="Walk my dog", description="Friendly beagle, 30 minutes",
+                            category="pet_care", price=2500)[1]
+    assert ids(feed(services, worker, q="assembling")) == [shelf["id"]]
+    assert ids(feed(services, worker, q="beagles walking")) == [dog["id"]]
+    assert ids(feed(services, worker, q="piano")) == []
+    assert ids(feed(services, worker, category="pet_care")) == [dog["id"]]
+    assert ids(feed(services, worker, min_price=3000)) == [shelf["id"]]
+    assert ids(feed(services, worker, max_price=3000)) == [dog["id"]]
+    assert ids(feed(services, worker, sort="price")) == [shelf["id"], dog["id"]]
+
+
+def test_relevance_prefers_near_and_well_paid(services, stripe_fake):
+    assert math.isclose(sum(WEIGHTS.values()), 1.0)
+    worker = flows.user(services)
+    good = flows.funded_task(services, stripe_fake, category="cleaning", price=10000, **north(1))[1]
+    poor = flows.funded_task(services, stripe_fake, category="cleaning", price=2500, **north(35))[1]
+    page = feed(services, worker, lat=HOME[0], lng=HOME[1])
+    assert ids(page) == [good["id"], poor["id"]]
+    scores = [i["relevance_score"] for i in page["items"]]
+    assert all(0 <= s <= 1 for s in scores) and scores[0] > scores[1]
+
+
+@pytest.mark.parametrize("sort", ["relevance", "newest", "price", "distance"])
+def test_cursor_pages_are_stable_while_tasks_are_posted(services, stripe_fake, sort):
+    worker = flows.user(services)
+    posted = [flows.funded_task(services, stripe_fake, price=1000 + 500 * (n % 3), **north(n % 4 + 1))[1]["id"]
+              for n in range(7)]
+    seen: list[Any] = []
+    page = feed(services, worker, lat=HOME[0], lng=HOME[1], sort=sort, limit=3)
+    while True:
+        seen += ids(page)
+        # Someone posts a task between every two pages: it must not shift or repeat anything.
+        flows.funded_task(services, stripe_fake, price=9000, **north(1))
+        if not page["has_more"]:
+            assert page["next_cursor"] is None
+            break
+        page = feed(services, worker, lat=HOME[0], lng=HOME[1], sort=sort, limit=3, cursor=page["next_cursor"])
+    assert sorted(map(str, seen)) == sorted(map(str, posted))
+
+
+@pytest.mark.parametrize(("kw", "field"), [
+    ({"lat": 40.0}, "lng"), ({"lng": -74.0}, "lat"), ({"radius_km": 5}, "radius_km"),
+    ({"sort": "distance"}, "sort"), ({"sort": "oldest"}, "sort"), ({"limit": 0}, "limit"), ({"limit": 51}, "limit"),
+    ({"cursor": "not-a-cursor"}, "cursor"), ({"min_price": 5000, "max_price": 100}, "max_price"),
+    ({"lat": 91.0, "lng": 0.0}, "lat"),
+])
+def test_bad_feed_query_refused(services, kw, field):
+    result = services.feed.feed(flows.user(services), **kw)
+    assert result.code == "VALIDATION_ERROR" and field in result.error.details
+
+
+def test_cursor_is_bound_to_its_sort(services, stripe_fake):
+    worker = flows.user(services)
+    for _ in range(3):
+        flows.funded_task(services, stripe_fake)
+    cursor = feed(services, worker, sort="newest", limit=1)["next_cursor"]
+    assert decode_cursor(cursor, "newest")["sort"] == "newest"
+    assert services.feed.feed(worker, sort="price", cursor=cursor).code == "VALIDATION_ERROR"
+
+
+def test_unknown_worker(services):
+    import uuid
+
+    assert services.feed.feed(uuid.UUID(int=0)).code == "HX504"
