@@ -16,15 +16,16 @@ blp = Blueprint("feed", __name__, url_prefix="/api/tasks", description="The work
 class FeedQuerySchema(Schema):
     lat = fields.Float(validate=validate.Range(min=-90, max=90), metadata={"description": "With lng"})
     lng = fields.Float(validate=validate.Range(min=-180, max=180), metadata={"description": "With lat"})
-    radius_km = fields.Float(validate=validate.Range(min=0, max=MAX_RADIUS_KM, min_inclusive=False),
+    radius_km = fields.Float(validate=validate.Range(min=0.1, max=MAX_RADIUS_KM),
                              metadata={"description": "With lat and lng; default 40"})
     q = fields.String(validate=validate.Length(min=1, max=200), metadata={"description": "Full-text search"})
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     min_price = fields.Integer(validate=validate.Range(min=0, max=2**31 - 1), metadata={"description": "Cents"})
-    max_price = fields.Integer(validate=validate.Range(min=0, max=2**31 - 1), metadata={"description": "Cents"})
+    max_price = fields.Integer(validate=validate.Range(min=0, max=2**31 - 1),
+                               metadata={"description": "Cents; at least min_price"})
     sort = fields.String(load_default="relevance", validate=validate.OneOf(SORTS),
                          metadata={"description": "distance needs lat and lng"})
-    cursor = fields.String(validate=validate.Length(min=1, max=1000),
+    cursor = fields.String(validate=validate.Length(min=1, max=500),
                            metadata={"description": "next_cursor of the previous page, same sort"})
     limit = fields.Integer(load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT))
 

@@ -11,7 +11,7 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from hustlexp.domain import EscrowState
-from hustlexp.errors import Conflict, NotFound, ValidationError
+from hustlexp.errors import Conflict, NotFound
 from hustlexp.services.base import Service, one, page_params, returns_result
 from hustlexp.services.levels import level_for, level_progress
 
@@ -222,7 +222,8 @@ class XPService(Service):
                 after = one(conn, "SELECT awarded_at, id FROM xp_ledger WHERE id::text = %s AND user_id = %s",
                             (str(before), user_id))
                 if after is None:
-                    raise ValidationError("unknown ledger entry", details={"before": ["an entry id of this user"]})
+                    # A well-formed id that names no entry of this user: the page it points at does not exist.
+                    raise NotFound("unknown ledger entry", details={"before": ["an entry id of this user"]})
             counted = one(conn, "SELECT count(*) AS n FROM xp_ledger WHERE user_id = %s", (user_id,))
             total = counted["n"] if counted else 0
             rows = conn.execute(

@@ -5,11 +5,12 @@ a 5xx, every answer matches its documented status, schema and content type, ever
 document calls valid is accepted (never a 400 from a rule the document does not state), and
 every request it calls invalid is refused.
 
-Three rules cannot be written as JSON Schema and are stated in words instead: a task's deadline
-lies in the future, an uploaded photo is an image that decodes, and a page `cursor` is one the
-server handed out (as `next_cursor`), never sent with `offset`. keep_rules_stated_in_words makes
-the generated requests keep those three (and only those), and the webhook route gets its body
-signed, as Stripe would sign it."""
+Some rules cannot be written as JSON Schema and are stated in words instead: a task's deadline
+lies in the future, an uploaded photo is an image that decodes, a page `cursor` is one the
+server handed out (as `next_cursor`), never sent with `offset`, and the feed's position comes as
+lat with lng (radius_km and sort=distance need it; max_price is at least min_price).
+keep_rules_stated_in_words makes the generated requests keep those (and only those), and the
+webhook route gets its body signed, as Stripe would sign it."""
 
 from __future__ import annotations
 
@@ -64,12 +65,14 @@ schema.app = CURRENT
 
 
 def keep_rules_stated_in_words(case: Any) -> None:
-    """Make the case keep the two rules stated in words. Only values that are otherwise valid
+    """Make the case keep the rules stated in words. Only values that are otherwise valid
     change, so a request generated to break a documented rule still breaks it."""
     body, path = case.body, case.operation.path
     cursor = (case.query or {}).get("cursor")
     if isinstance(cursor, str) and 1 <= len(cursor) <= 500:
         del case.query["cursor"]  # an otherwise valid cursor the server never made
+    if path == "/api/tasks/feed" and isinstance(case.query, dict):
+        _keep_feed_rules(case.query)
     if not isinstance(body, dict):
         return
     if path == "/api/tasks" and isinstance(body.get("deadline"), str):
@@ -81,6 +84,25 @@ def keep_rules_stated_in_words(case: Any) -> None:
             body["deadline"] = deadline.replace(year=datetime.now(UTC).year + 1).isoformat()
     if path.endswith("/proof/photos") and isinstance(body.get("file"), bytes | str):
         body["file"] = JPEG
+
+
+def _keep_feed_rules(query: dict[str, Any]) -> None:
+    def number(name: str) -> bool:  # query values may arrive as numbers or as their text
+        value = query.get(name)
+        try:
+            return value is not None and not isinstance(value, bool) and float(value) == float(value)
+        except (TypeError, ValueError):
+            return False
+
+    if number("lat") != number("lng"):  # one half of a position
+        query.pop("lat" if number("lat") else "lng", None)
+    if not (number("lat") and number("lng")):
+        if number("radius_km"):
+            del query["radius_km"]
+        if query.get("sort") == "distance":
+            del query["sort"]
+    if number("min_price") and number("max_price") and float(query["min_price"]) > float(query["max_price"]):
+        query["min_price"], query["max_price"] = query["max_price"], query["min_price"]
 
 
 @pytest.fixture

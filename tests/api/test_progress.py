@@ -66,6 +66,6 @@ def test_bad_progress_queries(world, path, field):
     assert response.status_code == 400 and field in error(response)["details"]
 
 
-def test_unknown_before_is_a_400(world):
+def test_unknown_before_is_a_404(world):
     response = world.client.get(f"/api/users/me/xp/history?before={uuid.uuid4()}", headers=world.wh)
-    assert response.status_code == 400 and "before" in error(response)["details"]
+    assert response.status_code == 404 and "before" in error(response)["details"]
