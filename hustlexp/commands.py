@@ -34,9 +34,11 @@ def register(sub: Any) -> None:
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
     serve.set_defaults(func=cmd_serve)
 
+    from hustlexp import admin_cli
     from hustlexp.jobs import cli as jobs_cli
 
     jobs_cli.register(sub)
+    admin_cli.register(sub)
 
 
 def _ranged(low: int, high: int) -> Any:

@@ -215,6 +215,8 @@ CREATE TABLE proof_photos (
     sequence_number     INTEGER NOT NULL DEFAULT 1
         CONSTRAINT proof_photos_sequence_check CHECK (sequence_number BETWEEN 1 AND 5),
     created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- Retention soft-deletes a photo 90 days after its task ended (STORAGE_SPEC §7; 1.2.0).
+    deleted_at          TIMESTAMPTZ,
 
     CONSTRAINT proof_photos_sequence_unique UNIQUE (proof_id, sequence_number)
 );
@@ -515,6 +517,9 @@ CREATE TABLE task_messages (
 
 CREATE INDEX task_messages_thread_idx ON task_messages (task_id, created_at DESC, id DESC);
 CREATE INDEX task_messages_sender_day_idx ON task_messages (sender_id, created_at);
+-- Retention clears shared locations once they expire (1.2.0).
+CREATE INDEX task_messages_location_expiry_idx ON task_messages (location_expires_at)
+    WHERE location_latitude IS NOT NULL;
 
 CREATE TABLE notifications (
     id              UUID PRIMARY KEY DEFAULT gen_random_uuid(),

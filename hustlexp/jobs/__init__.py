@@ -1,7 +1,7 @@
 """Background jobs on procrastinate (DESIGN §7.14): PostgreSQL is the queue, so any number of
 workers on any number of machines share the work with no new infrastructure.
 
-Three passes, each safe to run twice at once (every item is re-checked under its own row lock,
+The passes, each safe to run twice at once (every item is re-checked under its own row lock,
 money rows are claimed with SKIP LOCKED):
 - expire       every 5 min:  OPEN tasks past their deadline -> EXPIRED, escrow refunded/closed;
                              overdue ACCEPTED tasks -> one warning to the worker
@@ -9,6 +9,8 @@ money rows are claimed with SKIP LOCKED):
                              completion chain
 - payouts      every 5 min:  money_outbox rows that are due (back-off 5 min, 30 min, 2 h, 24 h,
                              then FAILED_PERMANENT and the admins are told)
+- purge-*      retention (hustlexp.services.retention): notifications, message locations,
+                             messages, proof photos, processed Stripe events
 `run_pass(name, services)` runs one pass now; the procrastinate app schedules them."""
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ PASSES: dict[str, tuple[str, Callable[[Services], Any]]] = {
     "expire": ("*/5 * * * *", lambda s: s.tasks.expire_due()),
     "auto-accept": ("*/15 * * * *", lambda s: s.proofs.auto_accept_due()),
     "payouts": ("*/5 * * * *", lambda s: s.outbox.retry_due()),
+    # Retention (hustlexp.services.retention): bounded passes, daily except locations,
+    # whose 15-minute shares should not outlive their TTL by much.
+    "purge-notifications": ("10 3 * * *", lambda s: s.retention.purge_notifications()),
+    "purge-message-locations": ("*/15 * * * *", lambda s: s.retention.purge_message_locations()),
+    "purge-messages": ("20 3 * * *", lambda s: s.retention.purge_messages()),
+    "purge-proof-photos": ("30 3 * * *", lambda s: s.retention.purge_proof_photos()),
+    "purge-stripe-events": ("40 3 * * *", lambda s: s.retention.purge_stripe_events()),
 }
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hustlexp.db import Database
+    from hustlexp.services.admin_roles import AdminRoleService
     from hustlexp.services.badge import BadgeService
     from hustlexp.services.dispute import DisputeService
     from hustlexp.services.escrow import EscrowService
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from hustlexp.services.outbox import MoneyOutbox
     from hustlexp.services.payments import PaymentsGateway
     from hustlexp.services.proof import ProofService
+    from hustlexp.services.retention import RetentionService
     from hustlexp.services.storage import Storage
     from hustlexp.services.stripe_webhooks import StripeWebhookHandler
     from hustlexp.services.task import TaskService
@@ -104,6 +106,14 @@ class Services:
     @cached_property
     def outbox(self) -> MoneyOutbox:
         return self._build("outbox", "MoneyOutbox")
+
+    @cached_property
+    def admin_roles(self) -> AdminRoleService:
+        return self._build("admin_roles", "AdminRoleService")
+
+    @cached_property
+    def retention(self) -> RetentionService:
+        return self._build("retention", "RetentionService")
 
     @cached_property
     def webhooks(self) -> StripeWebhookHandler:

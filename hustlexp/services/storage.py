@@ -1,7 +1,7 @@
 """Where uploaded files live. The database stores object keys, never URLs (DESIGN §7.13).
 
 `Storage` is the interface; `LocalStorage` (the default) writes under instance/. An
-S3-compatible backend for production implements the same three methods."""
+S3-compatible backend for production implements the same four methods."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ class Storage(Protocol):
     def get(self, key: str) -> bytes: ...
 
     def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> bool: ...
 
 
 class LocalStorage:
@@ -49,6 +51,14 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def delete(self, key: str) -> bool:
+        """Remove the object; False when it was already gone (retention runs twice safely)."""
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
 
 @dataclass(frozen=True)
