@@ -78,13 +78,21 @@ CREATE TABLE users (
     xp_first_celebration_shown_at   TIMESTAMPTZ,
 
     account_status                  VARCHAR(20) NOT NULL DEFAULT 'ACTIVE'
-        CONSTRAINT users_account_status_check CHECK (account_status IN ('ACTIVE', 'PAUSED', 'SUSPENDED')),
+        CONSTRAINT users_account_status_check CHECK (account_status IN ('ACTIVE', 'PAUSED', 'SUSPENDED', 'CLOSED')),
     paused_at                       TIMESTAMPTZ,
     pause_streak_snapshot           INTEGER,
     pause_trust_tier_snapshot       INTEGER,
 
     created_at                      TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at                      TIMESTAMPTZ NOT NULL DEFAULT now()
+    updated_at                      TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    -- 1.2.0: an admin suspended the account (admin_actions says who and why).
+    suspended_at                    TIMESTAMPTZ,
+    pause_reason                    VARCHAR(200),
+    -- 1.2.0: the owner deleted the account (CLOSED); its identity is scrubbed from this row,
+    -- the only place it lives, once the grace period is over (anonymized_at).
+    closed_at                       TIMESTAMPTZ,
+    anonymized_at                   TIMESTAMPTZ
 );
 
 -- ---------------------------------------------------------------------------
@@ -126,6 +134,9 @@ CREATE TABLE tasks (
     idempotency_key         VARCHAR(100),
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- 1.2.0: an admin must look at this task (e.g. a party was suspended mid-task).
+    review_requested_at     TIMESTAMPTZ,
+    review_reason           VARCHAR(100),
 
     -- Nobody works their own task; every state past OPEN has a worker.
     CONSTRAINT tasks_worker_not_poster CHECK (worker_id IS NULL OR worker_id <> poster_id),
@@ -317,6 +328,9 @@ CREATE TABLE disputes (
     outcome_poster_penalty  BOOLEAN NOT NULL DEFAULT false,
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- 1.2.0: EVIDENCE_REQUESTED names the party asked and when.
+    evidence_requested_from UUID CONSTRAINT disputes_evidence_requested_from_fkey REFERENCES users(id),
+    evidence_requested_at   TIMESTAMPTZ,
 
     CONSTRAINT disputes_initiator_is_participant CHECK (initiated_by IN (poster_id, worker_id)),
     CONSTRAINT disputes_resolved_complete CHECK (
@@ -565,6 +579,17 @@ CREATE TABLE notification_preferences (
     category_preferences    JSONB NOT NULL DEFAULT '{}',
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at              TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- ---------------------------------------------------------------------------
+-- job_worker_heartbeats: each `hustlexp jobs worker` stamps its row while it runs, so
+-- GET /health/ready can tell whether anyone is executing jobs (1.2.0).
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE job_worker_heartbeats (
+    worker_id       VARCHAR(200) PRIMARY KEY,
+    started_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    seen_at         TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
 -- ---------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import importlib
 
 from flask_smorest import Api
 
-ROUTERS = ("health", "webhooks", "users", "notifications", "messages", "tasks", "escrows", "proofs", "disputes")
+ROUTERS = ("health", "webhooks", "users", "notifications", "messages", "tasks", "escrows", "proofs", "disputes",
+           "admin")
 
 
 def register_routers(api: Api) -> None:

@@ -11,6 +11,7 @@ money rows are claimed with SKIP LOCKED):
                              then FAILED_PERMANENT and the admins are told)
 - purge-*      retention (hustlexp.services.retention): notifications, message locations,
                              messages, proof photos, processed Stripe events
+- anonymize-accounts hourly: closed accounts past their 7-day grace are anonymised
 `run_pass(name, services)` runs one pass now; the procrastinate app schedules them."""
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ PASSES: dict[str, tuple[str, Callable[[Services], Any]]] = {
     "purge-messages": ("20 3 * * *", lambda s: s.retention.purge_messages()),
     "purge-proof-photos": ("30 3 * * *", lambda s: s.retention.purge_proof_photos()),
     "purge-stripe-events": ("40 3 * * *", lambda s: s.retention.purge_stripe_events()),
+    # Closed accounts past their 7-day grace lose their identity (hustlexp.services.account).
+    "anonymize-accounts": ("25 * * * *", lambda s: s.accounts.anonymize_due()),
 }
 
 

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hustlexp.db import Database
+    from hustlexp.services.account import AccountService
     from hustlexp.services.admin_roles import AdminRoleService
     from hustlexp.services.badge import BadgeService
     from hustlexp.services.dispute import DisputeService
     from hustlexp.services.escrow import EscrowService
     from hustlexp.services.messaging import MessagingService
+    from hustlexp.services.moderation import ModerationService
     from hustlexp.services.notification import NotificationService
     from hustlexp.services.outbox import MoneyOutbox
     from hustlexp.services.payments import PaymentsGateway
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from hustlexp.services.retention import RetentionService
     from hustlexp.services.storage import Storage
     from hustlexp.services.stripe_webhooks import StripeWebhookHandler
+    from hustlexp.services.summary import SummaryService
     from hustlexp.services.task import TaskService
     from hustlexp.services.trust import TrustService
     from hustlexp.services.user import UserService
@@ -114,6 +117,18 @@ class Services:
     @cached_property
     def retention(self) -> RetentionService:
         return self._build("retention", "RetentionService")
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        return self._build("account", "AccountService")
+
+    @cached_property
+    def moderation(self) -> ModerationService:
+        return self._build("moderation", "ModerationService")
+
+    @cached_property
+    def summary(self) -> SummaryService:
+        return self._build("summary", "SummaryService")
 
     @cached_property
     def webhooks(self) -> StripeWebhookHandler:

@@ -34,7 +34,7 @@ def test_the_passes_exist_with_their_schedules():
         "expire": "*/5 * * * *", "auto-accept": "*/15 * * * *", "payouts": "*/5 * * * *",
         "purge-notifications": "10 3 * * *", "purge-message-locations": "*/15 * * * *",
         "purge-messages": "20 3 * * *", "purge-proof-photos": "30 3 * * *",
-        "purge-stripe-events": "40 3 * * *"}
+        "purge-stripe-events": "40 3 * * *", "anonymize-accounts": "25 * * * *"}
 
 
 def test_expire_twice_at_once_expires_and_refunds_once(services, stripe_fake, clock):
