@@ -5,7 +5,8 @@ and build their own app with create_app, so no pool or socket crosses a fork). W
 DATABASE_URL it first starts the embedded PostgreSQL, installs the schema on an empty database
 and migrates an older one (a DATABASE_URL that is behind is refused: run `hustlexp db
 migrate`). Ctrl-C or SIGTERM stops gunicorn (workers finish in-flight requests) and then the
-embedded server."""
+embedded server. Workers share their Prometheus samples through PROMETHEUS_MULTIPROC_DIR (a
+fresh temporary directory unless set), so GET /metrics on any worker reports them all."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import argparse
 import dataclasses
 import logging
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -59,6 +63,7 @@ def _ranged(low: int, high: int) -> Any:
 def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
     url, server = _database(settings)
     master = os.getpid()
+    metrics_dir = _metrics_dir()
     try:
         app = ApiServer(dataclasses.replace(settings, database_url=url), {
             "bind": f"{args.host}:{args.port}",
@@ -73,9 +78,30 @@ def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
         app.run()  # returns by SystemExit when gunicorn halts
     finally:
         # A forked worker unwinds through here too; only the master owns the embedded server.
-        if server is not None and os.getpid() == master:
-            server.cleanup()
+        if os.getpid() == master:
+            if server is not None:
+                server.cleanup()
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+# prometheus_client reads it when first imported, so it is set before anything imports it.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _metrics_dir() -> Path | None:
+    """Point prometheus_client's multiprocess mode at a directory before any worker exists.
+    A directory made here is removed at exit (returned); a configured one is emptied of a
+    previous run's samples and kept."""
+    configured = os.environ.get(MULTIPROC_ENV, "").strip()
+    if configured:
+        for stale in Path(configured).glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return None
+    made = Path(tempfile.mkdtemp(prefix="hustlexp-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(made)
+    return made
 
 
 def _database(settings: config.Settings) -> tuple[str, Any]:
@@ -126,11 +152,18 @@ class ApiServer(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
         self.cfg.set("worker_exit", _close_worker_app)
+        self.cfg.set("child_exit", _forget_worker_metrics)
 
     def load(self) -> Any:
         from hustlexp.app import create_app
 
         return create_app(self.settings)
+
+
+def _forget_worker_metrics(arbiter: Any, worker: Any) -> None:
+    from hustlexp.obs.metrics import worker_exited
+
+    worker_exited(worker.pid)
 
 
 def _close_worker_app(arbiter: Any, worker: Any) -> None:

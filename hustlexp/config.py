@@ -28,6 +28,11 @@ class Settings:
     app_version: str = "1.0.0"
     db_pool_max: int = 10
     db_pool_timeout: float = 10.0
+    # json (one object per line) or text; production defaults to json.
+    log_format: str = "text"
+    # GET /metrics needs `Authorization: Bearer <token>` when set; in production it is
+    # served only when set (otherwise 404: scrape it on a private network with a token).
+    metrics_token: str | None = None
 
     @property
     def production(self) -> bool:
@@ -55,7 +60,11 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         app_version=get("APP_VERSION") or Settings.app_version,
         db_pool_max=int(get("HUSTLEXP_DB_POOL_MAX") or 10),
         db_pool_timeout=float(get("HUSTLEXP_DB_POOL_TIMEOUT") or 10.0),
+        log_format=get("HUSTLEXP_LOG_FORMAT") or ("json" if get("HUSTLEXP_ENV") == "production" else "text"),
+        metrics_token=get("HUSTLEXP_METRICS_TOKEN"),
     )
+    if settings.log_format not in ("json", "text"):
+        raise ConfigError(f"HUSTLEXP_LOG_FORMAT must be json or text, not {settings.log_format!r}")
     if settings.env not in ("development", "test", "production"):
         raise ConfigError(f"HUSTLEXP_ENV must be development, test or production, not {settings.env!r}")
     if settings.production:

@@ -383,6 +383,8 @@ CREATE TABLE money_outbox (
     completed_at        TIMESTAMPTZ,
     created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- 1.2.0: the request that queued it (X-Request-ID), carried into job logs and Stripe metadata.
+    request_id          VARCHAR(100),
 
     CONSTRAINT money_outbox_one_per_kind UNIQUE (escrow_id, kind),
     CONSTRAINT money_outbox_succeeded_has_id CHECK (status <> 'SUCCEEDED' OR stripe_object_id IS NOT NULL)
@@ -579,17 +581,6 @@ CREATE TABLE notification_preferences (
     category_preferences    JSONB NOT NULL DEFAULT '{}',
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at              TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-
--- ---------------------------------------------------------------------------
--- job_worker_heartbeats: each `hustlexp jobs worker` stamps its row while it runs, so
--- GET /health/ready can tell whether anyone is executing jobs (1.2.0).
--- ---------------------------------------------------------------------------
-
-CREATE TABLE job_worker_heartbeats (
-    worker_id       VARCHAR(200) PRIMARY KEY,
-    started_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
-    seen_at         TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
 -- ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ money rows are claimed with SKIP LOCKED):
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -44,10 +45,16 @@ PASSES: dict[str, tuple[str, Callable[[Services], Any]]] = {
 
 
 def run_pass(name: str, services: Services) -> dict[str, Any]:
-    """One pass of job `name`, now. Returns its counts."""
+    """One pass of job `name`, now. Returns its counts. Its log lines carry a run id of their
+    own (money it sends carries the id of the request that queued it)."""
+    from hustlexp.obs import context
+
     _, step = PASSES[name]
-    counts: dict[str, Any] = step(services).unwrap()
-    log.info("job %s: %s", name, counts)
+    run_id = f"job-{name}-{uuid.uuid4().hex[:12]}"
+    with context.bound(run_id):
+        counts: dict[str, Any] = step(services).unwrap()
+        log.info("job %s: %s", name, counts,
+                 extra={"request_id": run_id, "fields": {"event": "job", "job": name, **counts}})
     return counts
 
 

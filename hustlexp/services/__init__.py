@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from hustlexp.services.outbox import MoneyOutbox
     from hustlexp.services.payments import PaymentsGateway
     from hustlexp.services.proof import ProofService
+    from hustlexp.services.readiness import ReadinessService
     from hustlexp.services.retention import RetentionService
     from hustlexp.services.storage import Storage
     from hustlexp.services.stripe_webhooks import StripeWebhookHandler
@@ -129,6 +130,10 @@ class Services:
     @cached_property
     def summary(self) -> SummaryService:
         return self._build("summary", "SummaryService")
+
+    @cached_property
+    def readiness(self) -> ReadinessService:
+        return self._build("readiness", "ReadinessService")
 
     @cached_property
     def webhooks(self) -> StripeWebhookHandler:

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from hustlexp.domain import EscrowState, MoneyKind, TaskState
 from hustlexp.errors import Conflict, DomainError, Forbidden, NotFound
+from hustlexp.obs.context import current_request_id
 from hustlexp.services import audit
 from hustlexp.services.base import Service, one, returns_result
 
@@ -251,9 +252,9 @@ class EscrowService(Service):
         key = {MoneyKind.TRANSFER: "transfer", MoneyKind.REFUND: "refund",
                MoneyKind.CANCEL_INTENT: "cancel-pi"}[kind] + f"-{escrow['id']}"
         row = one(conn, """INSERT INTO money_outbox (escrow_id, kind, amount, recipient_id, idempotency_key,
-                                                     last_error)
-                           VALUES (%s, %s, %s, %s, %s, NULL) RETURNING id""",
-                  (escrow["id"], kind.value, amount, recipient, key))
+                                                     last_error, request_id)
+                           VALUES (%s, %s, %s, %s, %s, NULL, %s) RETURNING id""",
+                  (escrow["id"], kind.value, amount, recipient, key, current_request_id()))
         assert row is not None
         outbox_id = row["id"]
         outbox = self.s.outbox

@@ -25,9 +25,5 @@ ALTER TABLE disputes ADD COLUMN evidence_requested_from UUID
     CONSTRAINT disputes_evidence_requested_from_fkey REFERENCES users(id);
 ALTER TABLE disputes ADD COLUMN evidence_requested_at TIMESTAMPTZ;
 
--- Job workers' heartbeats (GET /health/ready).
-CREATE TABLE job_worker_heartbeats (
-    worker_id       VARCHAR(200) PRIMARY KEY,
-    started_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
-    seen_at         TIMESTAMPTZ NOT NULL DEFAULT now()
-);
+-- The request that queued a money movement, for logs and Stripe metadata.
+ALTER TABLE money_outbox ADD COLUMN request_id VARCHAR(100);
