@@ -43,6 +43,7 @@ def init_request_log(app: Flask, pool: Any) -> None:
 
     @app.teardown_request
     def _unbind(_exc: BaseException | None) -> None:
-        started = g.get("hx_request")
+        # Popped: a streamed answer tears its request down again when the stream ends.
+        started = g.pop("hx_request", None)
         if started is not None:
             context.reset(started[1])

@@ -48,5 +48,5 @@ def set_for_request(request_id: str) -> object:
 def reset(token: object) -> None:
     try:
         _request_id.reset(token)  # type: ignore[arg-type]
-    except ValueError:  # a token of another context (a streamed response finishing elsewhere)
+    except (ValueError, RuntimeError):  # a token of another context, or already used
         _request_id.set(None)

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from hustlexp.domain import AccountStatus
-from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
+from hustlexp.errors import AccountSuspended, Conflict, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, about, one, returns_result
-from hustlexp.services.user import DELETION_GRACE, parse_uuid, require_active
+from hustlexp.services.user import DELETION_GRACE, parse_uuid
 
 LIVE_TASK_STATES = ("OPEN", "ACCEPTED", "PROOF_SUBMITTED", "DISPUTED")
 LIVE_ESCROW_STATES = ("PENDING", "FUNDED", "LOCKED_DISPUTE")
@@ -149,7 +149,7 @@ class AccountService(Service):
         with self.db.transaction() as conn:
             user = _locked_user(conn, user_id)
             if user["account_status"] == AccountStatus.SUSPENDED:
-                require_active(conn, user["id"])  # raises AccountSuspended
+                raise AccountSuspended("Your account is suspended.")
             if user["account_status"] == AccountStatus.CLOSED:
                 return self._closed(user)
             live = self._live_items(conn, user["id"])
@@ -208,8 +208,7 @@ class AccountService(Service):
                 "DELETE FROM evidence WHERE submitted_by = %s RETURNING storage_key", (uid,)).fetchall())
             scrubbed = one(conn, _SCRUB_USER, {"now": now, "id": uid})
             assert scrubbed is not None
-            storage = self.s.storage
-            self.db.after_commit(lambda: [storage.delete(k) for k in keys])
+            self._delete_files_after_commit(keys)
             return {"id": uid, "anonymized_at": scrubbed["anonymized_at"]}
 
     def export(self, user_id: Any) -> Iterator[str]:

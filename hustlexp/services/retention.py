@@ -75,7 +75,7 @@ class RetentionService(Service):
                 RETURNING id, photo_urls""").format(ended=_ENDED_BEFORE), {"cutoff": cutoff, "n": n}).fetchall()
             keys = [k for r in rows for k in (r["photo_urls"] or [])]
             photos.extend(keys)
-            self._delete_objects_after_commit(keys)
+            self._delete_files_after_commit(keys)
             return rows
 
         counts = self._batched("messages", max_rows, batch)
@@ -94,7 +94,7 @@ class RetentionService(Service):
                      LIMIT %(n)s FOR UPDATE OF ph SKIP LOCKED)
                 RETURNING id, storage_key""").format(ended=_ENDED_BEFORE),
                 {"cutoff": cutoff, "now": now, "n": n}).fetchall()
-            self._delete_objects_after_commit([r["storage_key"] for r in rows])
+            self._delete_files_after_commit([r["storage_key"] for r in rows])
             return rows
 
         return self._batched("proof photos", max_rows, batch)
@@ -127,19 +127,3 @@ class RetentionService(Service):
                 break
         log.info("retention: %s pass done, %d removed in %d batches", what, removed, batches)
         return {"removed": removed, "batches": batches}
-
-    def _delete_objects_after_commit(self, keys: list[str]) -> None:
-        """Stored files go only once the rows naming them are gone for good; a file that
-        cannot be deleted is logged and left (the row no longer points at it)."""
-        if not keys:
-            return
-        storage = self.s.storage
-
-        def delete() -> None:
-            for key in keys:
-                try:
-                    storage.delete(key)
-                except (OSError, ValueError) as exc:
-                    log.warning("retention: could not delete stored object %s: %s", key, exc)
-
-        self.db.after_commit(delete)
