@@ -38,12 +38,20 @@ SUITES = {
     "api": ("tests/api",),
     "e2e": ("tests/e2e",),
     "queue-tests": ("tests/queue_runner",),
+    # Slow (real servers, real signals), so queue-tests leaves it to a session of its own.
+    "queue-interrupt": ("tests/queue_runner/test_interrupt.py",),
     "migrations": ("tests/migrations",),
 }
 
 
+# On Ctrl-C nox gives a command 0.3 s before SIGTERM and 0.2 s more before SIGKILL: too short for
+# a test server or `hustlexp db` to stop its PostgreSQL, which then outlives the run. Commands
+# that start a database get time to stop it.
+STOP_TIMEOUTS = {"interrupt_timeout": 30.0, "terminate_timeout": 10.0}
+
+
 def pytest(session: nox.Session, *paths: str) -> None:
-    session.run(PY, "-m", "pytest", *paths, *session.posargs)
+    session.run(PY, "-m", "pytest", *paths, *session.posargs, **STOP_TIMEOUTS)
 
 
 def require(session: nox.Session, *patterns: str) -> None:
@@ -293,9 +301,9 @@ def db(session: nox.Session) -> None:
     session.env["HUSTLEXP_PGDATA"] = str(data / "pgdata")
     session.env["DATABASE_URL"] = ""  # empty counts as unset: always the throwaway server
     try:
-        session.run(PY, "-m", "hustlexp.cli", "db", "init")
-        session.run(PY, "-m", "hustlexp.cli", "db", "status")
-        session.run(PY, "-m", "hustlexp.cli", "db", "verify")
+        session.run(PY, "-m", "hustlexp.cli", "db", "init", **STOP_TIMEOUTS)
+        session.run(PY, "-m", "hustlexp.cli", "db", "status", **STOP_TIMEOUTS)
+        session.run(PY, "-m", "hustlexp.cli", "db", "verify", **STOP_TIMEOUTS)
     finally:
         shutil.rmtree(data, ignore_errors=True)
 
@@ -353,7 +361,13 @@ def e2e(session: nox.Session) -> None:
 @nox.session(name="queue-tests", tags=["B060", "B063", "B064"])
 def queue_tests(session: nox.Session) -> None:
     """queue_runner itself, the CI workflow and scripts/verify-production.sql."""
-    pytest(session, *SUITES["queue-tests"])
+    pytest(session, *SUITES["queue-tests"], *(f"--ignore={path}" for path in SUITES["queue-interrupt"]))
+
+
+@nox.session(name="queue-interrupt", tags=["B060", "B064"])
+def queue_interrupt(session: nox.Session) -> None:
+    """Ctrl-C and SIGTERM while a gate's PostgreSQL is up: no server and no folder survive."""
+    pytest(session, *SUITES["queue-interrupt"])
 
 
 # --- not gates -------------------------------------------------------------------------------
@@ -368,4 +382,5 @@ def tests(session: nox.Session) -> None:
 def queue(session: nox.Session) -> None:
     """The default: lint the queue file, then every gate once, judging the ticked boxes."""
     session.run(PY, "-m", "queue_runner", "check")
-    session.run(PY, "-m", "queue_runner", "verify", "--all", "--every-gate")
+    session.run(PY, "-m", "queue_runner", "verify", "--all", "--every-gate", interrupt_timeout=90.0,
+                terminate_timeout=30.0)  # it passes Ctrl-C on to its own nox and waits for it

@@ -12,14 +12,15 @@ from queue_runner.selection import structural_problems
 STEP_ID_LIKE = re.compile(r"^[A-Z]+\d+$")
 
 
-def lint(queue: Queue, gates: Gates, declared: Mapping[str, Sequence[str]]) -> list[Problem]:
+def lint(queue: Queue, gates: Gates | None, declared: Mapping[str, Sequence[str]]) -> list[Problem]:
     """Structural problems (ids, fences, boxes, Depends), steps without a gate, boxes ticked
-    before their dependencies, and session tags that look like step ids but name no step."""
+    before their dependencies, and session tags that look like step ids but name no step.
+    Without a noxfile (`gates` None) the gate checks are left out."""
     problems = structural_problems(queue)
     done = queue.done_ids
     ids = {s.id for s in queue.steps}
     for step in queue.steps:
-        if not gates.of(step.id):
+        if gates is not None and not gates.of(step.id):
             problems.append(Problem("no-gate", f"STEP {step.id} has no gate: tag a nox session with "
                                     f"{step.id!r}", step.line, step.id))
         if step.done:

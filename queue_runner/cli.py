@@ -1,9 +1,11 @@
 """`queue-runner`: status, next, run [STEP], verify [--all], check.
 
 Exit codes follow nox: 0 ok, 1 a gate failed (or a ticked box is no longer true), 2 the queue
-file (or noxfile) is unusable, 3 nothing runnable (all done, blocked, or no gate), 130
-interrupted. With --json one JSON document goes to stdout (schema in report.py); people's
-output always goes to stderr."""
+file (or noxfile) is unusable or the queue file cannot be written, 3 nothing runnable (all
+done, blocked, or no gate), 130 interrupted (Ctrl-C or SIGTERM), 141 the output pipe closed.
+With --json one JSON document goes to stdout (schema in report.py); people's output always
+goes to stderr. `status`, `next` and `check` work without a noxfile (gates unknown);
+`run` and `verify` need one."""
 
 from __future__ import annotations
 
@@ -17,10 +19,15 @@ from typing import Any
 
 from queue_runner import gates as gates_mod
 from queue_runner import parse, report, selection
-from queue_runner.model import BAD_QUEUE, GATE_FAILED, INTERRUPTED, NOTHING_RUNNABLE, OK, Queue, QueueError
+from queue_runner.model import BAD_QUEUE, BROKEN_PIPE, GATE_FAILED, INTERRUPTED, NOTHING_RUNNABLE, OK, Queue, QueueError
 
 QUEUE_FILE = "BACKEND_EXECUTION_QUEUE.md"
 NOXFILE = "noxfile.py"
+# Commands that read gates when a noxfile is there and still work when none is.
+GATES_OPTIONAL = ("status", "next", "check")
+EXIT_CODES = ("exit codes: 0 ok; 1 a gate failed (or a ticked box is no longer true); 2 the queue file "
+              "or noxfile is unusable, or the queue file cannot be written (nothing ticked); 3 nothing "
+              "runnable (all done, blocked, or no gate); 130 interrupted; 141 the output pipe closed")
 
 
 class UsageError(Exception):
@@ -33,10 +40,12 @@ class Context:
     json: bool
     queue_path: Path | None = None
     noxfile: Path | None = None
+    note: str | None = None  # said once, e.g. where a noxfile was looked for
 
     def finish(self, exit_code: int, **extra: Any) -> int:
         if self.json:
-            report.emit_json(report.document(self.command, self.queue_path, self.noxfile, exit_code, **extra))
+            report.emit_json(report.document(self.command, self.queue_path, self.noxfile, exit_code,
+                                             note=self.note, **extra))
         return exit_code
 
 
@@ -61,19 +70,35 @@ def _resolve_paths(ctx: Context, args: argparse.Namespace) -> None:
         beside = ctx.queue_path.parent / NOXFILE
         noxfile = beside if beside.is_file() else _find_upwards(NOXFILE, cwd)
         if noxfile is None:
-            raise UsageError(f"no {NOXFILE} beside {ctx.queue_path} or in {cwd} or above; use --noxfile PATH")
+            where = f"no {NOXFILE} beside {ctx.queue_path} or in {cwd} or above"
+            if ctx.command not in GATES_OPTIONAL:
+                raise UsageError(f"{where}; use --noxfile PATH")
+            ctx.note = f"gates unknown: {where} (--noxfile PATH names one)"
+            return
     ctx.noxfile = Path(noxfile).resolve()
 
 
-def _load(ctx: Context) -> tuple[Queue, gates_mod.Gates]:
+def _gates(ctx: Context, queue: Queue) -> gates_mod.Gates | None:
+    """The gates of the queue's steps; None when no noxfile was found (status, next, check)."""
+    if ctx.noxfile is None:
+        return None
+    return gates_mod.discover(ctx.noxfile, [s.id for s in queue.steps])
+
+
+def _load(ctx: Context) -> tuple[Queue, gates_mod.Gates | None]:
     """The queue (refused when structurally broken) and the gates of its steps."""
-    assert ctx.queue_path is not None and ctx.noxfile is not None
+    assert ctx.queue_path is not None
     queue = parse.read(ctx.queue_path)
     broken = selection.structural_problems(queue)
     if broken:
         raise QueueError(f"{ctx.queue_path} is not a usable queue ({len(broken)} problem(s); "
                          "`queue-runner check` lists them)", tuple(broken))
-    return queue, gates_mod.discover(ctx.noxfile, [s.id for s in queue.steps])
+    return queue, _gates(ctx, queue)
+
+
+def _need_gates(gates: gates_mod.Gates | None) -> gates_mod.Gates:
+    assert gates is not None  # run and verify refuse to start without a noxfile
+    return gates
 
 
 def _command_line(argv: Sequence[str]) -> list[str]:
@@ -84,38 +109,49 @@ def _command_line(argv: Sequence[str]) -> list[str]:
 
 def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
     queue, gates = _load(ctx)
-    chosen = selection.select(queue, gates.by_step)
+    chosen = selection.select(queue, gates.by_step if gates else None)
     done = sum(s.done for s in queue.steps)
     next_id = chosen.step.id if chosen.step is not None else None
     if not ctx.json:
         step = chosen.step
         tail = chosen.reason if step is None else f"next: {step.id} {step.title} ({chosen.state})"
-        report.status(queue, gates, next_id if chosen.runnable else None,
-                      f"{done}/{len(queue.steps)} steps done; {tail}")
+        runnable = chosen.runnable or chosen.state == selection.GATES_UNKNOWN
+        report.status(queue, gates, next_id if runnable else None,
+                      f"{done}/{len(queue.steps)} steps done; {tail}", wide=args.wide)
+        if ctx.note:
+            report.say(ctx.note, "yellow")
     summary = {"total": len(queue.steps), "done": done, "next": next_id, "state": chosen.state}
     return ctx.finish(OK, summary=summary, steps=[report.step_json(queue, s, gates) for s in queue.steps])
 
 
 def cmd_next(ctx: Context, args: argparse.Namespace) -> int:
     queue, gates = _load(ctx)
-    chosen = selection.select(queue, gates.by_step)
+    chosen = selection.select(queue, gates.by_step if gates else None)
     return _announce(ctx, queue, gates, chosen, dry_run=None)
 
 
-def _announce(ctx: Context, queue: Queue, gates: gates_mod.Gates, chosen: selection.Selection,
+def _announce(ctx: Context, queue: Queue, gates: gates_mod.Gates | None, chosen: selection.Selection,
               dry_run: bool | None) -> int:
     """Report a selection that will not (or cannot) run: `next`, `run --dry-run`, or a refusal."""
-    assert ctx.noxfile is not None
-    code = OK if chosen.runnable else (BAD_QUEUE if chosen.state == selection.UNKNOWN else NOTHING_RUNNABLE)
-    argv = gates_mod.nox_command(ctx.noxfile, chosen.gates, "REPORT.json") if chosen.runnable else None
+    if chosen.runnable or chosen.state == selection.GATES_UNKNOWN:
+        code = OK
+    else:
+        code = BAD_QUEUE if chosen.state == selection.UNKNOWN else NOTHING_RUNNABLE
+    argv = None
+    if chosen.runnable and ctx.noxfile is not None:
+        argv = gates_mod.nox_command(ctx.noxfile, chosen.gates, "REPORT.json")
     if not ctx.json:
         if chosen.runnable and chosen.step is not None:
             report.say(f"STEP {chosen.step.id}: {chosen.step.title}")
             report.say(f"  gates: {', '.join(chosen.gates)}")
             assert argv is not None
             report.say(f"  {'would run' if dry_run else 'runs'}: {shlex.join(_command_line(argv))}")
+        elif chosen.state == selection.GATES_UNKNOWN and chosen.step is not None:
+            report.say(f"STEP {chosen.step.id}: {chosen.step.title}")
         else:
             report.say(chosen.reason, "yellow" if code == NOTHING_RUNNABLE else "red")
+        if ctx.note:
+            report.say(ctx.note, "yellow")
     extra: dict[str, Any] = {
         "state": chosen.state, "reason": chosen.reason, "nox": argv,
         "step": report.step_json(queue, chosen.step, gates) if chosen.step is not None else None}
@@ -128,13 +164,19 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     from queue_runner import edit
 
     assert ctx.noxfile is not None
-    queue, gates = _load(ctx)
+    queue, found = _load(ctx)
+    gates = _need_gates(found)
     chosen = selection.select(queue, gates.by_step, args.step)
     if not chosen.runnable or args.dry_run:
         return _announce(ctx, queue, gates, chosen, dry_run=bool(args.dry_run))
     step = chosen.step
     assert step is not None
     _guard_depth()
+    try:
+        edit.check_writable(queue.path)  # before the gates: they may take minutes
+    except edit.QueueUnwritable as exc:
+        return _not_written(ctx, exc, state=chosen.state, dry_run=False, nox=None, sessions=[],
+                            step=report.step_json(queue, step, gates))
     if not ctx.json:
         report.say(f"STEP {step.id}: {step.title}: running {', '.join(chosen.gates)}", "bold")
     earlier = _earlier_results(args.reuse)
@@ -161,7 +203,10 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         if not ctx.json:
             report.say(f"STEP {step.id} not ticked: {names}", "bold red")
         return ctx.finish(GATE_FAILED, ticked=False, **extra)
-    edit.tick(queue, step)
+    try:
+        edit.tick(queue, step)
+    except QueueError as exc:
+        return _not_written(ctx, exc, **extra)
     if not ctx.json:
         report.say(f"STEP {step.id} ticked: every gate ran and passed", "bold green")
     extra["step"]["done"] = True
@@ -169,9 +214,18 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     return ctx.finish(OK, ticked=True, **extra)
 
 
+def _not_written(ctx: Context, exc: QueueError, **extra: Any) -> int:
+    """The gates passed (or were not run yet) but the box could not be ticked: exit 2, not 1."""
+    if not ctx.json:
+        report.say(f"error: {exc}", "red")
+    extra["reason"] = f"not ticked: {exc}"
+    return ctx.finish(BAD_QUEUE, error=str(exc), ticked=False, **extra)
+
+
 def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
     assert ctx.noxfile is not None
-    queue, gates = _load(ctx)
+    queue, found = _load(ctx)
+    gates = _need_gates(found)
     if args.steps:
         targets = []
         for step_id in args.steps:
@@ -238,15 +292,20 @@ def cmd_verify(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
     from queue_runner import check
 
-    assert ctx.queue_path is not None and ctx.noxfile is not None
+    assert ctx.queue_path is not None
     queue = parse.read(ctx.queue_path)
-    gates = gates_mod.discover(ctx.noxfile, [s.id for s in queue.steps])
-    found = check.lint(queue, gates, gates_mod.declared_tags(ctx.noxfile))
+    gates = _gates(ctx, queue)
+    declared = gates_mod.declared_tags(ctx.noxfile) if ctx.noxfile is not None else {}
+    found = check.lint(queue, gates, declared)
     if not ctx.json:
         if found:
             report.problems(found, f"{ctx.queue_path}: {len(found)} problem(s)")
+        elif gates is None:
+            report.say(f"{ctx.queue_path}: {len(queue.steps)} steps; no problems", "green")
         else:
             report.say(f"{ctx.queue_path}: {len(queue.steps)} steps, every one with a gate; no problems", "green")
+        if ctx.note:
+            report.say(ctx.note, "yellow")
     return ctx.finish(BAD_QUEUE if found else OK, problems=found, steps=len(queue.steps))
 
 
@@ -277,16 +336,21 @@ def build_parser() -> argparse.ArgumentParser:
     shared.add_argument("--queue", type=Path, default=argparse.SUPPRESS, metavar="PATH",
                         help=f"queue file (default: {QUEUE_FILE} here or in a parent directory)")
     shared.add_argument("--noxfile", type=Path, default=argparse.SUPPRESS, metavar="PATH",
-                        help=f"noxfile holding the gates (default: {NOXFILE} beside the queue file)")
+                        help=f"noxfile holding the gates (default: {NOXFILE} beside the queue file, else here or "
+                        "above); status, next and check work without one")
     shared.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print one JSON document on stdout (human output stays on stderr)")
 
     parser = argparse.ArgumentParser(prog="queue-runner", parents=[shared],
-                                     description="Drive the build from the queue file through nox gates.")
+                                     description="Drive the build from the queue file through nox gates.",
+                                     epilog=EXIT_CODES)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("status", parents=[shared], help="every step: phase, box, gates, blockers")
+    status = sub.add_parser("status", parents=[shared], help="every step: phase, box, gates, blockers",
+                            epilog="The table fits the terminal: gates collapse to a count and titles "
+                            "shorten when it is narrow; --wide (or --json) gives every detail.")
+    status.add_argument("--wide", action="store_true", help="every gate and the whole title, whatever the width")
     sub.add_parser("next", parents=[shared], help="the step `run` would run and its gates; changes nothing")
-    run = sub.add_parser("run", parents=[shared],
+    run = sub.add_parser("run", parents=[shared], epilog=EXIT_CODES,
                          help="run the gates of the next step (or STEP); tick it only if all passed")
     run.add_argument("step", nargs="?", metavar="STEP")
     run.add_argument("--dry-run", action="store_true", help="say what would run; run nothing")
@@ -307,12 +371,44 @@ COMMANDS = {"status": cmd_status, "next": cmd_next, "run": cmd_run, "verify": cm
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `queue-runner status 2>&1 | head -1`: the reader is gone, so say nothing more (even
+        # Python's own flush at exit would complain) and exit the way shells expect.
+        _silence_output()
+        return BROKEN_PIPE
+
+
+def _silence_output() -> None:
+    import contextlib
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
     ctx = Context(args.command, bool(getattr(args, "json", False)))
+    # SIGTERM (a CI runner, or nox giving up on us) stops the gates the way Ctrl-C does.
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         _resolve_paths(ctx, args)
         return COMMANDS[args.command](ctx, args)
-    except (QueueError, gates_mod.GateError, UsageError) as exc:
+    except BrokenPipeError:
+        raise
+    except (QueueError, gates_mod.GateError, UsageError, OSError) as exc:
         found = getattr(exc, "problems", ())
         if not ctx.json:
             if found:
@@ -324,6 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not ctx.json:
             report.say("interrupted: nothing ticked", "yellow")
         return ctx.finish(INTERRUPTED, error="interrupted")
+    finally:
+        if previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 The file must still hold exactly the bytes that were parsed (gates can run for minutes and
 someone may edit the queue meanwhile); the new content goes to a temporary file in the same
 directory, which `os.replace` then moves over the original in one step, so a reader sees
-either the old file or the new one, never half of each."""
+either the old file or the new one, never half of each.
+
+A file whose mode says read-only is never ticked (replacing it would get round the mode),
+and any OSError while writing becomes a QueueUnwritable: one line, exit code 2."""
 
 from __future__ import annotations
 
@@ -17,12 +20,38 @@ class QueueChanged(QueueError):
     """The queue file changed after it was read; nothing was written."""
 
 
+class QueueUnwritable(QueueError):
+    """The queue file may not or cannot be written; nothing was written."""
+
+
+def check_writable(path: Path) -> None:
+    """Raise QueueUnwritable unless ticking `path` can work: the file's mode allows writing and
+    its folder takes the new copy. `run` asks before any gate runs."""
+    path = path.resolve()
+    _check_mode(path)
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise QueueUnwritable(f"cannot write in {path.parent}: ticking writes a new copy of {path.name} "
+                              "there and renames it over the old one; make the folder writable")
+
+
 def ticked(data: bytes, step: Step) -> bytes:
     """`data` with `step`'s box ticked. Pure: the caller decides where the bytes go."""
     offset = step.box_offset
     if offset is None or data[offset:offset + 1] != b" ":
         raise QueueError(f"STEP {step.id} has no empty box at the recorded position")
     return data[:offset] + b"x" + data[offset + 1:]
+
+
+def _check_mode(path: Path) -> None:
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise QueueUnwritable(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not mode & 0o222 or not os.access(path, os.W_OK):
+        raise QueueUnwritable(f"{path} is read-only (mode {stat.S_IMODE(mode):04o}): queue-runner does not "
+                              "tick a file its mode protects; make it writable (chmod u+w) to tick it")
 
 
 def tick(queue: Queue, step: Step) -> bytes:
@@ -36,7 +65,12 @@ def tick(queue: Queue, step: Step) -> bytes:
     if current != queue.data:
         raise QueueChanged(f"{path.name} changed while STEP {step.id}'s gates ran; its box was not "
                            "ticked (run it again)")
-    _replace(path, new)
+    _check_mode(path)  # again: it may have changed while the gates ran
+    try:
+        _replace(path, new)
+    except OSError as exc:
+        raise QueueUnwritable(f"cannot write {path}: {exc.strerror or exc}; STEP {step.id} was not "
+                              "ticked") from None
     return new
 
 

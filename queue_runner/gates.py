@@ -259,10 +259,21 @@ def nox_command(noxfile: Path, sessions: Sequence[str], report: Path | str) -> l
             "--report", str(report), "--sessions", *sessions]
 
 
+# After Ctrl-C, how long nox and its sessions get to shut down (a test server stopping its
+# PostgreSQL takes a second or two; the noxfile gives its sessions up to STOP_TIMEOUTS) before
+# SIGTERM, and then SIGKILL, go to the whole group.
+INTERRUPT_WAIT = 60.0
+TERMINATE_WAIT = 15.0
+
+
 def run(noxfile: Path, sessions: Sequence[str]) -> GateRun:
     """Run `sessions` in one nox call, nox's output going to our stderr, and read its report.
-    Ctrl-C reaches nox first (it cleans up its sessions); KeyboardInterrupt is re-raised."""
-    import signal
+
+    nox runs in its own process group, so Ctrl-C reaches queue-runner alone and is passed on
+    exactly once: SIGINT to the group (nox and the sessions' processes, as a terminal would),
+    then a wait while they clean up (stopping any database they started). Another Ctrl-C, or
+    no exit within INTERRUPT_WAIT, sends SIGTERM, and then SIGKILL. KeyboardInterrupt is
+    re-raised once the group is gone."""
     import subprocess
     import tempfile
 
@@ -272,22 +283,35 @@ def run(noxfile: Path, sessions: Sequence[str]) -> GateRun:
         report = Path(tmp) / "nox-report.json"
         command = nox_command(noxfile, sessions, report)
         out, relay = _stderr_target()
-        proc = subprocess.Popen(command, cwd=noxfile.parent, env=env, stdout=out,
-                                stderr=subprocess.STDOUT if relay else None)
+        proc = subprocess.Popen(command, cwd=noxfile.parent, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT if relay else None, process_group=0)
         try:
             output, _ = proc.communicate()
         except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            _stop_group(proc)
             raise
         if relay and output:
             sys.stderr.write(output.decode("utf-8", errors="replace"))
         results, found = read_report(report)
     return GateRun(tuple(command), proc.returncode, tuple(results), found)
+
+
+def _stop_group(proc: Any) -> None:
+    """SIGINT, then SIGTERM, then SIGKILL to nox's process group until nox has exited; a
+    further Ctrl-C while waiting moves on to the next signal at once."""
+    import signal
+    import subprocess
+
+    for sig, wait in ((signal.SIGINT, INTERRUPT_WAIT), (signal.SIGTERM, TERMINATE_WAIT), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            continue
 
 
 def _stderr_target() -> tuple[Any, bool]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Exit codes, the same numbers nox uses for the same situations.
+# Exit codes, the same numbers nox uses for the same situations. BAD_QUEUE also covers a queue
+# file that cannot be written: the gates passed, so it must not read as GATE_FAILED.
 OK = 0
 GATE_FAILED = 1
 BAD_QUEUE = 2
 NOTHING_RUNNABLE = 3
 INTERRUPTED = 130
+BROKEN_PIPE = 141  # whoever read our output went away (`| head`); shells report SIGPIPE as 141
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Queue:
 
 
 class QueueError(Exception):
-    """The queue file cannot be used as it is (exit code 2)."""
+    """The queue file cannot be used as it is, or cannot be written (exit code 2)."""
 
     def __init__(self, message: str, problems: tuple[Problem, ...] = ()) -> None:
         super().__init__(message)

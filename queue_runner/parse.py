@@ -1,6 +1,6 @@
 """Read a queue file into steps. Only a `### STEP <id>: <title>` heading outside any code
-fence is a step, and its box is the `Done: [ ]` line at the start of a line inside the fence
-that follows the heading. The QUEUE FORMAT template, the rules and the command block hold
+fence is a step, and its box is the line starting `Done: [ ]` (indenting allowed) inside the
+fence that follows the heading. The QUEUE FORMAT template, the rules and the command block hold
 `Done: [ ]` text too; they are not steps and are never read as boxes.
 
 The parser works on bytes and records the byte offset of every box, so the editor can change
@@ -20,7 +20,11 @@ ANY_STEP_HEADING = re.compile(rb"^###[ \t]+STEP\b")
 SECTION_HEADING = re.compile(rb"^#{1,2}[ \t]+(?P<name>.*?)[ \t#]*$")
 FENCE_OPEN = re.compile(rb"^ {0,3}(?P<fence>`{3,}|~{3,})")
 FIELD = re.compile(rb"^(?P<key>[A-Z][A-Za-z]*(?: [A-Za-z]+)*):(?P<value>.*)$")
-BOX = re.compile(rb"^Done:[ \t]*\[(?P<mark>[ xX])\]")
+BOX = re.compile(rb"^[ \t]*Done:[ \t]*\[(?P<mark>[ xX])\]")
+# A line that starts like a box but is not one (`Done [ ]`, `Done: []`, `Done: [v]`): named in the
+# no-box problem so the user sees which line to fix.
+BOX_LIKE = re.compile(rb"^[ \t]*Done\b")
+BOM = b"\xef\xbb\xbf"
 DEPENDENCY = re.compile(r"\b(?:STEP\s+)?([A-Za-z]*\d+)\b")
 PHASE_RANGE = re.compile(r"\s*\((?:Steps?|STEPS?)\b[^)]*\)\s*$")
 
@@ -41,9 +45,11 @@ def parse(data: bytes, path: Path = Path("BACKEND_EXECUTION_QUEUE.md")) -> Queue
 
 def _lines(data: bytes) -> Iterator[tuple[int, int, bytes]]:
     """(line number, byte offset of the line, content without its line ending).
-    bytes.splitlines only breaks on \\n, \\r\\n and \\r, unlike str.splitlines."""
-    offset = 0
-    for number, raw in enumerate(data.splitlines(keepends=True), start=1):
+    bytes.splitlines only breaks on \\n, \\r\\n and \\r, unlike str.splitlines.
+    A UTF-8 byte order mark at the start is not part of the first line (editors on Windows add
+    one); the offsets still count it, so it stays in the file when a box is ticked."""
+    offset = len(BOM) if data.startswith(BOM) else 0
+    for number, raw in enumerate(data[offset:].splitlines(keepends=True), start=1):
         yield number, offset, raw.rstrip(b"\r\n")
         offset += len(raw)
 
@@ -60,6 +66,7 @@ class _StepBuilder:
         self.line = line
         self.fields: dict[str, str] = {}
         self.boxes: list[tuple[int, int, bool]] = []  # (line, byte offset, ticked)
+        self.box_like: list[tuple[int, str]] = []  # (line, text) of lines that almost are a box
         self.fenced = False
         self._key: str | None = None
 
@@ -67,6 +74,10 @@ class _StepBuilder:
         box = BOX.match(content)
         if box:
             self.boxes.append((number, offset + box.start("mark"), box.group("mark") != b" "))
+            self._key = None
+            return
+        if BOX_LIKE.match(content):
+            self.box_like.append((number, _text(content).strip()))
             self._key = None
             return
         field = FIELD.match(content)
@@ -86,7 +97,11 @@ class _StepBuilder:
             problem("no-fence", f"STEP {self.id} has no code fence after its heading")
         box_offset: int | None = None
         done = False
-        if not self.boxes and self.fenced:
+        if not self.boxes and self.box_like:
+            number, text = self.box_like[0]
+            problem("no-box", f"STEP {self.id}: line {number} `{text}` is not a box; write `Done: [ ]` "
+                    "(or `Done: [x]`)", number)
+        elif not self.boxes and self.fenced:
             problem("no-box", f"STEP {self.id} has no `Done: [ ]` line in its fence")
         elif len(self.boxes) > 1:
             lines = ", ".join(str(b[0]) for b in self.boxes)
@@ -158,8 +173,12 @@ class _Parser:
             else:
                 section = SECTION_HEADING.match(content)
                 if section:
-                    name = _text(section.group("name"))
-                    phase = PHASE_RANGE.sub("", name) if name.upper().startswith("PHASE") else None
+                    # Any `##` heading names the phase of the steps under it (`## PHASE 1: API`,
+                    # `## BOOTSTRAP PHASE (Steps 001-010)`), and so does `# PHASE …`; any other
+                    # `#` title starts a new part of the document, outside every phase.
+                    name = PHASE_RANGE.sub("", _text(section.group("name")))
+                    names_phase = content.startswith(b"##") or name.upper().startswith("PHASE")
+                    phase = (name or None) if names_phase else None
 
         if fence is not None:
             owner = current.id if current is not None else None

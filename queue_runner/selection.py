@@ -13,6 +13,7 @@ NO_GATE = "no-gate"
 ALREADY_DONE = "done"
 ALL_DONE = "all-done"
 UNKNOWN = "unknown"
+GATES_UNKNOWN = "gates-unknown"  # no noxfile was found: what is next is known, its gates are not
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,13 @@ def structural_problems(queue: Queue) -> list[Problem]:
     return problems
 
 
-def select(queue: Queue, gates: Mapping[str, Sequence[str]], step_id: str | None = None) -> Selection:
+def select(queue: Queue, gates: Mapping[str, Sequence[str]] | None, step_id: str | None = None) -> Selection:
     """The step `run` would run. Without `step_id`: the first step with an empty box, in file
     order; no skipping past it (the queue's first rule), so if it is blocked nothing runs.
-    With `step_id`: that step, provided its box is empty and its dependencies are ticked."""
+    With `step_id`: that step, provided its box is empty and its dependencies are ticked.
+    `gates` None means they are unknown (no noxfile): the step is found, its gates are not."""
+    known = gates is not None
+    gates = gates or {}
     if step_id is None:
         step = next((s for s in queue.steps if not s.done), None)
         if step is None:
@@ -82,6 +86,9 @@ def select(queue: Queue, gates: Mapping[str, Sequence[str]], step_id: str | None
     if waiting:
         return Selection(BLOCKED, step, step_gates, waiting,
                          f"STEP {step.id} waits for {', '.join(waiting)}")
+    if not known:
+        return Selection(GATES_UNKNOWN, step, reason=f"STEP {step.id} is next; its gates are unknown without "
+                         "a noxfile")
     if not step_gates:
         return Selection(NO_GATE, step, reason=f"STEP {step.id} has no gate: no nox session is tagged "
                          f"{step.id}, and a step without a gate is never ticked")

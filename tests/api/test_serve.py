@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def alive(pid: int) -> bool:
 def wait_for_health(base: str, proc: subprocess.Popen[bytes]) -> requests.Response:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "hustlexp serve exited before answering"
+        if proc.poll() is not None:
+            output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            raise AssertionError(f"hustlexp serve exited ({proc.returncode}) before answering:\n{output[-3000:]}")
         try:
             response = requests.get(f"{base}/health", timeout=5)
             if response.status_code == 200:
@@ -50,7 +53,10 @@ def wait_for_health(base: str, proc: subprocess.Popen[bytes]) -> requests.Respon
 
 def test_serve_starts_embedded_database_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     port = free_port()
-    pgdata = tmp_path / "pgdata"
+    # Not under pytest's tmp_path: as root the server runs as its own user, which must reach the folder,
+    # and another pytest on the machine may tighten /tmp/pytest-of-root meanwhile.
+    folder = tempfile.TemporaryDirectory(prefix="hustlexp-serve-")
+    pgdata = Path(folder.name) / "pgdata"
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "FIREBASE_AUTH_EMULATOR_HOST", "STRIPE_API_BASE")}
     env |= {"HUSTLEXP_ENV": "development", "HUSTLEXP_PGDATA": str(pgdata),
@@ -83,6 +89,7 @@ def test_serve_starts_embedded_database_and_stops_cleanly_on_sigint(tmp_path: Pa
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        folder.cleanup()
 
 
 @pytest.mark.parametrize("argv", [["--port", "0"], ["--port", "70000"], ["--port", "http"],

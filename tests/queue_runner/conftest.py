@@ -155,19 +155,39 @@ class Scratch:
         marks = self.dir / "ran.txt"
         return marks.read_text(encoding="utf-8").split() if marks.exists() else []
 
-    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 120, **popen: Any) -> Result:
         return run_cli("--queue", str(self.queue), "--noxfile", str(self.noxfile), *args,
-                       cwd=self.dir, env=env, timeout=timeout)
+                       cwd=self.dir, env=env, timeout=timeout, **popen)
 
 
-def run_cli(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
-    """queue-runner in a fresh process, the way people and CI call it."""
+def cli_env(env: dict[str, str] | None = None) -> dict[str, str]:
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), full_env.get("PYTHONPATH")]))
     full_env.update(env or {})
-    done = subprocess.run([sys.executable, "-m", "queue_runner", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return full_env
+
+
+def run_cli(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120,
+            **popen: Any) -> Result:
+    """queue-runner in a fresh process, the way people and CI call it."""
+    done = subprocess.run([sys.executable, "-m", "queue_runner", *args], cwd=cwd, env=cli_env(env),
+                          capture_output=True, text=True, timeout=timeout, check=False, **popen)
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+def without_override_rights() -> None:
+    """preexec_fn: the child obeys file modes even when the tests run as root, the way a user
+    without override rights does (root drops CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH and
+    CAP_FOWNER from its bounding set, so the program it execs never has them)."""
+    if os.geteuid() != 0:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_capbset_drop = 24
+    for capability in (1, 2, 3):
+        if libc.prctl(pr_capbset_drop, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from queue_runner import parse
 from tests.queue_runner.conftest import GOLDEN, ROOT, run_cli
 
 STEP_KEYS = {"id", "title", "phase", "line", "done", "depends", "gates", "blocked_by"}
-DOC_KEYS = {"version", "command", "queue", "noxfile", "exit_code", "error", "problems"}
+DOC_KEYS = {"version", "command", "queue", "noxfile", "exit_code", "error", "problems", "note"}
 
 
 def box(scratch, step_id):

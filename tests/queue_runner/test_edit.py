@@ -15,7 +15,7 @@ from queue_runner import edit, parse
 from queue_runner.model import QueueError
 from tests.queue_runner.conftest import GOLDEN, ROOT
 
-GOLDEN_INPUTS = ["user_queue.md", "crlf_queue.md", "no_final_newline.md", "decoys.md"]
+GOLDEN_INPUTS = ["user_queue.md", "crlf_queue.md", "no_final_newline.md", "decoys.md", "frontend_queue.md"]
 
 
 def differing_bytes(a: bytes, b: bytes) -> list[int]:
@@ -97,6 +97,19 @@ def test_tick_keeps_the_file_mode_and_writes_through_a_symlink(tmp_path):
     assert parse.read(target).get("T002").done
 
 
+def test_tick_refuses_a_file_whose_mode_says_read_only(tmp_path):
+    """Replacing the file would work in a writable folder (and keep 0444); the mode says no."""
+    path = tmp_path / "queue.md"
+    shutil.copyfile(GOLDEN / "decoys.md", path)
+    queue = parse.read(path)
+    path.chmod(0o444)  # after reading: as if someone protected it while the gates ran
+    with pytest.raises(edit.QueueUnwritable, match=r"read-only \(mode 0444\)"):
+        edit.tick(queue, queue.get("D001"))
+    assert path.read_bytes() == (GOLDEN / "decoys.md").read_bytes()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert sorted(os.listdir(tmp_path)) == ["queue.md"]
+
+
 def test_project_queue_ticks_one_byte(tmp_path):
     path = tmp_path / "BACKEND_EXECUTION_QUEUE.md"
     shutil.copyfile(ROOT / "BACKEND_EXECUTION_QUEUE.md", path)
@@ -116,6 +129,7 @@ def test_project_queue_ticks_one_byte(tmp_path):
 
 EOLS = st.sampled_from(["\n", "\r\n", "\r"])
 TRAILING = st.sampled_from(["", " ", "  ", "\t", " \t "])
+INDENT = st.sampled_from(["", " ", "\t", "    "])
 DECOYS = st.sampled_from([
     "Done: [ ] in prose", "```\nDone: [ ]\n```", "~~~\n### STEP Z999: fenced\nDone: [ ]\n~~~",
     "    ### STEP Z998: indented\n    Done: [ ]", "## PHASE 7: NOISE", "text with Done: [x] inside", ""])
@@ -134,10 +148,11 @@ def queues(draw):
         title = draw(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=20))
         for line in (f"### STEP Q{n:03d}: {title}", "```", "Input: x",
                      f"Depends: {'none' if n == 0 else f'STEP Q{n - 1:03d}'}",
-                     "Constraints:", "  - Done: [ ] is a constraint here", f"Done: [{'x' if done else ' '}]", "```"):
+                     "Constraints:", "  - Done: [ ] is a constraint here",
+                     f"{draw(INDENT)}Done: [{'x' if done else ' '}]", "```"):
             lines.append(line + draw(TRAILING))
     text = eol.join(lines) + draw(st.sampled_from(["", eol]))
-    return text.encode("utf-8"), boxes
+    return draw(st.sampled_from([b"", b"\xef\xbb\xbf"])) + text.encode("utf-8"), boxes
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

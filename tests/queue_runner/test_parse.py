@@ -15,7 +15,7 @@ from queue_runner.model import Queue
 from queue_runner.selection import structural_problems
 from tests.queue_runner.conftest import GOLDEN, ROOT
 
-GOLDEN_INPUTS = ["user_queue.md", "crlf_queue.md", "no_final_newline.md", "decoys.md"]
+GOLDEN_INPUTS = ["user_queue.md", "crlf_queue.md", "no_final_newline.md", "decoys.md", "frontend_queue.md"]
 PROJECT_QUEUE = ROOT / "BACKEND_EXECUTION_QUEUE.md"
 USER_QUEUE = GOLDEN / "user_queue.md"
 
@@ -158,6 +158,62 @@ def test_utf8_before_a_box_keeps_byte_offsets_exact():
     assert step.title == "Ünïcödé — §3 → ok"
     assert data[step.box_offset:step.box_offset + 1] == b" "
     assert data[:step.box_offset].endswith(b"Done: [")
+
+
+FRONTEND_QUEUE = GOLDEN / "frontend_queue.md"
+
+
+def test_phase_comes_from_any_level_two_heading_holding_the_step():
+    """The frontend queue names phases `## BOOTSTRAP PHASE (Steps 001-010)`, not `## PHASE n:`."""
+    queue = parse.read(FRONTEND_QUEUE)
+    assert [(s.id, s.phase) for s in queue.steps] == [
+        ("001", "BOOTSTRAP PHASE"), ("002", "BOOTSTRAP PHASE"), ("003", "BOOTSTRAP PHASE"),
+        ("004", "SCREENS PHASE"), ("005", "SCREENS PHASE"), ("006", "RELEASE PHASE")]
+    assert structural_problems(queue) == []
+
+
+@pytest.mark.parametrize(("headings", "phase"), [
+    (b"## SETUP\n\n# Appendix\n", None),
+    (b"# PHASE 3: TOP LEVEL (Steps X001-X009)\n", "PHASE 3: TOP LEVEL"),
+    (b"# Queue\n\n## Release work\n", "Release work"),
+])
+def test_the_phase_is_the_nearest_heading_that_names_one(headings, phase):
+    data = headings + b"\n### STEP X001: Under it\n```\nDepends: none\nDone: [ ]\n```\n"
+    assert parse.parse(data).steps[0].phase == phase
+
+
+def test_an_indented_done_line_is_the_box():
+    queue = parse.read(FRONTEND_QUEUE)
+    for step_id, indent in (("004", b"\t"), ("005", b"  ")):
+        step = queue.get(step_id)
+        assert queue.data[:step.box_offset].endswith(b"\n" + indent + b"Done: [")
+        assert not step.done
+    assert queue.problems == ()
+
+
+def test_a_line_that_is_almost_a_box_is_named_with_its_line():
+    data = b"### STEP X001: Typo in the box\n```\nDepends: none\n  Done [ ]\n```\n"
+    queue = parse.parse(data)
+    (problem,) = queue.problems
+    assert (problem.code, problem.line, problem.step) == ("no-box", 4, "X001")
+    assert "line 4 `Done [ ]` is not a box" in problem.message
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("start", [b"", b"# Title\n\n"])
+def test_a_byte_order_mark_at_the_start_is_ignored(start):
+    """Directly before the first STEP heading it used to hide that step (45 of 46 steps)."""
+    plain = start + USER_QUEUE.read_bytes().split(b"\n## PHASE 0", 1)[1].split(b"\n", 1)[1].lstrip(b"\n")
+    assert plain.startswith(start + b"### STEP B001")
+    with_bom = parse.parse(BOM + plain)
+    without = parse.parse(plain)
+    assert with_bom.steps[0].id == "B001"
+    assert [(s.id, s.line, s.depends) for s in with_bom.steps] == [
+        (s.id, s.line, s.depends) for s in without.steps]
+    assert [s.box_offset for s in with_bom.steps] == [s.box_offset + 3 for s in without.steps]
+    assert structural_problems(with_bom) == []
 
 
 def regenerate() -> None:
