@@ -41,7 +41,12 @@ class JsonFormatter(logging.Formatter):
 
 def configure(fmt: str, level: int) -> None:
     """Root handler on stderr in the chosen format; the access log always at INFO (one line
-    per request is its whole point)."""
+    per request is its whole point). Like logging.basicConfig, a process whose logging is
+    already set up (a host embedding us, pytest) keeps its handlers."""
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)
+    root = logging.getLogger()
+    if root.handlers:
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     if fmt == "json":
@@ -49,7 +54,5 @@ def configure(fmt: str, level: int) -> None:
     else:
         handler.setFormatter(logging.Formatter(
             "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)
