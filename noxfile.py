@@ -37,6 +37,7 @@ SUITES = {
     "services": ("tests/services", "tests/fakes"),
     "api": ("tests/api",),
     "e2e": ("tests/e2e",),
+    "faults": ("tests/faults",),
     "queue-tests": ("tests/queue_runner",),
     # Slow (real servers, real signals), so queue-tests leaves it to a session of its own.
     "queue-interrupt": ("tests/queue_runner/test_interrupt.py",),
@@ -358,6 +359,12 @@ def e2e(session: nox.Session) -> None:
     pytest(session, *SUITES["e2e"])
 
 
+@nox.session(tags=["B055", "B064"])
+def faults(session: nox.Session) -> None:
+    """The served stack under faults: PostgreSQL restarted, Stripe hanging, workers killed."""
+    pytest(session, *SUITES["faults"])
+
+
 @nox.session(name="queue-tests", tags=["B060", "B063", "B064"])
 def queue_tests(session: nox.Session) -> None:
     """queue_runner itself, the CI workflow and scripts/verify-production.sql."""
@@ -384,3 +391,10 @@ def queue(session: nox.Session) -> None:
     session.run(PY, "-m", "queue_runner", "check")
     session.run(PY, "-m", "queue_runner", "verify", "--all", "--every-gate", interrupt_timeout=90.0,
                 terminate_timeout=30.0)  # it passes Ctrl-C on to its own nox and waits for it
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Throughput against a bare Flask + psycopg transition (prints a table; never a gate).
+    `nox -s bench -- --runs 3` for the spread; wrk is used when installed."""
+    session.run(PY, "benchmarks/bench_throughput.py", *session.posargs)

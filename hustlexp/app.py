@@ -62,6 +62,7 @@ def create_app(config: config_mod.Settings | Mapping[str, str] | None = None, *,
     api = init_api(app, title="HustleXP API", version=settings.app_version)
     register_routers(api)
     init_observability(app, db)
+    init_stripe_budget(app, settings.stripe_timeout)
     return app
 
 
@@ -74,6 +75,21 @@ def init_observability(app: Flask, db: Database) -> None:
     init_request_log(app, db.pool)
     init_metrics_route(app)
     metrics.worker_started()
+
+
+def init_stripe_budget(app: Flask, seconds: float) -> None:
+    """Each request waits on Stripe at most `seconds` in all, so it always answers before
+    gunicorn's worker timeout: a change that committed is answered as a success, and what
+    Stripe did not finish stays in the outbox for the retry job."""
+    from hustlexp.services.payments import stripe_budget
+
+    inner = app.wsgi_app
+
+    def wsgi_app(environ: Any, start_response: Any) -> Any:
+        with stripe_budget(seconds):
+            return inner(environ, start_response)
+
+    app.wsgi_app = wsgi_app  # type: ignore[method-assign]
 
 
 def init_db(settings: config_mod.Settings) -> tuple[Database, Any]:
@@ -90,7 +106,8 @@ def init_payments(settings: config_mod.Settings) -> PaymentsGateway:
     from hustlexp.services.payments import PaymentsGateway
 
     return PaymentsGateway(settings.stripe_secret_key, api_base=settings.stripe_api_base,
-                           webhook_secret=settings.stripe_webhook_secret)
+                           webhook_secret=settings.stripe_webhook_secret, read_timeout=settings.stripe_timeout,
+                           max_network_retries=settings.stripe_max_network_retries)
 
 
 def close_app(app: Flask) -> None:

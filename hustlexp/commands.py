@@ -5,20 +5,34 @@ and build their own app with create_app, so no pool or socket crosses a fork). W
 DATABASE_URL it first starts the embedded PostgreSQL, installs the schema on an empty database
 and migrates an older one (a DATABASE_URL that is behind is refused: run `hustlexp db
 migrate`). Ctrl-C or SIGTERM stops gunicorn (workers finish in-flight requests) and then the
-embedded server. Workers share their Prometheus samples through PROMETHEUS_MULTIPROC_DIR (a
-fresh temporary directory unless set), so GET /metrics on any worker reports them all."""
+embedded server.
+
+Worker model: gunicorn `gthread`, --workers processes of --threads threads each, so a request
+waiting on Stripe (creating a PaymentIntent) holds one thread while the others keep serving.
+Each worker's pool holds one connection per thread (a request uses one connection at a time).
+
+Money: outside production `serve` also starts the money dispatcher (`hustlexp jobs dispatch`,
+a child process) so one command pays out; in production run `hustlexp jobs worker`, which
+holds the dispatcher and the periodic jobs (--no-dispatch turns the child off anywhere).
+
+Metrics: workers share their Prometheus samples through PROMETHEUS_MULTIPROC_DIR (a fresh
+temporary directory unless set), so GET /metrics on any worker reports them all."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from hustlexp import config
@@ -26,6 +40,8 @@ from hustlexp import config
 log = logging.getLogger("hustlexp.serve")
 
 GRACEFUL_TIMEOUT_SECONDS = 30
+# Measured with benchmarks/bench_throughput.py on 2 cores: see README "Local work".
+DEFAULT_THREADS = 16
 
 
 def register(sub: Any) -> None:
@@ -35,6 +51,10 @@ def register(sub: Any) -> None:
     serve.add_argument("--port", type=_ranged(1, 65535), default=8000, help="port to bind (default 8000)")
     serve.add_argument("--workers", type=_ranged(1, 64), default=2,
                        help="gunicorn worker processes (default 2)")
+    serve.add_argument("--threads", type=_ranged(1, 64), default=DEFAULT_THREADS,
+                       help=f"threads per worker (default {DEFAULT_THREADS}; 1 = gunicorn's sync worker)")
+    serve.add_argument("--no-dispatch", action="store_true",
+                       help="do not start the money dispatcher (default: started outside production)")
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
     serve.set_defaults(func=cmd_serve)
 
@@ -64,10 +84,15 @@ def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
     url, server = _database(settings)
     master = os.getpid()
     metrics_dir = _metrics_dir()
+    dispatcher = None
     try:
-        app = ApiServer(dataclasses.replace(settings, database_url=url), {
+        if not settings.production and not args.no_dispatch:
+            dispatcher = _start_dispatcher(url, args.verbose)
+        app = ApiServer(dataclasses.replace(settings, database_url=url, db_pool_max=args.threads), {
             "bind": f"{args.host}:{args.port}",
             "workers": args.workers,
+            "worker_class": "gthread" if args.threads > 1 else "sync",
+            "threads": args.threads,
             "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
             "accesslog": "-" if args.access_log else None,
             "errorlog": "-",
@@ -77,8 +102,10 @@ def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
         log.info("serving on http://%s:%s", args.host, args.port)
         app.run()  # returns by SystemExit when gunicorn halts
     finally:
-        # A forked worker unwinds through here too; only the master owns the embedded server.
+        # A forked worker unwinds through here too; only the master owns the children.
         if os.getpid() == master:
+            if dispatcher is not None:
+                _stop(dispatcher)
             if server is not None:
                 server.cleanup()
             if metrics_dir is not None:
@@ -102,6 +129,20 @@ def _metrics_dir() -> Path | None:
     made = Path(tempfile.mkdtemp(prefix="hustlexp-metrics-"))
     os.environ[MULTIPROC_ENV] = str(made)
     return made
+
+
+def _start_dispatcher(url: str, verbose: bool) -> subprocess.Popen[bytes]:
+    """`hustlexp jobs dispatch` as a child on the same database (the embedded one included)."""
+    cmd = [sys.executable, "-m", "hustlexp.cli", *(["-v"] if verbose else []), "jobs", "dispatch"]
+    return subprocess.Popen(cmd, env={**os.environ, "DATABASE_URL": url})
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    child.terminate()
+    try:
+        child.wait(timeout=GRACEFUL_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        child.kill()
 
 
 def _database(settings: config.Settings) -> tuple[str, Any]:
@@ -153,6 +194,10 @@ class ApiServer(BaseApplication):
             self.cfg.set(key, value)
         self.cfg.set("worker_exit", _close_worker_app)
         self.cfg.set("child_exit", _forget_worker_metrics)
+        # gunicorn answers what it cannot parse (bad request line 400, URI too long 414, header
+        # fields too large 431) itself, as HTML, before our app sees the request; it offers no
+        # hook for that page, so its one writer is replaced by ours. Workers inherit it by fork.
+        gunicorn_util.write_error = write_json_error
 
     def load(self) -> Any:
         from hustlexp.app import create_app
@@ -164,6 +209,20 @@ def _forget_worker_metrics(arbiter: Any, worker: Any) -> None:
     from hustlexp.obs.metrics import worker_exited
 
     worker_exited(worker.pid)
+
+
+def write_json_error(sock: Any, status: int, reason: str, message: str) -> None:
+    """gunicorn's error answer, as our JSON error envelope. gunicorn's own message (which may
+    quote the offending request) is logged by gunicorn, not echoed to the client."""
+    from datetime import UTC, datetime
+
+    from hustlexp.api.base import error_code
+
+    body = json.dumps({"success": False, "error": {"code": error_code(status), "message": reason},
+                       "timestamp": datetime.now(UTC).isoformat()}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    gunicorn_util.write_nonblock(sock, head + body)
 
 
 def _close_worker_app(arbiter: Any, worker: Any) -> None:

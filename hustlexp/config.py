@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 class ConfigError(Exception):
@@ -28,6 +29,11 @@ class Settings:
     app_version: str = "1.0.0"
     db_pool_max: int = 10
     db_pool_timeout: float = 10.0
+    # Seconds a Stripe call waits for an answer, and the most one API request waits on Stripe in
+    # all (below gunicorn's 30 s worker timeout); connecting waits at most 5 s of it.
+    stripe_timeout: float = 20.0
+    # How often the stripe library retries a dropped, timed-out or 409/5xx call (same idempotency key).
+    stripe_max_network_retries: int = 2
     # json (one object per line) or text; production defaults to json.
     log_format: str = "text"
     # GET /metrics needs `Authorization: Bearer <token>` when set; in production it is
@@ -60,6 +66,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         app_version=get("APP_VERSION") or Settings.app_version,
         db_pool_max=int(get("HUSTLEXP_DB_POOL_MAX") or 10),
         db_pool_timeout=float(get("HUSTLEXP_DB_POOL_TIMEOUT") or 10.0),
+        stripe_timeout=_number(get, "STRIPE_TIMEOUT_SECONDS", float, 20.0, 0.1, 20.0),
+        stripe_max_network_retries=_number(get, "STRIPE_MAX_NETWORK_RETRIES", int, 2, 0, 5),
         log_format=get("HUSTLEXP_LOG_FORMAT") or ("json" if get("HUSTLEXP_ENV") == "production" else "text"),
         metrics_token=get("HUSTLEXP_METRICS_TOKEN"),
     )
@@ -72,13 +80,46 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+# The code's own public defaults: anyone can sign a webhook with whsec_local. Production takes
+# none of them, nor an empty value.
+DEVELOPMENT_DEFAULTS = {
+    "STRIPE_SECRET_KEY": Settings.stripe_secret_key,
+    "STRIPE_WEBHOOK_SECRET": Settings.stripe_webhook_secret,
+    "FIREBASE_PROJECT_ID": Settings.firebase_project_id,
+}
+REQUIRED_IN_PRODUCTION = ("DATABASE_URL", *DEVELOPMENT_DEFAULTS)
+# Stripe test-mode keys move no real money; only a staging deployment says it wants them.
+STRIPE_TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+STRIPE_TEST_MODE = "HUSTLEXP_STRIPE_TEST_MODE"
+
+
+def _number(get: Any, name: str, kind: Any, default: Any, low: float, high: float) -> Any:
+    text = get(name)
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {text!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {text}")
+    return value
+
+
 def _check_production(env: Mapping[str, str]) -> None:
+    """Raise ConfigError (one line, naming each variable at fault) for an unsafe production setup."""
     problems = []
     if env.get("FIREBASE_AUTH_EMULATOR_HOST"):
         problems.append("FIREBASE_AUTH_EMULATOR_HOST is set: firebase-admin would accept unsigned tokens")
-    for name in ("DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "FIREBASE_PROJECT_ID"):
-        if not env.get(name, "").strip():
+    for name in REQUIRED_IN_PRODUCTION:
+        value = env.get(name, "").strip()
+        if not value:
             problems.append(f"{name} is not set")
+        elif value == DEVELOPMENT_DEFAULTS.get(name):
+            problems.append(f"{name} is the public development default")
+    key = env.get("STRIPE_SECRET_KEY", "").strip()
+    if key.startswith(STRIPE_TEST_KEY_PREFIXES) and env.get(STRIPE_TEST_MODE, "").strip() != "1":
+        problems.append(f"STRIPE_SECRET_KEY is a Stripe test key; set {STRIPE_TEST_MODE}=1 on a staging deployment")
     if env.get("STRIPE_API_BASE"):
         problems.append("STRIPE_API_BASE is set: production must talk to Stripe itself")
     if problems:

@@ -62,6 +62,10 @@ class NotFound(DomainError):
     code, status = "NOT_FOUND", 404
 
 
+class PayloadTooLarge(DomainError):
+    code, status = "PAYLOAD_TOO_LARGE", 413
+
+
 class Conflict(DomainError):
     code, status = "CONFLICT", 409
 
@@ -81,4 +85,11 @@ class PaymentProviderError(DomainError):
 
 
 class Unavailable(DomainError):
+    """A dependency (the database) is away; the client should retry after `retry_after` s."""
+
     code, status = "SERVICE_UNAVAILABLE", 503
+
+    def __init__(self, message: str, *, retry_after: int = 5, **kw: Any) -> None:
+        super().__init__(message, details={"retry_after": retry_after}, **kw)
+        self.retry_after = retry_after
+        self.reason = message

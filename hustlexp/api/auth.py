@@ -26,7 +26,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar, cast, overload
@@ -58,6 +60,7 @@ EMULATOR_VARIABLE = "FIREBASE_AUTH_EMULATOR_HOST"
 ADMIN_FLAGS = frozenset({"can_resolve_disputes", "can_override_escrow", "can_modify_trust",
                          "can_ban_users", "can_access_financials"})
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Tolerated difference between Firebase's clock and ours (at most 60 s, as Firebase allows).
 _CLOCK_SKEW_SECONDS = 5
 
 
@@ -96,13 +99,34 @@ class TokenVerifier:
         except fb_auth.CertificateFetchError as exc:
             log.error("cannot fetch Firebase public certificates: %s", exc)
             raise Unavailable("Sign-in cannot be checked right now; try again.") from None
-        except (fb_auth.InvalidIdTokenError, fb_auth.UserDisabledError, ValueError) as exc:
+        except (fb_auth.InvalidIdTokenError, fb_auth.UserDisabledError, ValueError, TypeError, KeyError) as exc:
+            # TypeError/KeyError: firebase-admin compares claims it never type-checked (a string
+            # `exp` in a correctly signed token); bad input all the same.
             log.info("token refused: %s", type(exc).__name__)
             raise AuthInvalid("The sign-in token is invalid or expired.") from None
+        _check_times(claims, time.time())
         return cast(dict[str, Any], claims)
 
     def close(self) -> None:
         firebase_admin.delete_app(self.app)
+
+
+def _check_times(claims: dict[str, Any], now: float) -> None:
+    """exp, iat and auth_time, checked here whatever firebase-admin did: in emulator mode it
+    checks none of them, and in real mode it does not check auth_time or the claims' types."""
+    stamps = {}
+    for name in ("exp", "iat", "auth_time"):
+        value = claims.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            log.info("token refused: %s is not a time", name)
+            raise AuthInvalid("The sign-in token is invalid or expired.")
+        stamps[name] = value
+    if stamps["exp"] <= now - _CLOCK_SKEW_SECONDS:
+        log.info("token refused: expired")
+        raise AuthInvalid("The sign-in token is invalid or expired.")
+    if max(stamps["iat"], stamps["auth_time"]) > now + _CLOCK_SKEW_SECONDS or stamps["iat"] >= stamps["exp"]:
+        log.info("token refused: issued or authenticated in the future")
+        raise AuthInvalid("The sign-in token is invalid or expired.")
 
 
 def _service_account(value: str) -> Any:

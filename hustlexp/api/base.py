@@ -24,6 +24,10 @@ Pieces:
   as unknown body fields (marshmallow's RAISE).
 - ``Schema``: base class for every input and output schema (unknown fields raise).
   ``StrictBoolean`` for booleans in JSON bodies; ``fields.Integer(strict=True)`` for ints.
+  ``fields`` is hustlexp.api.fields: marshmallow's, except that ``fields.String`` refuses
+  NUL characters and lone surrogates (400 naming the field) and documents it as its
+  pattern; ``fields.NOT_BLANK`` validates (and documents) text that must not be blank.
+- A JSON body nested too deeply for the parser is a 400 like any invalid JSON.
 - ``respond(result)``: the data of a successful ServiceResult; a failure raises its
   DomainError, which the error handlers render. Routes never build error bodies.
 - ``services()``: the app's ``Services`` container (built once in create_app).
@@ -31,9 +35,9 @@ Pieces:
 - ``PatchSchema``: base of partial-update bodies (an empty body is 400; minProperties: 1).
   Any schema may set ``OPENAPI_EXTRA = {...}`` to add JSON-schema keywords to its document.
 - Path ids use Flask's ``<uuid:...>`` converter: a malformed id never matches, so it is 404.
-- Errors (``init_errors``): DomainError -> its status and code (429 adds Retry-After,
-  401s add ``WWW-Authenticate: Bearer``); werkzeug HTTP errors (404 unknown
-  route, 405 with Allow, ...) and webargs validation failures -> the error envelope;
+- Errors (``init_errors``): DomainError -> its status and code (429 and 503 add Retry-After,
+  401s add ``WWW-Authenticate: Bearer``; the database away is 503 SERVICE_UNAVAILABLE);
+  werkzeug HTTP errors (404 unknown route, 405 with Allow, ...) and webargs validation failures -> the error envelope;
   anything else -> 500 INTERNAL_ERROR, logged, never an HTML page.
 - Auth decorators live in hustlexp.api.auth: ``@requires_user`` (or
   ``@requires_user(allow_paused=True)``), ``@requires_token`` (registration only),
@@ -57,13 +61,14 @@ from flask.typing import ResponseReturnValue
 from flask.views import MethodView
 from flask_smorest import Api as _Api
 from flask_smorest import Blueprint as _Blueprint
-from marshmallow import fields, validate, validates_schema
-from psycopg_pool import PoolTimeout
-from webargs.flaskparser import FlaskParser
+from marshmallow import validate, validates_schema
+from webargs.flaskparser import FlaskParser, abort
 from werkzeug.exceptions import HTTPException
 
+from hustlexp.api import fields
+from hustlexp.db.errors import unavailable
 from hustlexp.domain import ServiceResult
-from hustlexp.errors import AuthInvalid, AuthRequired, DomainError, RateLimited
+from hustlexp.errors import AuthInvalid, AuthRequired, DomainError, RateLimited, Unavailable
 
 if TYPE_CHECKING:
     from hustlexp.services import Services
@@ -80,6 +85,7 @@ __all__ = [
     "Schema",
     "StrictBoolean",
     "envelope_schema",
+    "error_code",
     "error_response",
     "fields",
     "init_api",
@@ -182,6 +188,14 @@ class _Parser(FlaskParser):
     DEFAULT_UNKNOWN_BY_LOCATION: dict[str, str | None] = {  # noqa: RUF012 (webargs' own attribute)
         **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": ma.RAISE, "querystring": ma.RAISE}
 
+    def _raw_load_json(self, req: Any) -> Any:
+        # json.loads recurses once per nesting level: a small body nested a thousand deep
+        # exhausts the stack. That is bad input, not a server fault.
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            abort(400, messages={"json": ["The JSON body is nested too deeply."]})
+
 
 class Blueprint(_Blueprint):
     ARGUMENTS_PARSER = _Parser()
@@ -266,19 +280,27 @@ def error_response(status: int, code: str, message: str, details: Any = None,
 
 def domain_error_response(err: DomainError) -> ResponseReturnValue:
     headers: dict[str, str] = {}
-    if isinstance(err, RateLimited):
+    if isinstance(err, RateLimited | Unavailable):
         headers["Retry-After"] = str(max(1, int(err.retry_after)))
     if isinstance(err, AuthInvalid):
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     elif isinstance(err, AuthRequired):
         headers["WWW-Authenticate"] = "Bearer"
-    if err.status >= 500:
+    if isinstance(err, Unavailable):
+        log.warning("request refused, retry later: %s", err.reason)
+    elif err.status >= 500:
         log.error("request failed: %r", err, exc_info=err)
     return error_response(err.status, err.code, err.message, err.details, headers)
 
 
 _HTTP_CODES = {400: "VALIDATION_ERROR", 401: "AUTH_REQUIRED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-               409: "CONFLICT", 422: "VALIDATION_ERROR", 429: "RATE_LIMITED", 500: "INTERNAL_ERROR"}
+               409: "CONFLICT", 413: "PAYLOAD_TOO_LARGE", 422: "VALIDATION_ERROR", 429: "RATE_LIMITED",
+               500: "INTERNAL_ERROR"}
+
+
+def error_code(status: int) -> str:
+    """The envelope's code for an HTTP status that no DomainError chose (e.g. URI_TOO_LONG)."""
+    return _HTTP_CODES.get(status) or http.HTTPStatus(status).name
 
 
 def http_error_response(error: HTTPException) -> ResponseReturnValue:
@@ -288,7 +310,7 @@ def http_error_response(error: HTTPException) -> ResponseReturnValue:
     if messages is not None:
         return error_response(400, "VALIDATION_ERROR", "The request is invalid.",
                               _field_errors(messages))
-    code = _HTTP_CODES.get(status) or http.HTTPStatus(status).name
+    code = error_code(status)
     # Keep werkzeug's own headers (Allow on 405, Retry-After on 503...), not its content type.
     headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
     if isinstance(data, Mapping) and "headers" in data:
@@ -314,10 +336,9 @@ def _unexpected(exc: Exception) -> ResponseReturnValue:
         return http_error_response(exc)
     if isinstance(exc, DomainError):
         return domain_error_response(exc)
-    if isinstance(exc, PoolTimeout):
-        log.error("database pool exhausted or unreachable: %s", exc)
-        return error_response(503, "SERVICE_UNAVAILABLE", "The service is busy; try again.",
-                              headers={"Retry-After": "5"})
+    away = unavailable(exc)
+    if away is not None:  # a database call outside Database.transaction()
+        return domain_error_response(away)
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "INTERNAL_ERROR", "Something went wrong on our side.")
 

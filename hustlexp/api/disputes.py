@@ -18,7 +18,7 @@ class ResolveSchema(Schema):
     resolution = fields.String(required=True, validate=validate.OneOf(("HUSTLER_WINS", "CLIENT_WINS", "SPLIT")))
     split_percent = fields.Integer(strict=True, validate=validate.Range(min=1, max=99),
                                    metadata={"description": "The worker's share, only for SPLIT"})
-    notes = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    notes = fields.String(required=True, validate=[validate.Length(min=1, max=5000), fields.NOT_BLANK])
 
     @validates_schema
     def _split_needs_percent(self, data: dict[str, Any], **_: Any) -> None:

@@ -23,8 +23,9 @@ from hustlexp.services.readiness import HEARTBEAT_STALE_SECONDS, OUTBOX_STALE_SE
 
 log = logging.getLogger("hustlexp.api.health")
 
-# A probe must answer quickly; a pool that cannot hand out a connection in this time is down.
-DB_CHECK_TIMEOUT_SECONDS = 2.0
+# A probe must answer within 2 s; a pool that cannot hand out a (checked) connection in this
+# time is down.
+DB_CHECK_TIMEOUT_SECONDS = 0.5
 
 blp = PlainBlueprint("health", __name__, description="Service health (public)")
 

@@ -7,7 +7,7 @@ non-participant gets 403 HX802, and rate limits answer 429 with Retry-After."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from hustlexp.api.auth import current_user, requires_user
@@ -37,7 +37,29 @@ class SharedLocationSchema(LocationSchema):
     expires_at = fields.DateTime(allow_none=True)
 
 
+_NO_NUL_TEXT = {"type": "string", "pattern": fields.NO_NUL}
+_BLANKABLE = {**_NO_NUL_TEXT, "maxLength": MAX_TEXT}
+_TEXT = {"type": "string", "pattern": fields.NOT_BLANK.regex.pattern, "minLength": 1, "maxLength": MAX_TEXT}
+PHOTO_KEY = r"^[^\s\u0000]([^\u0000]*[^\s\u0000])?$"  # no surrounding whitespace
+
+
+def _branch(kind: MessageType, required: str, **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": ["message_type", required],
+            "properties": {"message_type": {"type": "string", "enum": [kind.value]}, **properties}}
+
+
 class MessageSendSchema(Schema):
+    # Which fields each message type takes (the service's rules, stated for clients).
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {"oneOf": [
+        _branch(MessageType.TEXT, "content", content=_TEXT),
+        _branch(MessageType.AUTO, "auto_message_template", content=_BLANKABLE,
+                auto_message_template={"type": "string", "enum": sorted(TEMPLATES)}),
+        _branch(MessageType.PHOTO, "photo_keys", photo_keys={
+            "type": "array", "minItems": 1, "maxItems": MAX_PHOTOS,
+            "items": {"type": "string", "minLength": 1, "maxLength": 500, "pattern": PHOTO_KEY}}),
+        _branch(MessageType.LOCATION, "location", location={"$ref": "#/components/schemas/Location"}),
+    ]}
+
     message_type = fields.String(required=True, validate=validate.OneOf([t.value for t in MessageType]))
     content = fields.String(metadata={"maxLength": MAX_TEXT, "description": "TEXT or AUTO only (HX804 if longer)"})
     auto_message_template = fields.String(validate=validate.OneOf(sorted(TEMPLATES)))

@@ -15,7 +15,7 @@ blp = Blueprint("proofs", __name__, url_prefix="/api/proofs", description="Proof
 
 
 class RejectSchema(Schema):
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=1000), fields.NOT_BLANK])
 
 
 @blp.route("/<uuid:proof_id>/accept")

@@ -118,6 +118,10 @@ class PhotoSchema(Schema):
     checksum_sha256 = fields.String(required=True)
     sequence_number = fields.Integer(required=True)
     capture_time = fields.DateTime(allow_none=True)
+    location_lat = fields.Float(allow_none=True, metadata={"description": "From the photo's EXIF GPS"})
+    location_lng = fields.Float(allow_none=True, metadata={"description": "From the photo's EXIF GPS"})
+    camera_make = fields.String(allow_none=True)
+    camera_model = fields.String(allow_none=True)
     created_at = fields.DateTime(required=True)
     url = fields.String(metadata={"description": "Where the participant's app fetches the photo"})
 

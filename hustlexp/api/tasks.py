@@ -4,13 +4,24 @@ service, and shapes the answer; the services hold the rules."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import marshmallow as ma
 
 from hustlexp.api.auth import current_user, requires_user
-from hustlexp.api.base import Blueprint, MethodView, PageQuerySchema, Schema, fields, respond, services, validate
+from hustlexp.api.base import (
+    MAX_OFFSET,
+    Blueprint,
+    MethodView,
+    PageQuerySchema,
+    Schema,
+    StrictBoolean,
+    fields,
+    respond,
+    services,
+    validate,
+)
 from hustlexp.api.schemas import (
     TASK_STATES,
     DisputeCoreSchema,
@@ -25,9 +36,8 @@ from hustlexp.api.schemas import (
     UserSummarySchema,
     XPAwardSchema,
 )
-from hustlexp.errors import ValidationError
 from hustlexp.services.dispute import REASONS
-from hustlexp.services.task import CATEGORIES
+from hustlexp.services.task import CATEGORIES, LIVE_MIN_PRICE
 
 blp = Blueprint("tasks", __name__, url_prefix="/api/tasks", description="Tasks, their escrow, proof and dispute")
 
@@ -35,8 +45,14 @@ blp = Blueprint("tasks", __name__, url_prefix="/api/tasks", description="Tasks, 
 # -- schemas ---------------------------------------------------------------------
 
 class TaskCreateSchema(Schema):
-    title = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    description = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    # A LIVE task costs at least 1500 cents (the service checks it; stated here for clients).
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {"anyOf": [
+        {"properties": {"mode": {"enum": ["STANDARD"]}}},
+        {"properties": {"price": {"minimum": LIVE_MIN_PRICE}}},
+    ]}
+
+    title = fields.String(required=True, validate=[validate.Length(min=1, max=255), fields.NOT_BLANK])
+    description = fields.String(required=True, validate=[validate.Length(min=1, max=5000), fields.NOT_BLANK])
     requirements = fields.String(validate=validate.Length(max=2000))
     location = fields.String(required=True, validate=validate.Length(min=1, max=255))
     location_lat = fields.Float(validate=validate.Range(min=-90, max=90), allow_nan=False)
@@ -44,8 +60,9 @@ class TaskCreateSchema(Schema):
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     price = fields.Integer(required=True, strict=True, validate=validate.Range(min=500, max=10_000_000))
     mode = fields.String(load_default="STANDARD", validate=validate.OneOf(("STANDARD", "LIVE")))
-    deadline = fields.AwareDateTime(required=True)
-    requires_proof = fields.Boolean(load_default=True)
+    deadline = fields.AwareDateTime(required=True, metadata={
+        "description": "When the task must be done: a time with its offset, in the future (400 otherwise)"})
+    requires_proof = StrictBoolean(load_default=True)
     proof_instructions = fields.String(validate=validate.Length(max=2000))
     required_trust_tier = fields.Integer(strict=True, validate=validate.Range(min=0, max=4))
     risk_level = fields.String(validate=validate.OneOf(("low", "medium", "high", "critical")))
@@ -83,6 +100,11 @@ class TaskListQuerySchema(PageQuerySchema):
     max_price = fields.Integer(validate=validate.Range(min=0))
     sort = fields.String(load_default="created_at", validate=validate.OneOf(("created_at", "price", "deadline")))
     order = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
+    offset = fields.Integer(validate=validate.Range(min=0, max=MAX_OFFSET), metadata={
+        "description": "Skip this many rows and count `total` (older clients); prefer `cursor`"})
+    cursor = fields.String(validate=validate.Length(min=1, max=500), metadata={
+        "description": "`next_cursor` of the previous page, exactly as received (keyset paging); "
+                       "not with `offset`"})
 
 
 class TaskListItemSchema(Schema):
@@ -102,8 +124,11 @@ class TaskListItemSchema(Schema):
 
 class TaskListSchema(Schema):
     tasks = fields.List(fields.Nested(TaskListItemSchema), required=True)
-    total = fields.Integer(required=True)
+    total = fields.Integer(required=True, allow_none=True,
+                           metadata={"description": "Counted only when paging by offset; else null"})
     has_more = fields.Boolean(required=True)
+    next_cursor = fields.String(required=True, allow_none=True,
+                                metadata={"description": "Pass as `cursor` for the next page; null on the last"})
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
 
@@ -116,10 +141,11 @@ class AcceptedSchema(Schema):
 
 
 class ProofSubmitSchema(Schema):
-    description = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    description = fields.String(required=True, validate=[validate.Length(min=1, max=2000), fields.NOT_BLANK])
     photo_keys = fields.List(fields.String(validate=validate.Length(min=1, max=500)),
                              validate=validate.Length(min=1, max=5),
-                             metadata={"description": "Storage keys of the uploaded photos (optional check)"})
+                             metadata={"description": "Storage keys of the uploaded photos the proof keeps; "
+                                                      "the others are deleted. Omit to keep every photo."})
 
 
 class ProofSubmittedSchema(Schema):
@@ -152,7 +178,7 @@ class PaymentIntentSchema(Schema):
 
 class DisputeCreateSchema(Schema):
     reason = fields.String(required=True, validate=validate.OneOf(REASONS))
-    description = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    description = fields.String(required=True, validate=[validate.Length(min=1, max=2000), fields.NOT_BLANK])
     evidence_urls = fields.List(fields.String(validate=validate.Length(max=500)), validate=validate.Length(max=10))
 
 
@@ -164,6 +190,11 @@ class DisputeOpenedSchema(Schema):
 
 class PhotoUploadSchema(Schema):
     capture_time = fields.AwareDateTime()
+
+
+class PhotoDeletedSchema(Schema):
+    id = fields.UUID(required=True)
+    deleted = fields.Boolean(required=True)
 
 
 class ProofPhotoFileSchema(Schema):
@@ -217,16 +248,11 @@ class TaskProof(MethodView):
     @blp.arguments(ProofSubmitSchema)
     @blp.response(200, ProofSubmittedSchema)
     def post(self, body: dict[str, Any], task_id: UUID) -> Any:
-        """Submit the proof (its 1-5 photos uploaded first); the poster has 48 h to review."""
-        keys = body.get("photo_keys")
-        svc = services()
-        if keys is not None:
-            pending = respond(svc.proofs.create(task_id, current_user().id))
-            stored = {p["storage_key"] for p in pending["photos"]}
-            if set(keys) != stored:
-                raise ValidationError("photo_keys must name exactly the uploaded photos",
-                                      details={"photo_keys": ["not the uploaded photos of this proof"]})
-        out = respond(svc.tasks.submit_proof(task_id, current_user().id, description=body["description"]))
+        """Submit the proof (its 1-5 photos uploaded first); the poster has 48 h to review.
+        `photo_keys` keeps only the photos it names and deletes the rest; a refused submission
+        changes nothing."""
+        out = respond(services().tasks.submit_proof(task_id, current_user().id, description=body["description"],
+                                                    photo_keys=body.get("photo_keys")))
         return {"task": out["task"], "proof": _with_urls(out["proof"])}
 
     @requires_user
@@ -243,11 +269,23 @@ class TaskProofPhotos(MethodView):
     @blp.arguments(ProofPhotoFileSchema, location="files")
     @blp.response(201, PhotoSchema)
     def post(self, form: dict[str, Any], files: dict[str, Any], task_id: UUID) -> Any:
-        """Upload one proof photo (multipart field `file`: JPEG, PNG or HEIC, at most 10 MB)."""
+        """Upload one proof photo (multipart field `file`: a JPEG, PNG or HEIC image that decodes, at
+        most 10 MB; larger is 413 PAYLOAD_TOO_LARGE). Capture time, GPS position and camera are read
+        from its EXIF; `capture_time` is used only when the image carries none."""
         data = files["file"].read()
         photo = respond(services().proofs.upload_photo(task_id, current_user().id, data,
                                                        capture_time=form.get("capture_time")))
         return _photo_url(photo)
+
+
+@blp.route("/<uuid:task_id>/proof/photos/<uuid:photo_id>")
+class TaskProofPhoto(MethodView):
+    @requires_user
+    @blp.response(200, PhotoDeletedSchema)
+    def delete(self, task_id: UUID, photo_id: UUID) -> Any:
+        """Take an uploaded photo off the task's proof while it is not yet submitted (the worker);
+        the file is deleted too."""
+        return respond(services().proofs.delete_photo(task_id, photo_id, current_user().id))
 
 
 @blp.route("/<uuid:task_id>/complete")

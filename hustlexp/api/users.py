@@ -26,8 +26,8 @@ blp = Blueprint("users", __name__, url_prefix="/api/users", description="Users: 
 MODES = ("worker", "poster")
 # The shapes UserService accepts, so the OpenAPI document promises no more than it takes.
 PHONE = r"^\+?[0-9][0-9 ().-]{5,18}[0-9]$"
-AVATAR = r"^https?://\S+$"
-NAME = [validate.Length(min=1, max=255), validate.Regexp(r"^\s*\S", error="must not be blank")]
+AVATAR = r"^https?://[^\s\u0000]+$"
+NAME = [validate.Length(min=1, max=255), validate.Regexp(r"^\s*[^\s\u0000][^\u0000]*$", error="must not be blank")]
 
 
 # -- schemas ---------------------------------------------------------------------

@@ -1,12 +1,13 @@
 """POST /webhooks/stripe: Stripe's event deliveries. Public (Stripe signs the body instead).
 
 The raw body goes to the handler untouched: the signature covers its exact bytes. A bad
-signature answers 400 WEBHOOK_SIGNATURE_INVALID; any other failure answers its error status
-(5xx for anything unexpected), and Stripe retries every non-2xx delivery."""
+signature answers 400 WEBHOOK_SIGNATURE_INVALID, a signed event whose fields the handlers
+cannot use 400 VALIDATION_ERROR (EVENT below states which); any other failure answers its
+error status (5xx for anything unexpected), and Stripe retries every non-2xx delivery."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import request
 from flask.views import MethodView
@@ -15,14 +16,55 @@ from marshmallow import post_dump
 
 from hustlexp.api.base import Schema, fields, respond, services
 from hustlexp.obs import metrics
+from hustlexp.services.stripe_webhooks import HANDLED_TYPES, MAX_EVENT_ID
 
 blp = PlainBlueprint("webhooks", __name__, description="Stripe webhook (signed by Stripe)")
+
+
+# What the handlers read of a Stripe event, and the rules services.stripe_webhooks.check_event_shape
+# enforces on it (a correctly signed event breaking them is 400 VALIDATION_ERROR); everything
+# else in Stripe's event passes untouched.
+# null counts as absent for every optional field, as in the handlers.
+_TEXT = {"type": "string", "pattern": fields.NO_NUL}
+_ID = {**_TEXT, "minLength": 1}
+_OPTIONAL_TEXT = {**_TEXT, "nullable": True}
+_METADATA = {"type": "object", "additionalProperties": _TEXT, "nullable": True}
+_CENTS = {"type": "integer", "nullable": True}
+EVENT: dict[str, Any] = {
+    "type": "object",
+    "description": "A Stripe event, signed by Stripe (Stripe-Signature header over the raw body; "
+                   "a signature more than 5 minutes old or ahead is refused). The handled types "
+                   f"({', '.join(HANDLED_TYPES)}) need data.object.id.",
+    "required": ["id", "type", "data"],
+    "properties": {
+        "id": {**_ID, "maxLength": MAX_EVENT_ID},
+        "type": {**_ID, "maxLength": 100},
+        "data": {"type": "object", "required": ["object"], "properties": {"object": {
+            "type": "object",
+            "properties": {
+                "id": _ID, "amount": _CENTS, "amount_received": _CENTS, "transfer_group": _OPTIONAL_TEXT,
+                "metadata": _METADATA,
+                "last_payment_error": {"type": "object", "nullable": True,
+                                       "properties": {"code": _OPTIONAL_TEXT, "message": _OPTIONAL_TEXT}},
+                "refunds": {"type": "object", "nullable": True, "properties": {"data": {
+                    "type": "array", "nullable": True, "items": {
+                        "type": "object", "required": ["id"], "properties": {"id": _ID, "metadata": _METADATA}}}}},
+            },
+        }}},
+    },
+}
 
 
 class WebhookAckSchema(Schema):
     """{"received": true} plus whatever the handler reports (event id, outcome...)."""
 
+    OPENAPI_EXTRA: ClassVar[dict[str, Any]] = {"additionalProperties": True}
+
     received = fields.Boolean(required=True)
+    event_id = fields.String()
+    type = fields.String()
+    result = fields.String(metadata={"description": "processed, ignored, skipped, duplicate..."})
+    reason = fields.String(allow_none=True)
 
     @post_dump(pass_original=True)
     def _keep_handler_fields(self, data: dict[str, Any], original: Any, **_: Any) -> dict[str, Any]:
@@ -31,10 +73,7 @@ class WebhookAckSchema(Schema):
 
 @blp.route("/webhooks/stripe")
 class StripeWebhook(MethodView):
-    @blp.doc(requestBody={
-        "required": True,
-        "content": {"application/json": {"schema": {"type": "object",
-                                                    "description": "A Stripe event, signed"}}}})
+    @blp.doc(requestBody={"required": True, "content": {"application/json": {"schema": EVENT}}})
     @blp.response(200, WebhookAckSchema)
     def post(self) -> Any:
         result = services().webhooks.handle(request.get_data(), request.headers.get("Stripe-Signature"))

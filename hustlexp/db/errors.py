@@ -7,8 +7,13 @@ OperationalError as a connection problem worth retrying."""
 from __future__ import annotations
 
 import psycopg
+from psycopg_pool import PoolTimeout
 
-from hustlexp.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
+from hustlexp.errors import Conflict, DomainError, Forbidden, NotFound, Unavailable, ValidationError
+
+# SQLSTATEs of a server going away or not taking connections: admin/crash shutdown, starting
+# up or shutting down, too many connections. Class 08 (connection exceptions) is matched whole.
+_AWAY = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 # code -> (error class, HTTP status, what the client is told)
 _SQLSTATES: dict[str, tuple[type[DomainError], int, str]] = {
@@ -54,5 +59,22 @@ def translate(exc: psycopg.Error) -> DomainError | None:
     if diag.constraint_name:
         details["constraint"] = diag.constraint_name
     err = cls(message, code=_GENERIC.get(state, state), status=status, details=details)
+    err.__cause__ = exc
+    return err
+
+
+def unavailable(exc: BaseException) -> Unavailable | None:
+    """Unavailable (503, retry later) when `exc` says the database cannot be reached right now:
+    no pooled connection in time, a connection lost (psycopg gives those no SQLSTATE), the
+    server shutting down or restarting. None for anything else."""
+    if isinstance(exc, PoolTimeout):
+        reason = "no database connection"
+    elif isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and (
+            exc.sqlstate is None or exc.sqlstate.startswith("08") or exc.sqlstate in _AWAY):
+        reason = f"database unreachable ({exc.sqlstate or type(exc).__name__})"
+    else:
+        return None
+    err = Unavailable("The service is temporarily unavailable; try again shortly.")
+    err.reason = reason
     err.__cause__ = exc
     return err

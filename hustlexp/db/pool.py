@@ -7,12 +7,22 @@ a release, its XP row, badges and notifications commit or vanish together. Servi
 call ``commit()``.
 
 ``db.after_commit(fn)`` queues work that must happen only once the outermost transaction
-has committed (calling Stripe, for example): it never runs if the transaction rolls back."""
+has committed (calling Stripe, for example): it never runs if the transaction rolls back.
+
+When PostgreSQL is away (down, restarting, unreachable) a transaction raises Unavailable (503,
+retry later) instead of an unhandled psycopg error. The pool checks each connection before
+lending it, so connections killed by a restart are replaced, not handed out, and it keeps
+reconnecting on its own. A transaction waits for a connection in slices of OUTAGE_WAIT_SECONDS
+and gives up at the first slice once the database is known to be away (a lent connection failed
+its check, a connection attempt failed, or a transaction lost its connection) instead of
+waiting the full pool timeout: during an outage requests fail fast, so the workers stay free to
+answer (GET /health among them)."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,11 +30,16 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from hustlexp.db.errors import translate
+from hustlexp.db.errors import translate, unavailable
+from hustlexp.errors import Unavailable
 
 log = logging.getLogger(__name__)
+
+# A connection attempt to a host that does not answer gives up after this long.
+CONNECT_TIMEOUT_SECONDS = 5
+OUTAGE_WAIT_SECONDS = 0.5
 
 
 @dataclass
@@ -42,9 +57,14 @@ class Database:
         self.conninfo = conninfo
         self.pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
-            kwargs={"row_factory": dict_row, "autocommit": True},
+            kwargs={"row_factory": dict_row, "autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+            check=self._check,
             name="hustlexp",
         )
+        # time.monotonic() of the first failure of the current outage; None while all is well.
+        self.away_since: float | None = None
+        # The pool's count of failed connection attempts when a transaction last succeeded.
+        self._connect_errors_seen = 0
 
     def open(self, wait: bool = True) -> Database:
         self.pool.open(wait=wait)
@@ -62,25 +82,94 @@ class Database:
             with _translated(), scope.conn.transaction():
                 yield scope.conn
             return
-        with self.pool.connection() as conn:
-            scope = _Scope(conn)
-            token = _scope.set(scope)
-            try:
-                with _translated(), conn.transaction():
-                    yield conn
-            finally:
-                _scope.reset(token)
+        try:
+            with _translated(), self._connection() as conn:
+                scope = _Scope(conn)
+                token = _scope.set(scope)
+                try:
+                    with conn.transaction():
+                        yield conn
+                finally:
+                    _scope.reset(token)
+        except Unavailable as exc:
+            if isinstance(exc.__cause__, psycopg.Error | PoolTimeout):
+                self._mark_away(exc.reason)
+            raise
+        self._connect_errors_seen = self._connect_errors()
+        if self.away_since is not None:
+            log.warning("database back after %.1f s", time.monotonic() - self.away_since)
+            self.away_since = None
         for fn in scope.after_commit:
             try:
                 fn()
             except Exception:  # the commit stands; the outbox retry job picks up what failed
                 log.exception("after-commit work failed")
 
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        give_up = time.monotonic() + self.pool.timeout
+        while True:
+            try:
+                conn = self.pool.getconn(timeout=OUTAGE_WAIT_SECONDS)
+                break
+            except PoolTimeout:
+                if self._away() or time.monotonic() >= give_up:
+                    raise
+        try:
+            yield conn
+        finally:
+            self.pool.putconn(conn)
+
+    def _away(self) -> bool:
+        return self.away_since is not None or self._connect_errors() > self._connect_errors_seen
+
+    def _connect_errors(self) -> int:
+        return int(self.pool.get_stats().get("connections_errors", 0))
+
+    def _mark_away(self, reason: str) -> None:
+        if self.away_since is None:
+            self.away_since = time.monotonic()
+            log.error("database unavailable: %s", reason)
+
+    def _check(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+        """The pool's check before lending: a connection that fails it is dropped (and replaced);
+        it also tells us the database may be away."""
+        try:
+            ConnectionPool.check_connection(conn)
+        except Exception:
+            self._mark_away("a pooled connection failed its check")
+            raise
+
+    @contextmanager
+    def one_statement(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A connection for ONE statement, read or write, which is atomic on its own and needs
+        no BEGIN/COMMIT around it: one round trip instead of three. Inside a transaction it is
+        that transaction's connection. The database being away is Unavailable, as for transactions."""
+        scope = _scope.get()
+        if scope is not None:
+            yield scope.conn
+            return
+        try:
+            with _translated(), self._connection() as conn:
+                yield conn
+        except Unavailable as exc:
+            if isinstance(exc.__cause__, psycopg.Error | PoolTimeout):
+                self._mark_away(exc.reason)
+            raise
+
     def after_commit(self, fn: Callable[[], object]) -> None:
         scope = _scope.get()
         if scope is None:
             raise RuntimeError("after_commit needs an open transaction")
         scope.after_commit.append(fn)
+
+    @staticmethod
+    def current() -> psycopg.Connection[dict[str, Any]]:
+        """The connection of the transaction this code runs in (no savepoint of its own)."""
+        scope = _scope.get()
+        if scope is None:
+            raise RuntimeError("no open transaction")
+        return scope.conn
 
     @staticmethod
     def in_transaction() -> bool:
@@ -91,8 +180,9 @@ class Database:
 def _translated() -> Iterator[None]:
     try:
         yield
-    except psycopg.Error as exc:
-        err = translate(exc)
+    except (psycopg.Error, PoolTimeout) as exc:
+        err = translate(exc) if isinstance(exc, psycopg.Error) else None
+        err = err or unavailable(exc)
         if err is None:
             raise
         raise err from exc

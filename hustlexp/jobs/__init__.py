@@ -12,7 +12,14 @@ money rows are claimed with SKIP LOCKED):
 - purge-*      retention (hustlexp.services.retention): notifications, message locations,
                              messages, proof photos, processed Stripe events
 - anonymize-accounts hourly: closed accounts past their 7-day grace are anonymised
-`run_pass(name, services)` runs one pass now; the procrastinate app schedules them."""
+`run_pass(name, services)` runs one pass now; the procrastinate app schedules them.
+
+A worker killed mid-job (OOM, SIGKILL, a lost host) leaves its job in `doing`. Workers send
+procrastinate heartbeats; every minute `hustlexp.retry-stalled` asks procrastinate for the
+jobs of workers silent for STALLED_AFTER_SECONDS (`get_stalled_jobs`) and puts them back in
+the queue (`retry_job`). Re-running a pass is safe for the reasons above (a money row the dead
+worker had claimed is picked up again once stale, with the same idempotency key).
+`hustlexp jobs recover` does the same now."""
 
 from __future__ import annotations
 
@@ -23,10 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import procrastinate
+    import procrastinate.manager
 
     from hustlexp.services import Services
 
 log = logging.getLogger("hustlexp.jobs")
+
+# procrastinate's own defaults: a worker beats every 10 s and is stalled after 30 s of silence.
+STALLED_AFTER_SECONDS = 30.0
 
 PASSES: dict[str, tuple[str, Callable[[Services], Any]]] = {
     "expire": ("*/5 * * * *", lambda s: s.tasks.expire_due()),
@@ -79,4 +90,32 @@ def build_app(conninfo: str, services_factory: Callable[[], Services]) -> procra
         # workers' schedulers defer it.
         task = app.task(name=f"hustlexp.{name}", queueing_lock=name, pass_context=False)(job)
         app.periodic(cron=cron, periodic_id=name)(task)
+
+    async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> None:
+        await retry_stalled_jobs(context.app.job_manager)
+
+    stalled = app.task(name="hustlexp.retry-stalled", queueing_lock="retry-stalled", pass_context=True)(
+        retry_stalled)
+    app.periodic(cron="* * * * *", periodic_id="retry-stalled")(stalled)
     return app
+
+
+async def retry_stalled_jobs(manager: procrastinate.manager.JobManager,
+                             after_seconds: float = STALLED_AFTER_SECONDS) -> dict[str, list[int]]:
+    """Put back in the queue every job left `doing` by a worker with no heartbeat for
+    `after_seconds`. A job whose pass already waits in the queue again (same queueing lock) is
+    closed as failed instead: the waiting one does its work. Returns the job ids of each."""
+    import procrastinate
+
+    done: dict[str, list[int]] = {"retried": [], "superseded": []}
+    for job in await manager.get_stalled_jobs(seconds_since_heartbeat=after_seconds):
+        assert job.id is not None
+        try:
+            await manager.retry_job(job)
+            done["retried"].append(job.id)
+        except procrastinate.exceptions.UniqueViolation:
+            await manager.finish_job(job, procrastinate.jobs.Status.FAILED, delete_job=False)
+            done["superseded"].append(job.id)
+        log.warning("job %s (%s) was left running by a dead worker: %s", job.id, job.task_name,
+                    "retried" if job.id in done["retried"] else "closed, the same pass is queued")
+    return done

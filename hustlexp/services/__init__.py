@@ -40,8 +40,12 @@ def _utcnow() -> datetime:
 class Services:
     def __init__(self, db: Database, *, payments: PaymentsGateway | None = None,
                  storage: Storage | None = None, webhook_secret: str = "whsec_local",
-                 clock: Callable[[], datetime] = _utcnow, storage_dir: Path | None = None) -> None:
+                 clock: Callable[[], datetime] = _utcnow, storage_dir: Path | None = None,
+                 send_inline: bool = False) -> None:
         self.db = db
+        # Money rows are sent by a dispatcher (hustlexp.jobs.dispatcher); True sends them from
+        # the writing thread right after commit instead (tests, one-shot CLI passes).
+        self.send_inline = send_inline
         self._payments = payments
         self._storage = storage
         self._storage_dir = storage_dir

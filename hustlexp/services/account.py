@@ -200,7 +200,8 @@ class AccountService(Service):
                          "idempotency_key = NULL WHERE poster_id = %s", (uid,))
             conn.execute("UPDATE proofs SET description = NULL WHERE submitter_id = %s", (uid,))
             keys.extend(r["storage_key"] for r in conn.execute(
-                """UPDATE proof_photos SET deleted_at = %s WHERE deleted_at IS NULL AND proof_id IN
+                """UPDATE proof_photos SET deleted_at = %s, location_lat = NULL, location_lng = NULL,
+                          camera_make = NULL, camera_model = NULL WHERE deleted_at IS NULL AND proof_id IN
                        (SELECT id FROM proofs WHERE submitter_id = %s) RETURNING storage_key""",
                 (now, uid)).fetchall())
             conn.execute("UPDATE disputes SET description = '[removed]' WHERE initiated_by = %s", (uid,))

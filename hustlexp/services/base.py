@@ -67,9 +67,12 @@ class Service:
         self.db.after_commit(delete)
 
     def _notify(self, user_id: Any, category: str, **kw: Any) -> None:
-        """Notify inside the caller's transaction: if notifying fails, the change it announces
-        rolls back with it."""
-        self.s.notifications.notify(user_id, category, **kw).unwrap()
+        """Notify inside the caller's transaction (no savepoint: nothing here recovers from a
+        failed notification): if notifying fails, the change it announces rolls back with it."""
+        if self.db.in_transaction():
+            self.s.notifications.record(self.db.current(), user_id, category, **kw)
+        else:
+            self.s.notifications.notify(user_id, category, **kw).unwrap()
 
 
 def about(task: dict[str, Any], **metadata: Any) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from uuid import UUID
 
 from hustlexp.domain import EscrowState, MoneyKind, TaskState
 from hustlexp.errors import Conflict, DomainError, Forbidden, NotFound
-from hustlexp.obs.context import current_request_id
 from hustlexp.services import audit
 from hustlexp.services.base import Service, one, returns_result
 
@@ -90,6 +89,21 @@ class EscrowService(Service):
             # A concurrent request stored its intent first: everyone answers with that one.
             intent = payments.retrieve_payment_intent(row["stripe_payment_intent_id"])
         return _intent_out(row, intent)
+
+    @returns_result
+    def first_intent(self, escrow: dict[str, Any], poster_id: UUID) -> dict[str, Any]:
+        """The PaymentIntent of an escrow just created (task.create already holds its row and
+        poster): Stripe, then one conditional UPDATE; anything unexpected takes the general path."""
+        intent = self.s.payments.create_payment_intent(
+            amount=escrow["amount"], escrow_id=str(escrow["id"]), task_id=str(escrow["task_id"]),
+            poster_id=str(poster_id), idempotency_key=f"pi-{escrow['id']}")
+        with self.db.one_statement() as conn:
+            stored = one(conn, """UPDATE escrows SET stripe_payment_intent_id = %s
+                                   WHERE id = %s AND state = 'PENDING' AND stripe_payment_intent_id IS NULL
+                               RETURNING id""", (intent.id, escrow["id"]))
+        if stored is None:
+            return self.create_payment_intent(escrow["id"]).unwrap()
+        return _intent_out(escrow, intent)
 
     @returns_result
     def handle_payment_success(self, *, payment_intent_id: str, amount_received: int,
@@ -179,19 +193,31 @@ class EscrowService(Service):
             role = None
             if actor_id is not None:
                 role = self._require_poster_or_admin(conn, task, actor_id, "can_override_escrow")
-            if escrow["state"] == EscrowState.RELEASED:
-                return escrow
-            if escrow["state"] not in (EscrowState.FUNDED, EscrowState.LOCKED_DISPUTE):
-                raise Conflict(f"a {escrow['state']} escrow cannot be released",
-                               code="HX002" if escrow["state"] in ("REFUNDED", "REFUND_PARTIAL") else None)
-            if task["state"] != TaskState.COMPLETED:
-                raise Conflict("the escrow is released only when its task is completed", code="HX201")
-            escrow = _update(conn, escrow_id, "state = 'RELEASED', released_at = now()")
-            self._queue(conn, escrow, MoneyKind.TRANSFER, worker_payout(escrow["amount"]), task["worker_id"])
-            if role is not None:
-                audit.record(conn, role, "ESCROW_RELEASE", {"payout": worker_payout(escrow["amount"])},
-                             escrow_id=escrow_id, task_id=task["id"], user_id=task["worker_id"])
+            return self._release(conn, escrow, task, role)
+
+    def release_completed(self, conn: Any, task: dict[str, Any]) -> dict[str, Any]:
+        """release() for the completion chain, inside its transaction: the caller holds the
+        COMPLETED task's row, so only the escrow is locked and read (no savepoint, no re-read)."""
+        escrow = one(conn, "SELECT * FROM escrows WHERE task_id = %s FOR UPDATE", (task["id"],))
+        if escrow is None:
+            raise NotFound("escrow not found")
+        return self._release(conn, escrow, task, None)
+
+    def _release(self, conn: Any, escrow: dict[str, Any], task: dict[str, Any], role: dict[str, Any] | None
+                 ) -> dict[str, Any]:
+        if escrow["state"] == EscrowState.RELEASED:
             return escrow
+        if escrow["state"] not in (EscrowState.FUNDED, EscrowState.LOCKED_DISPUTE):
+            raise Conflict(f"a {escrow['state']} escrow cannot be released",
+                           code="HX002" if escrow["state"] in ("REFUNDED", "REFUND_PARTIAL") else None)
+        if task["state"] != TaskState.COMPLETED:
+            raise Conflict("the escrow is released only when its task is completed", code="HX201")
+        escrow = _update(conn, escrow["id"], "state = 'RELEASED', released_at = now()")
+        self._queue(conn, escrow, MoneyKind.TRANSFER, worker_payout(escrow["amount"]), task["worker_id"])
+        if role is not None:
+            audit.record(conn, role, "ESCROW_RELEASE", {"payout": worker_payout(escrow["amount"])},
+                         escrow_id=escrow["id"], task_id=task["id"], user_id=task["worker_id"])
+        return escrow
 
     @returns_result
     def refund(self, escrow_id: UUID, *, actor_id: UUID | None = None, reason: str = "task_cancelled"
@@ -248,17 +274,11 @@ class EscrowService(Service):
 
     def _queue(self, conn: Any, escrow: dict[str, Any], kind: MoneyKind, amount: int,
                recipient: Any, note: str | None = None) -> None:
-        """Write the outbox row now; call Stripe after the outermost commit."""
+        """Write the outbox row now; the dispatcher calls Stripe once the outermost transaction commits."""
         key = {MoneyKind.TRANSFER: "transfer", MoneyKind.REFUND: "refund",
                MoneyKind.CANCEL_INTENT: "cancel-pi"}[kind] + f"-{escrow['id']}"
-        row = one(conn, """INSERT INTO money_outbox (escrow_id, kind, amount, recipient_id, idempotency_key,
-                                                     last_error, request_id)
-                           VALUES (%s, %s, %s, %s, %s, NULL, %s) RETURNING id""",
-                  (escrow["id"], kind.value, amount, recipient, key, current_request_id()))
-        assert row is not None
-        outbox_id = row["id"]
-        outbox = self.s.outbox
-        self.db.after_commit(lambda: outbox.dispatch(outbox_id))
+        self.s.outbox.enqueue(conn, escrow_id=escrow["id"], kind=kind, amount=amount, recipient=recipient,
+                              key=key)
         log.info("escrow %s: %s of %s cents queued (%s)", escrow["id"], kind.value, amount, note or key)
 
     def _require_poster_or_admin(self, conn: Any, task: dict[str, Any], actor_id: UUID, flag: str

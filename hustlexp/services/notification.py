@@ -182,6 +182,19 @@ def _preferences_from(row: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _group(last: dict[str, Any] | None, new_id: UUID) -> tuple[UUID, int]:
+    """Join the open group of this category (same task) or start one: a group takes at most
+    five and closes after five minutes of silence."""
+    if last is not None and (last["group_position"] or 1) < GROUP_MAX:
+        return last["group_id"] or last["id"], (last["group_position"] or 1) + 1
+    return new_id, 1
+
+
+_PREFERENCE_COLUMNS = ", ".join(f"p.{c}" for c in (
+    "push_enabled", "email_enabled", "sms_enabled", "quiet_hours_enabled", "quiet_hours_start",
+    "quiet_hours_end", "category_preferences"))
+
+
 def load_preferences(conn: Any, user_id: Any) -> dict[str, Any]:
     """A user's preferences in the API's shape, the defaults when they never set any.
     Other services read it (messaging honours `read_receipts`)."""
@@ -363,6 +376,15 @@ class NotificationService(Service):
         when this repeats one from the last 5 minutes, or None when the recipient switched the
         category's bucket off. `channels` says whether it is pushed now; a push held back by
         quiet hours or a frequency cap is flagged in metadata `push_held` (+ `push_after`)."""
+        with self.db.transaction() as conn:
+            return self.record(conn, user_id, category, task_id=task_id, title=title, body=body,
+                               metadata=metadata, priority=priority, deep_link=deep_link)
+
+    def record(self, conn: Any, user_id: Any, category: str, *, task_id: Any = None, title: str | None = None,
+               body: str | None = None, metadata: dict[str, Any] | None = None,
+               priority: str | None = None, deep_link: str | None = None) -> dict[str, Any] | None:
+        """notify() inside the caller's transaction with no savepoint of its own: any error
+        propagates and rolls back the change the notification announces (Service._notify)."""
         kind = CATALOG.get(category)
         if kind is None:
             raise ValidationError(f"unknown notification category {category!r}",
@@ -381,55 +403,70 @@ class NotificationService(Service):
             raise ValidationError("metadata keys must be strings", details={"metadata": ["string keys"]})
         now = self.s.clock()
 
-        with self.db.transaction() as conn:
-            recipient = one(conn, "SELECT id, account_status FROM users WHERE id = %s", (recipient_id,))
-            if recipient is None:
-                raise NotFound("No such user.", code="HX504")
-            task = self._task(conn, task_uuid) if task_uuid is not None else None
-            self._check_audience(conn, kind, recipient_id, task)
+        # One read: the event's lock (serialising notifications of one event, so a replayed event
+        # can't slip past the duplicate check that follows in a fresh snapshot), the recipient,
+        # their preferences and the task.
+        lock = f"notify:{recipient_id}:{category}:{task_uuid}" if task_uuid is not None else None
+        found = one(conn, f"""
+            SELECT (%(lock)s::text IS NULL OR pg_advisory_xact_lock(hashtextextended(%(lock)s, 0)) IS NULL)
+                       AS locked,
+                   u.id, u.account_status, p.user_id IS NOT NULL AS has_preferences, {_PREFERENCE_COLUMNS},
+                   t.id AS task_id, t.title AS task_title, t.price AS task_price, t.poster_id AS task_poster_id,
+                   t.worker_id AS task_worker_id, tp.full_name AS task_poster_name,
+                   tw.full_name AS task_worker_name
+              FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id
+              LEFT JOIN tasks t ON t.id = %(task)s LEFT JOIN users tp ON tp.id = t.poster_id
+              LEFT JOIN users tw ON tw.id = t.worker_id
+             WHERE u.id = %(user)s""", {"lock": lock, "task": task_uuid, "user": recipient_id})
+        if found is None:
+            raise NotFound("No such user.", code="HX504")
+        recipient = found
+        task = None
+        if task_uuid is not None:
+            if found["task_id"] is None:
+                raise NotFound("No such task.")
+            task = {k.removeprefix("task_"): found[k] for k in (
+                "task_id", "task_title", "task_price", "task_poster_id", "task_worker_id", "task_poster_name",
+                "task_worker_name")}
+        self._check_audience(conn, kind, recipient_id, task)
 
-            prefs = load_preferences(conn, recipient_id)
-            if kind.bucket is not None and not prefs["categories"][kind.bucket]:
-                return None
+        prefs = _preferences_from(recipient if recipient["has_preferences"] else None)
+        if kind.bucket is not None and not prefs["categories"][kind.bucket]:
+            return None
 
-            discriminator = self._discriminator(kind, meta)
-            if task_uuid is not None:
-                # Serialise notifications of one event so a replayed event can't slip past the check.
-                conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                             (f"notify:{recipient_id}:{category}:{task_uuid}",))
-                earlier = self._recent_duplicate(conn, recipient_id, category, task_uuid, discriminator, now)
-                if earlier is not None:
-                    return notification_item(earlier)
+        earlier, last = self._recent(conn, recipient_id, category, task_uuid, self._discriminator(kind, meta), now)
+        if earlier is not None:
+            return notification_item(earlier)
 
-            channels, held, push_after = self._channels(conn, kind, category, level, prefs, recipient, now)
-            if held is not None:
-                meta["push_held"] = held
-                if push_after is not None:
-                    meta["push_after"] = push_after.isoformat()
+        channels, held, push_after = self._channels(conn, kind, category, level, prefs, recipient, now)
+        if held is not None:
+            meta["push_held"] = held
+            if push_after is not None:
+                meta["push_after"] = push_after.isoformat()
 
-            context = _context(meta, task)
-            final_title = title if title is not None else _render(kind.titles, context)
-            final_body = body if body is not None else _render(kind.bodies, context)
-            final_title, final_body = self._checked_text(final_title, final_body, title is not None)
-            link = self._checked_link(deep_link) if deep_link is not None else \
-                _deep_link(kind, recipient_id, task_uuid)
+        context = _context(meta, task)
+        final_title = title if title is not None else _render(kind.titles, context)
+        final_body = body if body is not None else _render(kind.bodies, context)
+        final_title, final_body = self._checked_text(final_title, final_body, title is not None)
+        link = self._checked_link(deep_link) if deep_link is not None else \
+            _deep_link(kind, recipient_id, task_uuid)
 
-            new_id = uuid.uuid4()
-            group_id, position = self._group(conn, recipient_id, category, task_uuid, new_id, now)
-            row = one(conn, """
-                INSERT INTO notifications (id, user_id, category, title, body, deep_link, task_id, metadata,
-                                           channels, priority, group_id, group_position, expires_at,
-                                           created_at)
-                VALUES (%(id)s, %(user_id)s, %(category)s, %(title)s, %(body)s, %(link)s, %(task_id)s,
-                        %(metadata)s, %(channels)s, %(priority)s, %(group_id)s, %(position)s,
-                        %(expires)s, %(now)s)
-                RETURNING *""", {
-                "id": new_id, "user_id": recipient_id, "category": category, "title": final_title,
-                "body": final_body, "link": link, "task_id": task_uuid, "metadata": _json(meta),
-                "channels": channels, "priority": level, "group_id": group_id, "position": position,
-                "expires": now + RETENTION, "now": now})
-            assert row is not None
-            return notification_item(row)
+        new_id = uuid.uuid4()
+        group_id, position = _group(last, new_id)
+        row = one(conn, """
+            INSERT INTO notifications (id, user_id, category, title, body, deep_link, task_id, metadata,
+                                       channels, priority, group_id, group_position, expires_at,
+                                       created_at)
+            VALUES (%(id)s, %(user_id)s, %(category)s, %(title)s, %(body)s, %(link)s, %(task_id)s,
+                    %(metadata)s, %(channels)s, %(priority)s, %(group_id)s, %(position)s,
+                    %(expires)s, %(now)s)
+            RETURNING *""", {
+            "id": new_id, "user_id": recipient_id, "category": category, "title": final_title,
+            "body": final_body, "link": link, "task_id": task_uuid, "metadata": _json(meta),
+            "channels": channels, "priority": level, "group_id": group_id, "position": position,
+            "expires": now + RETENTION, "now": now})
+        assert row is not None
+        return notification_item(row)
 
     @returns_result
     def list(self, user_id: Any, *, unread_only: bool = False, limit: int | None = 20,
@@ -534,17 +571,6 @@ class NotificationService(Service):
         return priority
 
     @staticmethod
-    def _task(conn: Any, task_id: UUID) -> dict[str, Any]:
-        task = one(conn, """
-            SELECT t.id, t.title, t.price, t.poster_id, t.worker_id,
-                   p.full_name AS poster_name, w.full_name AS worker_name
-              FROM tasks t JOIN users p ON p.id = t.poster_id LEFT JOIN users w ON w.id = t.worker_id
-             WHERE t.id = %s""", (task_id,))
-        if task is None:
-            raise NotFound("No such task.")
-        return task
-
-    @staticmethod
     def _check_audience(conn: Any, kind: Kind, recipient: UUID, task: dict[str, Any] | None) -> None:
         if kind.audience == "admins":
             if audit.admin_role(conn, recipient) is None:
@@ -568,17 +594,31 @@ class NotificationService(Service):
         return None
 
     @staticmethod
-    def _recent_duplicate(conn: Any, user_id: UUID, category: str, task_id: UUID,
-                          discriminator: tuple[str, str] | None, now: datetime) -> dict[str, Any] | None:
+    def _recent(conn: Any, user_id: UUID, category: str, task_id: UUID | None,
+                discriminator: tuple[str, str] | None, now: datetime
+                ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(the notification this one would repeat, the latest of its group), both from the last
+        five minutes, in one statement that notifications_recent_idx answers directly: the cost
+        stays flat however many notifications the recipient has had. Only notifications about a
+        task are deduplicated; `task_id IS NULL` rather than IS NOT DISTINCT FROM keeps the
+        grouping read on the index."""
         key, value = discriminator if discriminator is not None else (None, None)
-        return one(conn, """
-            SELECT * FROM notifications
-             WHERE user_id = %(uid)s AND category = %(category)s AND task_id = %(task_id)s
-               AND created_at > %(since)s AND created_at <= %(now)s
-               AND (%(key)s::text IS NULL OR metadata ->> %(key)s::text = %(value)s::text)
-             ORDER BY created_at DESC LIMIT 1""", {
-            "uid": user_id, "category": category, "task_id": task_id, "since": now - DEDUPE_WINDOW,
-            "now": now, "key": key, "value": value})
+        same_task = "task_id IS NULL" if task_id is None else "task_id = %(task_id)s"
+        rows = conn.execute(f"""
+            (SELECT true AS repeat, n.* FROM notifications n
+              WHERE %(task_id)s::uuid IS NOT NULL AND user_id = %(uid)s AND category = %(category)s
+                AND task_id = %(task_id)s AND created_at > %(dedupe_since)s AND created_at <= %(now)s
+                AND (%(key)s::text IS NULL OR metadata ->> %(key)s::text = %(value)s::text)
+              ORDER BY created_at DESC LIMIT 1)
+            UNION ALL
+            (SELECT false AS repeat, n.* FROM notifications n
+              WHERE user_id = %(uid)s AND category = %(category)s AND {same_task}
+                AND created_at > %(group_since)s AND created_at <= %(now)s
+              ORDER BY created_at DESC, group_position DESC NULLS LAST LIMIT 1)""", {
+            "uid": user_id, "category": category, "task_id": task_id, "dedupe_since": now - DEDUPE_WINDOW,
+            "group_since": now - GROUP_WINDOW, "now": now, "key": key, "value": value}).fetchall()
+        found = {r.pop("repeat"): r for r in rows}
+        return found.get(True), found.get(False)
 
     def _channels(self, conn: Any, kind: Kind, category: str, priority: str, prefs: dict[str, Any],
                   recipient: dict[str, Any], now: datetime) -> tuple[Channels, str | None, datetime | None]:
@@ -623,21 +663,6 @@ class NotificationService(Service):
         if len(last_hour) >= per_hour:
             return last_hour[per_hour - 1] + timedelta(hours=1)
         return None
-
-    @staticmethod
-    def _group(conn: Any, user_id: UUID, category: str, task_id: UUID | None, new_id: UUID,
-               now: datetime) -> tuple[UUID, int]:
-        """Join the open group of this category (same task) or start one: a group takes at most
-        five and closes after five minutes of silence."""
-        last = one(conn, """
-            SELECT id, group_id, group_position FROM notifications
-             WHERE user_id = %s AND category = %s AND task_id IS NOT DISTINCT FROM %s
-               AND created_at > %s AND created_at <= %s
-             ORDER BY created_at DESC, group_position DESC NULLS LAST LIMIT 1""",
-            (user_id, category, task_id, now - GROUP_WINDOW, now))
-        if last is not None and (last["group_position"] or 1) < GROUP_MAX:
-            return last["group_id"] or last["id"], (last["group_position"] or 1) + 1
-        return new_id, 1
 
     @staticmethod
     def _checked_text(title: str, body: str, title_given: bool) -> tuple[str, str]:

@@ -1,12 +1,20 @@
 """MoneyOutbox: the only path by which money leaves (DESIGN §7.8).
 
+No request waits on Stripe: the transaction that writes a row also NOTIFYs CHANNEL (delivered
+at commit, never for a rollback), and a dispatcher LISTENing on it (hustlexp.jobs.dispatcher;
+`hustlexp serve` starts one in development, `hustlexp jobs worker` runs one in production)
+sends the row within moments. `Services(send_inline=True)` instead sends in the caller's
+thread right after commit (service tests, one-shot CLI passes with no dispatcher around).
+
 A row is claimed in a short transaction (PENDING -> PROCESSING), Stripe is called with no
 lock held, and the outcome is written in a second short transaction. The idempotency key
 is fixed per escrow and kind, so however often a row is retried — by the request that
 wrote it, by the retry job, by two job workers at once — Stripe moves the money once.
 
-Failures back off 5 min, 30 min, 2 h, 24 h, then the row is FAILED_PERMANENT and admins are
-told. A transfer to a worker with no connected account yet waits without counting as a
+Failures that a retry can cure (network, Stripe 5xx, 409, 429) back off 5 min, 30 min, 2 h,
+24 h, then the row is FAILED_PERMANENT and admins are told. A failure no retry can cure (an
+invalid request, a bad destination, bad credentials: 4xx but 409/429) is FAILED_PERMANENT at
+once, with the same alert. A transfer to a worker with no connected account yet waits without counting as a
 failure: it goes out once the account exists."""
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ NO_ACCOUNT_RECHECK = timedelta(hours=1)
 # A row left PROCESSING this long belongs to a process that died mid-call; the same
 # idempotency key makes picking it up again safe.
 STALE_PROCESSING = timedelta(minutes=10)
+# NOTIFY channel whose payload is a comma-separated list of money_outbox ids now due.
+CHANNEL = "hustlexp_money_outbox"
 
 
 class NoPayoutAccount(Exception):
@@ -61,14 +71,36 @@ class MoneyOutbox(Service):
             counts[key] += 1
         return counts
 
+    def enqueue(self, conn: Any, *, escrow_id: Any, kind: MoneyKind, amount: int, recipient: Any,
+                key: str) -> UUID:
+        """Write a PENDING row in the caller's transaction and wake the dispatcher at commit."""
+        row = one(conn, """WITH row AS (
+                               INSERT INTO money_outbox (escrow_id, kind, amount, recipient_id, idempotency_key,
+                                                         last_error, request_id)
+                               VALUES (%s, %s, %s, %s, %s, NULL, %s) RETURNING id)
+                           SELECT id, pg_notify(%s, id::text) FROM row""",
+                  (escrow_id, kind.value, amount, recipient, key, context.current_request_id(), CHANNEL))
+        assert row is not None
+        self._after_commit([row["id"]])
+        return UUID(str(row["id"]))
+
     @returns_result
     def release_waiting_for(self, user_id: UUID) -> dict[str, int]:
-        """A worker just connected a payout account: send what was waiting for it."""
+        """A worker just connected a payout account: make their waiting transfers due now (in
+        the caller's transaction) and hand them to the dispatcher. Sends nothing itself."""
         with self.db.transaction() as conn:
-            conn.execute("""UPDATE money_outbox SET next_attempt_at = now()
-                             WHERE recipient_id = %s AND kind = 'TRANSFER' AND status = 'PENDING'""",
-                         (user_id,))
-        return self.retry_due().unwrap()
+            ids = [r["id"] for r in conn.execute(
+                """UPDATE money_outbox SET next_attempt_at = now()
+                    WHERE recipient_id = %s AND kind = 'TRANSFER' AND status = 'PENDING' RETURNING id""",
+                (user_id,)).fetchall()]
+            if ids:
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ",".join(str(i) for i in ids)))
+                self._after_commit(ids)
+        return {"due": len(ids)}
+
+    def _after_commit(self, ids: list[Any]) -> None:
+        if self.s.send_inline:
+            self.db.after_commit(lambda: [self.dispatch(i) for i in ids])
 
     @returns_result
     def list_for_escrow(self, escrow_id: UUID) -> list[dict[str, Any]]:
@@ -167,7 +199,7 @@ class MoneyOutbox(Service):
             # The intent can no longer be cancelled (it succeeded or was cancelled already); a
             # payment that did land is refunded by the payment_intent.succeeded handler.
             status, next_at = MoneyStatus.CANCELLED, None
-        elif attempts > len(BACKOFF):
+        elif attempts > len(BACKOFF) or not getattr(exc, "retryable", True):
             status, next_at = MoneyStatus.FAILED_PERMANENT, None
         else:
             status, next_at = MoneyStatus.PENDING, self.s.clock() + BACKOFF[attempts - 1]

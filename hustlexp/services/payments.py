@@ -5,17 +5,28 @@ several gateways (a test's fake, a served E2E fake, production) can live in one 
 Every call that moves or reserves money takes an idempotency key the caller derives from our
 own ids, so a retry after a lost response can never charge or pay twice. Every Stripe failure
 leaves as a `PaymentError` that says whether trying again later can help.
+
+No call waits on Stripe unbounded: connecting gives up after 5 s and waiting for an answer after
+20 s (stripe's own default is 80 s, longer than gunicorn lets a request live), and the library
+retries a dropped or timed-out call at most `max_network_retries` times with the same
+idempotency key. Inside `stripe_budget(seconds)` (every API request runs in one) all the
+Stripe calls together, retries included, get at most that long: what is not done by then
+fails as a retryable PaymentError, so a committed change answers success and the outbox retry
+job finishes the money.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 import stripe
 
 from hustlexp.errors import DomainError, PaymentProviderError
@@ -24,6 +35,8 @@ log = logging.getLogger("hustlexp.payments")
 
 CURRENCY = "usd"
 WEBHOOK_TOLERANCE_SECONDS = 300
+CONNECT_TIMEOUT_SECONDS = 5.0
+READ_TIMEOUT_SECONDS = 20.0
 
 # Stripe codes that mean "busy, try again", whatever status or error class carries them.
 _RETRYABLE_CODES = frozenset({"lock_timeout", "rate_limit", "token_in_use"})
@@ -63,13 +76,49 @@ class Intent:
     amount_received: int = 0
 
 
+# When the current request's time for Stripe runs out (time.monotonic()), None outside requests.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("hustlexp_stripe_deadline",
+                                                                          default=None)
+
+
+@contextmanager
+def stripe_budget(seconds: float) -> Iterator[None]:
+    """Every Stripe call made inside gets, all together, at most `seconds`."""
+    token = _deadline.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+class _BoundedSession(requests.Session):
+    """The session stripe's RequestsClient sends through: each call's (connect, read) timeouts
+    are cut to what is left of the current budget, and a call with none left is not sent."""
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        deadline = _deadline.get()
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0.05:
+                # A plain RequestException: stripe does not retry it; we still call it retryable.
+                raise requests.RequestException("the time this request may wait on Stripe is spent")
+            connect, read = kwargs.get("timeout") or (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
+            kwargs["timeout"] = (min(connect, left), min(read, left))
+        return super().request(method, url, *args, **kwargs)
+
+
 class PaymentsGateway:
     def __init__(self, secret_key: str, *, api_base: str | None = None,
                  http_client: stripe.HTTPClient | None = None, webhook_secret: str | None = None,
-                 max_network_retries: int = 0) -> None:
+                 max_network_retries: int = 0, read_timeout: float = READ_TIMEOUT_SECONDS) -> None:
         if not secret_key:
             raise ValueError("a Stripe secret key is required")
+        if not 0 < read_timeout <= READ_TIMEOUT_SECONDS:
+            raise ValueError(f"read_timeout must be in (0, {READ_TIMEOUT_SECONDS}] seconds")
         self.webhook_secret = webhook_secret
+        if http_client is None:
+            http_client = stripe.RequestsClient(
+                timeout=(min(CONNECT_TIMEOUT_SECONDS, read_timeout), read_timeout), session=_BoundedSession())
         self._client = stripe.StripeClient(
             secret_key,
             base_addresses={"api": api_base} if api_base else None,
@@ -177,10 +226,13 @@ class PaymentsGateway:
         secret = secret if secret is not None else self.webhook_secret
         try:
             stripe.WebhookSignature.verify_header(payload, signature_header, secret, tolerance)
+            # The stripe library refuses only old timestamps; a future one is as suspect.
+            if _signed_at(signature_header) > time.time() + tolerance:
+                raise WebhookSignatureError("webhook timestamp is in the future")
             event = json.loads(payload)
         except stripe.SignatureVerificationError as err:
             raise WebhookSignatureError("webhook signature verification failed") from err
-        except (UnicodeDecodeError, ValueError) as err:
+        except (UnicodeDecodeError, ValueError, RecursionError) as err:
             raise WebhookSignatureError("webhook body is not a JSON event") from err
         if not isinstance(event, dict) or not isinstance(event.get("id"), str) \
                 or not isinstance(event.get("type"), str):
@@ -192,6 +244,12 @@ def _traced(metadata: dict[str, str], request_id: str | None) -> dict[str, str]:
     """Metadata plus the id of the request that queued the movement. It is fixed on the outbox
     row, so every retry under one idempotency key sends the very same parameters."""
     return {**metadata, "request_id": request_id} if request_id else metadata
+
+
+def _signed_at(header: str | None) -> int:
+    """The t= of a Stripe-Signature header that verify_header already accepted."""
+    stamps = [item[2:] for item in (header or "").split(",") if item.strip().startswith("t=")]
+    return int(stamps[0].strip()) if stamps else 0
 
 
 def _require_cents(amount: int) -> None:

@@ -6,15 +6,16 @@ rejects it with a reason, sending the task back to ACCEPTED for a new proof."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from hustlexp.domain import ProofState, TaskState
 from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, about, one, returning, returns_result
-from hustlexp.services.storage import check_image
+from hustlexp.services.images import check_image
 
 REVIEW_WINDOW = timedelta(hours=48)
 MAX_PHOTOS = 5
@@ -42,26 +43,31 @@ class ProofService(Service):
     @returns_result
     def upload_photo(self, task_id: UUID, worker_id: UUID, data: bytes, *,
                      capture_time: datetime | None = None) -> dict[str, Any]:
-        """Check the image by content, store it under proofs/{task}/{proof}/{n}.{ext}, and
-        attach it to the task's PENDING proof (created on first upload)."""
+        """Decode the image, store it under proofs/{task}/{proof}/{n}-{random}.{ext}, and attach it
+        to the task's PENDING proof (created on first upload). Capture time, location and camera
+        come from the image's EXIF; `capture_time` from the client fills in for a photo without
+        one. The random part keeps a deleted photo's key from ever naming a later upload."""
         image = check_image(data)
         proof = self.create(task_id, worker_id).unwrap()
         with self.db.transaction() as conn:
             locked = one(conn, "SELECT * FROM proofs WHERE id = %s FOR UPDATE", (proof["id"],))
             if locked is None or locked["state"] != ProofState.PENDING:
                 raise Conflict("photos are added only to a proof that is not yet submitted")
-            count = one(conn, "SELECT count(*) AS n, coalesce(max(sequence_number), 0) AS last "
-                        "FROM proof_photos WHERE proof_id = %s", (proof["id"],))
-            assert count is not None
-            if count["n"] >= MAX_PHOTOS:
+            taken = conn.execute("SELECT sequence_number FROM proof_photos WHERE proof_id = %s",
+                                 (proof["id"],)).fetchall()
+            if len(taken) >= MAX_PHOTOS:
                 raise ValidationError(f"a proof holds at most {MAX_PHOTOS} photos",
                                       details={"file": [f"max {MAX_PHOTOS} photos"]})
-            sequence = count["last"] + 1
-            key = f"proofs/{task_id}/{proof['id']}/{sequence}.{image.extension}"
+            # The lowest free number: a deleted photo leaves a gap the next upload fills.
+            sequence = min(set(range(1, MAX_PHOTOS + 1)) - {r["sequence_number"] for r in taken})
+            key = f"proofs/{task_id}/{proof['id']}/{sequence}-{uuid4().hex[:12]}.{image.extension}"
             photo = one(conn, """INSERT INTO proof_photos (proof_id, storage_key, content_type, file_size_bytes,
-                                     checksum_sha256, capture_time, sequence_number)
-                                 VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *""",
-                        (proof["id"], key, image.content_type, image.size, image.sha256, capture_time, sequence))
+                                     checksum_sha256, capture_time, sequence_number, location_lat, location_lng,
+                                     camera_make, camera_model)
+                                 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+                        (proof["id"], key, image.content_type, image.size, image.sha256,
+                         image.capture_time or capture_time, sequence, image.location_lat, image.location_lng,
+                         image.camera_make, image.camera_model))
             # Stored inside the transaction: if the row fails, the file is an orphan under a key
             # nobody references, never a row pointing at nothing.
             self.s.storage.put(key, data, image.content_type)
@@ -69,9 +75,28 @@ class ProofService(Service):
             return photo
 
     @returns_result
+    def delete_photo(self, task_id: UUID, photo_id: UUID, worker_id: UUID) -> dict[str, Any]:
+        """The worker takes a photo back off the task's PENDING proof; its file goes too."""
+        with self.db.transaction() as conn:
+            self._worker_task(conn, task_id, worker_id, lock=True)
+            photo = one(conn, """SELECT pp.id, pp.storage_key, p.state FROM proof_photos pp
+                                   JOIN proofs p ON p.id = pp.proof_id
+                                  WHERE pp.id = %s AND p.task_id = %s FOR UPDATE OF p""", (photo_id, task_id))
+            if photo is None:
+                raise NotFound("photo not found")
+            if photo["state"] != ProofState.PENDING:
+                raise Conflict(f"photos of a {photo['state']} proof stay as they are")
+            conn.execute("DELETE FROM proof_photos WHERE id = %s", (photo_id,))
+        # After commit: a failed commit must not leave a row whose file is gone.
+        self.s.storage.delete(photo["storage_key"])
+        return {"id": photo_id, "deleted": True}
+
+    @returns_result
     def submit(self, task_id: UUID, worker_id: UUID, *, description: str | None = None,
-               proof_id: UUID | None = None) -> dict[str, Any]:
-        """PENDING -> SUBMITTED (needs 1-5 photos) and task ACCEPTED -> PROOF_SUBMITTED."""
+               proof_id: UUID | None = None, photo_keys: Sequence[str] | None = None) -> dict[str, Any]:
+        """PENDING -> SUBMITTED (needs 1-5 photos) and task ACCEPTED -> PROOF_SUBMITTED.
+        `photo_keys` chooses which uploaded photos the proof keeps; the others are deleted with
+        their files. A refused submission changes nothing."""
         _check_description(description, required=False)
         with self.db.transaction() as conn:
             task = self._worker_task(conn, task_id, worker_id, lock=True)
@@ -83,9 +108,11 @@ class ProofService(Service):
                 raise Conflict("there is no pending proof to submit; upload photos first")
             text = description if description is not None else proof["description"]
             _check_description(text, required=True)
+            dropped = self._keep_photos(conn, proof["id"], photo_keys)
             photos = one(conn, "SELECT count(*) AS n FROM proof_photos WHERE proof_id = %s", (proof["id"],))
-            if photos is None or photos["n"] == 0:
-                raise ValidationError("a proof needs at least one photo", details={"photos": ["1 to 5 photos"]})
+            if photos is None or not 1 <= photos["n"] <= MAX_PHOTOS:
+                raise ValidationError(f"a proof needs 1 to {MAX_PHOTOS} photos",
+                                      details={"photos": [f"1 to {MAX_PHOTOS} photos"]})
             now = self.s.clock()
             proof = returning(conn, """UPDATE proofs SET state = 'SUBMITTED', description = %s, submitted_at = %s,
                                         review_deadline = %s WHERE id = %s RETURNING *""",
@@ -93,8 +120,11 @@ class ProofService(Service):
             task = returning(conn, "UPDATE tasks SET state = 'PROOF_SUBMITTED', proof_submitted_at = %s "
                              "WHERE id = %s RETURNING *", (now, task_id))
             self._notify(task["poster_id"], "PROOF_SUBMITTED", **about(task))
-            return {"task": {k: task[k] for k in ("id", "state", "proof_submitted_at")},
-                    "proof": self._with_photos(conn, proof)}
+            out = {"task": {k: task[k] for k in ("id", "state", "proof_submitted_at")},
+                   "proof": self._with_photos(conn, proof)}
+        for key in dropped:
+            self.s.storage.delete(key)
+        return out
 
     @returns_result
     def accept(self, proof_id: UUID, reviewer_id: UUID | None) -> dict[str, Any]:
@@ -203,10 +233,25 @@ class ProofService(Service):
         audit.require_party_or_admin(conn, (task["poster_id"], task["worker_id"]), viewer_id,
                                      "only the task's poster, its worker or an admin can see its proof")
 
+    def _keep_photos(self, conn: Any, proof_id: UUID, keys: Sequence[str] | None) -> list[str]:
+        """Delete the proof's photos not named in `keys` (None keeps all); their storage keys."""
+        if keys is None:
+            return []
+        stored = {r["storage_key"] for r in conn.execute(
+            "SELECT storage_key FROM proof_photos WHERE proof_id = %s", (proof_id,)).fetchall()}
+        unknown = sorted(set(keys) - stored)
+        if unknown:
+            raise ValidationError("photo_keys must name photos uploaded to this proof",
+                                  details={"photo_keys": [f"not a photo of this proof: {k}" for k in unknown]})
+        dropped = sorted(stored - set(keys))
+        conn.execute("DELETE FROM proof_photos WHERE proof_id = %s AND storage_key = ANY(%s)", (proof_id, dropped))
+        return dropped
+
     def _with_photos(self, conn: Any, proof: dict[str, Any] | None) -> dict[str, Any]:
         assert proof is not None
         photos = conn.execute("""SELECT id, storage_key, content_type, file_size_bytes, checksum_sha256,
-                                        sequence_number, capture_time, created_at
+                                        sequence_number, capture_time, location_lat, location_lng,
+                                        camera_make, camera_model, created_at
                                    FROM proof_photos WHERE proof_id = %s ORDER BY sequence_number""",
                               (proof["id"],)).fetchall()
         return {**proof, "photos": photos}

@@ -87,7 +87,8 @@ class RetentionService(Service):
 
         def batch(conn: Any, n: int) -> list[dict[str, Any]]:
             rows: list[dict[str, Any]] = conn.execute(sql.SQL("""
-                UPDATE proof_photos SET deleted_at = %(now)s WHERE id IN (
+                UPDATE proof_photos SET deleted_at = %(now)s, location_lat = NULL, location_lng = NULL,
+                       camera_make = NULL, camera_model = NULL WHERE id IN (
                     SELECT ph.id FROM proof_photos ph JOIN proofs p ON p.id = ph.proof_id
                       JOIN tasks t ON t.id = p.task_id
                      WHERE ph.deleted_at IS NULL AND {ended}

@@ -11,9 +11,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from hustlexp.errors import ValidationError
 from hustlexp.services.base import Service, about, one, returns_result
 
 log = logging.getLogger(__name__)
+
+MAX_EVENT_ID = 255  # processed_stripe_events.event_id
 
 
 class StripeWebhookHandler(Service):
@@ -22,10 +25,18 @@ class StripeWebhookHandler(Service):
         """Verify and apply one delivery. Signature problems fail with
         WEBHOOK_SIGNATURE_INVALID (400); a handler error propagates (500, Stripe retries)."""
         event = self.s.payments.construct_event(payload, signature)
+        try:
+            check_event_shape(event)
+        except ValidationError as exc:
+            # Signed by Stripe yet unusable: retrying will not fix it, and a 5xx would make
+            # Stripe redeliver this poison event for days. 400 once, nothing recorded.
+            log.warning("stripe event %.80r refused: %s %s", event.get("id"), exc.message, exc.details)
+            raise
         return self.process(event)
 
     def process(self, event: dict[str, Any]) -> dict[str, Any]:
-        event_id, event_type = str(event["id"]), str(event["type"])
+        check_event_shape(event)
+        event_id, event_type = event["id"], event["type"]
         with self.db.transaction() as conn:
             claimed = one(conn, """INSERT INTO processed_stripe_events (event_id, event_type, result)
                                    VALUES (%s, %s, 'processing') ON CONFLICT (event_id) DO NOTHING
@@ -34,7 +45,7 @@ class StripeWebhookHandler(Service):
                 log.info("stripe event %s (%s) already processed", event_id, event_type)
                 return {"event_id": event_id, "type": event_type, "result": "duplicate"}
             handler = self._handlers().get(event_type)
-            obj = event.get("data", {}).get("object", {}) or {}
+            obj = event["data"]["object"]
             outcome = handler(obj) if handler else {"result": "ignored", "reason": "unhandled event type"}
             conn.execute("UPDATE processed_stripe_events SET result = %s, error_message = %s WHERE event_id = %s",
                          (outcome["result"], outcome.get("reason"), event_id))
@@ -52,7 +63,7 @@ class StripeWebhookHandler(Service):
 
     def _payment_succeeded(self, pi: dict[str, Any]) -> dict[str, Any]:
         return self.s.escrows.handle_payment_success(
-            payment_intent_id=pi["id"], amount_received=int(pi.get("amount_received") or pi.get("amount") or 0),
+            payment_intent_id=pi["id"], amount_received=pi.get("amount_received") or pi.get("amount") or 0,
             escrow_id=_meta(pi, "escrow_id")).unwrap()
 
     def _payment_canceled(self, pi: dict[str, Any]) -> dict[str, Any]:
@@ -86,6 +97,81 @@ class StripeWebhookHandler(Service):
             return {"result": "ignored", "reason": "refund without escrow metadata"}
         return self.s.escrows.record_stripe_id(escrow_id=escrow_id, kind="refund",
                                                stripe_id=refunds[0]["id"]).unwrap()
+
+
+HANDLED_TYPES = ("payment_intent.succeeded", "payment_intent.canceled", "payment_intent.payment_failed",
+                  "transfer.created", "charge.refunded")
+
+
+def check_event_shape(event: dict[str, Any]) -> None:
+    """Refuse (ValidationError) a verified event whose fields the handlers could not use, so they
+    can index and store what they read without guarding every access. Only what some handler
+    reads is checked (text it stores must hold no NUL); the rest of Stripe's event passes
+    untouched. The OpenAPI document of POST /webhooks/stripe states these same rules."""
+    problems: dict[str, list[str]] = {}
+
+    def text(value: Any, path: str, *, low: int = 1, high: int | None = None) -> None:
+        if not isinstance(value, str) or len(value) < low or (high is not None and len(value) > high) \
+                or not _storable(value):
+            problems[path] = [f"text of {low} to {high or 'any'} characters without NUL"]
+
+    def mapping(value: Any, path: str) -> bool:
+        if value is None:
+            return False
+        if not isinstance(value, dict):
+            problems[path] = ["an object"]
+            return False
+        return True
+
+    def metadata(holder: dict[str, Any], path: str) -> None:
+        if mapping(holder.get("metadata"), f"{path}.metadata"):
+            for key, value in holder["metadata"].items():
+                text(value, f"{path}.metadata.{key}", low=0)
+
+    text(event.get("id"), "id", high=MAX_EVENT_ID)
+    text(event.get("type"), "type", high=100)
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        problems["data.object"] = ["an object"]
+    else:
+        obj, path = data["object"], "data.object"
+        if "id" in obj or event.get("type") in HANDLED_TYPES:
+            text(obj.get("id"), f"{path}.id")
+        for name in ("amount", "amount_received"):
+            value = obj.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                problems[f"{path}.{name}"] = ["an integer number of cents"]
+        if obj.get("transfer_group") is not None:
+            text(obj["transfer_group"], f"{path}.transfer_group", low=0)
+        metadata(obj, path)
+        if mapping(obj.get("last_payment_error"), f"{path}.last_payment_error"):
+            for name in ("code", "message"):
+                if obj["last_payment_error"].get(name) is not None:
+                    text(obj["last_payment_error"][name], f"{path}.last_payment_error.{name}", low=0)
+        if mapping(obj.get("refunds"), f"{path}.refunds") and obj["refunds"].get("data") is not None:
+            refunds = obj["refunds"]["data"]
+            if not isinstance(refunds, list):
+                problems[f"{path}.refunds.data"] = ["a list of refunds"]
+            else:
+                for n, refund in enumerate(refunds):
+                    where = f"{path}.refunds.data[{n}]"
+                    if not isinstance(refund, dict):
+                        problems[where] = ["an object"]
+                        continue
+                    text(refund.get("id"), f"{where}.id")
+                    metadata(refund, where)
+    if problems:
+        raise ValidationError("the webhook event is malformed", details=problems)
+
+
+def _storable(value: str) -> bool:
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _meta(obj: dict[str, Any], key: str) -> str | None:

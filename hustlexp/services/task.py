@@ -5,7 +5,11 @@ concurrent attempts exactly one wins and the rest see the new state (409 CONFLIC
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -14,6 +18,8 @@ from hustlexp.domain import EscrowState, TaskState
 from hustlexp.errors import Conflict, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, about, one, page_params, returning, returns_result
+from hustlexp.services.escrow import worker_payout
+from hustlexp.services.trust import judge_eligibility
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +27,14 @@ CATEGORIES = (
     "cleaning", "delivery", "moving", "handyman", "yard_work", "pet_care", "errands", "tech_help",
     "assembly", "tutoring", "event_help", "photography", "personal_assistant", "other",
 )
+LIVE_MIN_PRICE = 1500  # cents: a LIVE task pays for an immediate start
 SORTABLE = {"created_at": "t.created_at", "price": "t.price", "deadline": "t.deadline"}
+NULLABLE_SORTS = frozenset({"deadline"})
+# What a completion answers about the escrow.
+COMPLETION_ESCROW = ("id", "state", "amount", "released_at", "stripe_transfer_id")
+ESCROW_COLUMNS = ("id", "task_id", "amount", "state", "refund_amount", "release_amount", "stripe_payment_intent_id",
+                  "stripe_transfer_id", "stripe_refund_id", "funded_at", "released_at", "refunded_at", "created_at",
+                  "updated_at")
 CREATE_FIELDS = ("title", "description", "requirements", "location", "location_lat", "location_lng",
                  "category", "price", "mode", "deadline", "requires_proof", "proof_instructions",
                  "required_trust_tier", "risk_level")
@@ -43,21 +56,30 @@ class TaskService(Service):
             raise ValidationError("unknown fields", details={k: ["unknown field"] for k in sorted(unknown)})
         _validate_new_task(fields, self.s.clock())
         values = {k: v for k, v in fields.items() if v is not None}
-        with self.db.transaction() as conn:
-            self._require_active(conn, poster_id)
-            row = values | {"poster_id": poster_id, "idempotency_key": idempotency_key}
-            columns = list(row)
-            # Column names come from CREATE_FIELDS above, never from the request.
-            task = one(conn, "INSERT INTO tasks ({}) VALUES ({}) ON CONFLICT (poster_id, idempotency_key) "
-                       "WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING *".format(
-                           ", ".join(columns), ", ".join(f"%({c})s" for c in columns)), row)
-            if task is None:
+        row = values | {"poster_id": poster_id, "idempotency_key": idempotency_key}
+        columns = list(row)
+        # Column names come from CREATE_FIELDS above, never from the request. One statement (atomic
+        # on its own, so no BEGIN/COMMIT): the task, only for an ACTIVE poster and a new key, and
+        # its escrow. No row back means a paused/unknown poster or a replay: the checked path says which.
+        with self.db.one_statement() as conn:
+            created = one(conn, """
+                WITH task AS (
+                    INSERT INTO tasks ({columns}) SELECT {values} WHERE EXISTS (
+                        SELECT 1 FROM users WHERE id = %(poster_id)s AND account_status = 'ACTIVE')
+                    ON CONFLICT (poster_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                    RETURNING *),
+                escrow AS (INSERT INTO escrows (task_id, amount) SELECT id, price FROM task RETURNING *)
+                SELECT task.*, {escrow_columns} FROM task JOIN escrow ON escrow.task_id = task.id""".format(
+                columns=", ".join(columns), values=", ".join(f"%({c})s" for c in columns),
+                escrow_columns=", ".join(f"escrow.{c} AS escrow__{c}" for c in ESCROW_COLUMNS)), row)
+        if created is None:
+            with self.db.transaction() as conn:
+                self._require_active(conn, poster_id)
                 return self._replay(conn, poster_id, idempotency_key, values)
-            escrow = one(conn, "INSERT INTO escrows (task_id, amount) VALUES (%s, %s) RETURNING *",
-                         (task["id"], task["price"]))
-            assert escrow is not None
+        escrow = {c: created.pop(f"escrow__{c}") for c in ESCROW_COLUMNS}
+        task = created
         intent: dict[str, Any] = {"payment_intent_id": None, "client_secret": None}
-        result = self.s.escrows.create_payment_intent(escrow["id"])
+        result = self.s.escrows.first_intent(escrow, poster_id)
         if result.ok:
             intent = {k: result.unwrap()[k] for k in ("payment_intent_id", "client_secret")}
         else:
@@ -69,10 +91,21 @@ class TaskService(Service):
     @returns_result
     def accept(self, task_id: UUID, worker_id: UUID) -> dict[str, Any]:
         with self.db.transaction() as conn:
-            task = _lock(conn, task_id)
+            # The task locked, with its escrow's state and the candidate, in one read.
+            task = one(conn, """
+                SELECT t.*, e.state AS escrow_state, u.id AS candidate_id, u.trust_tier AS candidate_trust_tier,
+                       u.account_status AS candidate_account_status
+                  FROM tasks t LEFT JOIN escrows e ON e.task_id = t.id LEFT JOIN users u ON u.id = %(worker)s
+                 WHERE t.id = %(task)s FOR UPDATE OF t""", {"task": task_id, "worker": worker_id})
+            if task is None:
+                raise NotFound("task not found")
             if task["state"] != TaskState.OPEN:
+                # Who may not see the task learns nothing about it, its state included.
+                _require_visible(conn, task, worker_id)
                 raise Conflict(f"the task is {task['state']}, no longer OPEN")
-            self.s.trust.check_eligibility(worker_id, task_id).unwrap()
+            candidate = {k.removeprefix("candidate_"): task[k] for k in (
+                "candidate_id", "candidate_trust_tier", "candidate_account_status")}
+            judge_eligibility(task, candidate if candidate["id"] is not None else None)
             task = _update(conn, task_id, "state = 'ACCEPTED', worker_id = %(worker)s, accepted_at = now()",
                            {"worker": worker_id})
             self._notify(task["poster_id"], "TASK_ACCEPTED", **about(task))
@@ -81,9 +114,10 @@ class TaskService(Service):
 
     @returns_result
     def submit_proof(self, task_id: UUID, worker_id: UUID, *, description: str | None = None,
-                     proof_id: UUID | None = None) -> dict[str, Any]:
+                     proof_id: UUID | None = None, photo_keys: Sequence[str] | None = None) -> dict[str, Any]:
         """ACCEPTED -> PROOF_SUBMITTED: the same as proof.submit, addressed by task."""
-        return self.s.proofs.submit(task_id, worker_id, description=description, proof_id=proof_id).unwrap()
+        return self.s.proofs.submit(task_id, worker_id, description=description, proof_id=proof_id,
+                                    photo_keys=photo_keys).unwrap()
 
     @returns_result
     def complete(self, task_id: UUID, actor_id: UUID | None) -> dict[str, Any]:
@@ -112,12 +146,10 @@ class TaskService(Service):
         """Run the chain for a task already locked and checked by the caller (proof acceptance,
         dispute ruling, task.complete). Must run inside the caller's transaction."""
         task = _update(conn, task["id"], "state = 'COMPLETED', completed_at = now()")
-        escrow = one(conn, "SELECT id FROM escrows WHERE task_id = %s", (task["id"],))
-        assert escrow is not None
-        self.s.escrows.release(escrow["id"]).unwrap()
+        escrow = self.s.escrows.release_completed(conn, task)
         xp = self.s.xp.award(escrow["id"]).unwrap()
-        self._notify(task["worker_id"], "ESCROW_RELEASED", **about(task, amount=_payout(conn, escrow["id"])))
-        return self._completion(conn, task, xp=xp)
+        self._notify(task["worker_id"], "ESCROW_RELEASED", **about(task, amount=worker_payout(escrow["amount"])))
+        return {"task": task, "escrow": {k: escrow[k] for k in COMPLETION_ESCROW}, "xp_awarded": _xp_out(xp)}
 
     @returns_result
     def cancel(self, task_id: UUID, actor_id: UUID, *, reason: str | None = None) -> dict[str, Any]:
@@ -176,9 +208,7 @@ class TaskService(Service):
             task = one(conn, "SELECT * FROM tasks WHERE id = %s", (task_id,))
             if task is None:
                 raise NotFound("task not found")
-            if task["state"] != TaskState.OPEN:  # an OPEN task is on the board for everyone
-                audit.require_party_or_admin(conn, (task["poster_id"], task["worker_id"]), viewer_id,
-                                             "only the task's poster, its worker or an admin can see it")
+            _require_visible(conn, task, viewer_id)
             return self._detail(conn, task)
 
     @returns_result
@@ -186,18 +216,30 @@ class TaskService(Service):
              category: str | None = None, mode: str | None = None, poster_id: UUID | None = None,
              worker_id: UUID | None = None, min_price: int | None = None, max_price: int | None = None,
              sort: str = "created_at", order: str = "desc", limit: int | None = None,
-             offset: int | None = None) -> dict[str, Any]:
-        """OPEN tasks plus the viewer's own (admins see all), filtered, sorted and paged."""
-        limit, offset = page_params(limit, offset)
+             offset: int | None = None, cursor: str | None = None) -> dict[str, Any]:
+        """OPEN tasks plus the viewer's own (admins see all), filtered, sorted and paged.
+
+        Keyset paging by default: pass the `next_cursor` of one page to get the next; a page
+        costs the same however many tasks match (no count, no skipped rows), and `total` is
+        None. With `offset` (older clients) the page is skipped to and `total` counted."""
+        if cursor is not None and offset is not None:
+            raise ValidationError("use cursor or offset, not both", details={"cursor": ["not with offset"]})
+        limit, skip = page_params(limit, offset)
         if sort not in SORTABLE:
             raise ValidationError("bad sort", details={"sort": [f"one of {', '.join(SORTABLE)}"]})
         if order not in ("asc", "desc"):
             raise ValidationError("bad order", details={"order": ["asc or desc"]})
         where: list[str] = ["TRUE"]
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        with self.db.transaction() as conn:
-            if viewer_id is not None and audit.admin_role(conn, viewer_id) is None:
-                where.append("(t.state = 'OPEN' OR t.poster_id = %(viewer)s OR t.worker_id = %(viewer)s)")
+        params: dict[str, Any] = {"limit": limit + 1, "offset": skip}
+        column = SORTABLE[sort]
+        if cursor is not None:
+            params["after_value"], params["after_id"] = _read_cursor(cursor, sort, order)
+            where.append(_after(column, sort in NULLABLE_SORTS, params["after_value"] is None, order))
+        # Keyset pages are one statement (no transaction needed); offset pages count in the same snapshot.
+        with self.db.one_statement() if offset is None else self.db.transaction() as conn:
+            if viewer_id is not None:  # admins see every task
+                where.append("(t.state = 'OPEN' OR t.poster_id = %(viewer)s OR t.worker_id = %(viewer)s "
+                             "OR EXISTS (SELECT 1 FROM admin_roles a WHERE a.user_id = %(viewer)s))")
                 params["viewer"] = viewer_id
             filters = {"states": ("t.state = ANY(%(states)s)", states), "category": ("t.category = %(category)s",
                        category), "mode": ("t.mode = %(mode)s", mode), "poster_id": ("t.poster_id = %(poster_id)s",
@@ -209,21 +251,27 @@ class TaskService(Service):
                     where.append(clause)
                     params[name] = value
             direction = "ASC" if order == "asc" else "DESC"
+            # NULLS LAST is ASC's default; spelling it out for a NOT NULL column sorted DESC would
+            # stop the (created_at, id) index from answering the page.
+            nulls = " NULLS LAST" if sort in NULLABLE_SORTS and direction == "DESC" else ""
             # The WHERE clauses, the sort column and the direction are the constants above; every
-            # value the caller sent travels as a parameter.
+            # value the caller sent travels as a parameter. One more row than asked says has_more.
             rows = conn.execute(
-                f"""SELECT t.*, count(*) OVER () AS total_count,
-                           u.full_name AS poster_name, u.avatar_url AS poster_avatar_url,
+                f"""SELECT t.*, u.full_name AS poster_name, u.avatar_url AS poster_avatar_url,
                            u.trust_tier AS poster_trust_tier, u.is_verified AS poster_is_verified
                       FROM tasks t JOIN users u ON u.id = t.poster_id
                      WHERE {" AND ".join(where)}
-                     ORDER BY {SORTABLE[sort]} {direction} NULLS LAST, t.id
+                     ORDER BY {column} {direction}{nulls}, t.id {direction}
                      LIMIT %(limit)s OFFSET %(offset)s""", params).fetchall()
-            total = rows[0]["total_count"] if rows else returning(
-                conn, f"SELECT count(*) AS n FROM tasks t WHERE {' AND '.join(where)}", params)["n"]
-        tasks = [_summary(r) for r in rows]
-        return {"tasks": tasks, "total": total, "has_more": offset + len(tasks) < total,
-                "limit": limit, "offset": offset}
+            total = None
+            if offset is not None:
+                total = returning(conn, f"SELECT count(*) AS n FROM tasks t WHERE {' AND '.join(where)}",
+                                  params)["n"]
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _write_cursor(sort, order, rows[-1][sort], rows[-1]["id"]) if has_more else None
+        return {"tasks": [_summary(r) for r in rows], "total": total, "has_more": has_more,
+                "next_cursor": next_cursor, "limit": limit, "offset": skip}
 
     @returns_result
     def review_queue(self, admin_id: UUID, *, limit: int | None = 20, offset: int | None = 0) -> dict[str, Any]:
@@ -268,14 +316,10 @@ class TaskService(Service):
         return refunded
 
     def _completion(self, conn: Any, task: dict[str, Any], *, xp: dict[str, Any] | None) -> dict[str, Any]:
-        escrow = one(conn, "SELECT id, state, amount, released_at, stripe_transfer_id FROM escrows "
-                     "WHERE task_id = %s", (task["id"],))
+        escrow = one(conn, f"SELECT {', '.join(COMPLETION_ESCROW)} FROM escrows WHERE task_id = %s", (task["id"],))
         if xp is None:
             xp = one(conn, "SELECT * FROM xp_ledger WHERE task_id = %s", (task["id"],))
-        xp_out = None if xp is None else {k: xp[k] for k in (
-            "id", "base_xp", "streak_multiplier", "trust_multiplier", "effective_xp", "user_xp_after",
-            "user_level_before", "user_level_after") if k in xp}
-        return {"task": task, "escrow": escrow, "xp_awarded": xp_out}
+        return {"task": task, "escrow": escrow, "xp_awarded": _xp_out(xp)}
 
     def _detail(self, conn: Any, task: dict[str, Any]) -> dict[str, Any]:
         def person(user_id: Any) -> dict[str, Any] | None:
@@ -297,6 +341,14 @@ class TaskService(Service):
 
 
 
+def _require_visible(conn: Any, task: dict[str, Any], viewer_id: UUID | None) -> None:
+    """An OPEN task is on the board for everyone; any other only for its poster, its worker and
+    admins (403 FORBIDDEN otherwise)."""
+    if task["state"] != TaskState.OPEN:
+        audit.require_party_or_admin(conn, (task["poster_id"], task["worker_id"]), viewer_id,
+                                     "only the task's poster, its worker or an admin can see it")
+
+
 def _lock(conn: Any, task_id: UUID) -> dict[str, Any]:
     row = one(conn, "SELECT * FROM tasks WHERE id = %s FOR UPDATE", (task_id,))
     if row is None:
@@ -311,9 +363,10 @@ def _update(conn: Any, task_id: UUID, assignments: str, params: dict[str, Any] |
     return row
 
 
-def _payout(conn: Any, escrow_id: Any) -> int:
-    row = one(conn, "SELECT amount FROM money_outbox WHERE escrow_id = %s AND kind = 'TRANSFER'", (escrow_id,))
-    return int(row["amount"]) if row else 0
+def _xp_out(xp: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if xp is None else {k: xp[k] for k in (
+        "id", "base_xp", "streak_multiplier", "trust_multiplier", "effective_xp", "user_xp_after",
+        "user_level_before", "user_level_after") if k in xp}
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -324,6 +377,44 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
             "poster": {"id": row["poster_id"], "full_name": row["poster_name"],
                        "avatar_url": row["poster_avatar_url"], "trust_tier": row["poster_trust_tier"],
                        "is_verified": row["poster_is_verified"]}}
+
+
+def _write_cursor(sort: str, order: str, value: Any, task_id: Any) -> str:
+    """An opaque cursor: the sort, and the sort value and id of the page's last row."""
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    raw = json.dumps([sort, order, value, str(task_id)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str, sort: str, order: str) -> tuple[Any, UUID]:
+    bad = ValidationError("invalid cursor", details={"cursor": ["pass next_cursor from the previous page"]})
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        was_sort, was_order, value, task_id = decoded
+        task_uuid = UUID(task_id)
+        if sort == "price":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError
+        elif value is not None:
+            value = datetime.fromisoformat(value)
+        elif sort not in NULLABLE_SORTS:
+            raise ValueError
+    except (ValueError, TypeError, UnicodeDecodeError, binascii.Error):
+        raise bad from None
+    if (was_sort, was_order) != (sort, order):
+        raise ValidationError("the cursor belongs to another sort", details={
+            "cursor": [f"made for sort={was_sort}&order={was_order}"]})
+    return value, task_uuid
+
+
+def _after(column: str, nullable: bool, at_null: bool, order: str) -> str:
+    """Rows after the cursor in `ORDER BY column <order> NULLS LAST, id <order>`."""
+    cmp = ">" if order == "asc" else "<"
+    if at_null:  # already among the trailing NULLs
+        return f"({column} IS NULL AND t.id {cmp} %(after_id)s)"
+    after = f"({column}, t.id) {cmp} (%(after_value)s, %(after_id)s)"
+    return f"({after} OR {column} IS NULL)" if nullable else after
 
 
 def _normal(value: Any) -> Any:
@@ -345,7 +436,7 @@ def _validate_new_task(fields: dict[str, Any], now: datetime) -> None:
     if fields.get("requirements") is not None and len(fields["requirements"]) > 2000:
         errors["requirements"] = ["at most 2000 characters"]
     price, mode = fields.get("price"), fields.get("mode") or "STANDARD"
-    if isinstance(price, bool) or not isinstance(price, int) or price < (1500 if mode == "LIVE" else 500):
+    if isinstance(price, bool) or not isinstance(price, int) or price < (LIVE_MIN_PRICE if mode == "LIVE" else 500):
         errors["price"] = ["integer cents, at least 500 (1500 for LIVE)"]
     if mode not in ("STANDARD", "LIVE"):
         errors["mode"] = ["STANDARD or LIVE"]

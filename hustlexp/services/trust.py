@@ -180,34 +180,8 @@ class TrustService(Service):
             task = one(conn, "SELECT t.id, t.poster_id, t.state, t.required_trust_tier, t.risk_level, "
                              "e.state AS escrow_state FROM tasks t LEFT JOIN escrows e ON e.task_id = t.id "
                              "WHERE t.id = %s", (task_id,))
-            if task is None:
-                raise NotFound("No such task.")
-            if task["state"] != TaskState.OPEN:
-                raise Conflict("The task is no longer open.", details={"state": task["state"]})
-            if task["escrow_state"] != EscrowState.FUNDED:
-                raise Conflict("The task's escrow is not funded yet.",
-                               details={"escrow_state": task["escrow_state"]})
             user = one(conn, "SELECT id, trust_tier, account_status FROM users WHERE id = %s", (user_id,))
-            if user is None:
-                raise NotFound("No such user.", code="HX504")
-            if str(task["poster_id"]) == str(user_id):
-                raise Forbidden("You cannot accept your own task.", details={"reason": "OWN_TASK"})
-            if user["account_status"] == AccountStatus.PAUSED:
-                raise Forbidden("Your account is paused.", code="HX602")
-            if user["account_status"] != AccountStatus.ACTIVE:
-                raise Forbidden("Your account is not active.", details={"reason": "ACCOUNT_SUSPENDED"})
-            required = task["required_trust_tier"] or 0
-            if user["trust_tier"] < required:
-                raise Forbidden("Your trust tier is too low for this task.",
-                                details={"reason": "TRUST_TIER", "required_trust_tier": required,
-                                         "trust_tier": user["trust_tier"]})
-            if task["risk_level"] not in RISK_CLEARANCE[user["trust_tier"]]:
-                raise Forbidden("Your trust tier does not clear this task's risk level.",
-                                details={"reason": "RISK_LEVEL", "risk_level": task["risk_level"],
-                                         "trust_tier": user["trust_tier"]})
-            return {"eligible": True, "user_id": user["id"], "task_id": task["id"],
-                    "trust_tier": user["trust_tier"], "required_trust_tier": required,
-                    "risk_level": task["risk_level"]}
+        return judge_eligibility(task, user)
 
     @returns_result
     def get_trust_history(self, user_id: Any, limit: int | None = 20, offset: int | None = 0
@@ -273,3 +247,35 @@ class TrustService(Service):
         self._notify(user_id, "TRUST_TIER_UP" if new > old else "TRUST_TIER_DOWN", task_id=task_id,
                      metadata={"old_tier": old, "new_tier": new})
 
+
+def judge_eligibility(task: dict[str, Any] | None, user: dict[str, Any] | None) -> dict[str, Any]:
+    """The eligibility rules on rows already read: `task` with its `escrow_state`, `user` with
+    id, trust_tier and account_status (accept reads both with its lock; check_eligibility reads
+    them itself). Raises what check_eligibility documents."""
+    if task is None:
+        raise NotFound("No such task.")
+    if task["state"] != TaskState.OPEN:
+        raise Conflict("The task is no longer open.", details={"state": task["state"]})
+    if task["escrow_state"] != EscrowState.FUNDED:
+        raise Conflict("The task's escrow is not funded yet.",
+                       details={"escrow_state": task["escrow_state"]})
+    if user is None:
+        raise NotFound("No such user.", code="HX504")
+    if str(task["poster_id"]) == str(user["id"]):
+        raise Forbidden("You cannot accept your own task.", details={"reason": "OWN_TASK"})
+    if user["account_status"] == AccountStatus.PAUSED:
+        raise Forbidden("Your account is paused.", code="HX602")
+    if user["account_status"] != AccountStatus.ACTIVE:
+        raise Forbidden("Your account is not active.", details={"reason": "ACCOUNT_SUSPENDED"})
+    required = task["required_trust_tier"] or 0
+    if user["trust_tier"] < required:
+        raise Forbidden("Your trust tier is too low for this task.",
+                        details={"reason": "TRUST_TIER", "required_trust_tier": required,
+                                 "trust_tier": user["trust_tier"]})
+    if task["risk_level"] not in RISK_CLEARANCE[user["trust_tier"]]:
+        raise Forbidden("Your trust tier does not clear this task's risk level.",
+                        details={"reason": "RISK_LEVEL", "risk_level": task["risk_level"],
+                                 "trust_tier": user["trust_tier"]})
+    return {"eligible": True, "user_id": user["id"], "task_id": task["id"],
+            "trust_tier": user["trust_tier"], "required_trust_tier": required,
+            "risk_level": task["risk_level"]}

@@ -370,15 +370,14 @@ class UserService(Service):
                           (stripe_connect_id, uid))
             if updated is None:
                 raise _missing_user()
-            # Payouts that waited for this account go out once it is saved.
-            outbox = self.s.outbox
-            self.db.after_commit(lambda: outbox.release_waiting_for(uid))
+            # Payouts that waited for this account become due with it; the dispatcher sends them.
+            self.s.outbox.release_waiting_for(uid).unwrap()
             return updated
 
     # -- helpers ---------------------------------------------------------------
 
     def _one(self, query: str, value: Any) -> dict[str, Any]:
-        with self.db.transaction() as conn:
+        with self.db.one_statement() as conn:
             user = one(conn, query, (value,))
         if user is None:
             raise _missing_user()

@@ -220,3 +220,43 @@ def test_apps_do_not_share_firebase_state(db_url: str, tmp_path: Any, firebase_c
         assert_invalid(response)
     finally:
         close_app(other)
+
+
+# -- token times, checked by us in both modes ----------------------------------------------
+
+def _bad_times() -> dict[str, dict[str, Any]]:
+    now = firebase_claims("u", None)["iat"] + 60
+    return {
+        "expired": {"iat": now - 7200, "auth_time": now - 7200, "exp": now - 3600},
+        "exp a string": {"exp": str(now + 3600)},
+        "exp a boolean": {"exp": True},
+        "iat in the future": {"iat": now + 600, "exp": now + 4200},
+        "auth_time in the future": {"auth_time": now + 600},
+        "auth_time a string": {"auth_time": "yesterday"},
+        "iat missing": {"iat": None},
+    }
+
+
+@pytest.mark.parametrize("claims", _bad_times().values(), ids=_bad_times().keys())
+def test_bad_token_times_are_invalid_with_real_verification(client: Any, register: Register, signing_key: Any,
+                                                             claims: dict[str, Any]) -> None:
+    register(client, "uid-times")
+    body = {k: v for k, v in (firebase_claims("uid-times", "t@example.test") | claims).items() if v is not None}
+    assert_invalid(client.get("/api/users/me", headers=bearer(signing_key.sign(body))))
+
+
+@pytest.mark.parametrize("claims", _bad_times().values(), ids=_bad_times().keys())
+def test_bad_token_times_are_invalid_in_emulator_mode(db_url: str, tmp_path: Any, firebase_certs: str,
+                                                      monkeypatch: pytest.MonkeyPatch, claims: dict[str, Any]) -> None:
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099")
+    app = create_app(api_settings(db_url, tmp_path, FIREBASE_AUTH_EMULATOR_HOST="127.0.0.1:9099"))
+    try:
+        client = app.test_client()
+        good = jwt.encode(firebase_claims("uid-emu-times", "e@example.test"), None, algorithm="none")
+        assert client.post("/api/users", json={"full_name": "Emu"}, headers=bearer(good)).status_code == 201
+        body = {k: v for k, v in (firebase_claims("uid-emu-times", "e@example.test") | claims).items()
+                if v is not None}
+        token = jwt.encode(body, None, algorithm="none")
+        assert_invalid(client.get("/api/users/me", headers=bearer(token)))
+    finally:
+        close_app(app)

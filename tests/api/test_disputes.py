@@ -31,7 +31,7 @@ def test_reject_then_dispute_then_split(world, make_admin):
                              json={"resolution": "SPLIT", "notes": "x"}).status_code == 400
     resolved = data(world.client.post(f"/api/disputes/{dispute['id']}/resolve", json=ruling, headers=world.sh))
     assert resolved["dispute"]["state"] == "RESOLVED" and resolved["escrow"]["state"] == "REFUND_PARTIAL"
-    assert world.fake.money_out(resolved["escrow"]["id"]) == {"transferred": 2550, "refunded": 2000}
+    assert world.send_money(resolved["escrow"]["id"]) == {"transferred": 2550, "refunded": 2000}
     again = world.client.post(f"/api/disputes/{dispute['id']}/resolve", json=ruling, headers=world.sh)
     assert again.status_code == 409
     action = world.conn.execute("SELECT result FROM admin_actions WHERE target_dispute_id = %s",
@@ -64,6 +64,6 @@ def test_dispute_reads_and_hustler_wins(world, make_admin):
                                  json={"resolution": "HUSTLER_WINS", "notes": "The photo shows the work"}))
     assert won["task"]["state"] == "COMPLETED" and won["escrow"]["state"] == "RELEASED"
     assert won["xp_awarded"]["base_xp"] == 40
-    assert world.fake.money_out(won["escrow"]["id"]) == {"transferred": 3400, "refunded": 0}
+    assert world.send_money(won["escrow"]["id"]) == {"transferred": 3400, "refunded": 0}
     assert world.client.post(f"/api/disputes/{uuid.uuid4()}/resolve", headers=world.sh,
                              json={"resolution": "CLIENT_WINS", "notes": "x"}).status_code == 404

@@ -188,12 +188,12 @@ def test_patch_preferences_rejects_invalid_input(client: Any, register: Register
     assert_400(client.patch("/api/notifications/preferences", json=body, headers=headers), field)
 
 
-def test_patch_preferences_unknown_timezone_is_the_services_validation_error(client: Any,
-                                                                             register: Register) -> None:
+def test_patch_preferences_unknown_timezone_is_400(client: Any, register: Register) -> None:
     _, headers = register(client)
     response = client.patch("/api/notifications/preferences", headers=headers,
                             json={"quiet_hours": {"timezone": "Mars/Olympus_Mons"}})
-    assert_400(response, "quiet_hours.timezone")
+    assert_400(response, "quiet_hours")
+    assert "timezone" in response.get_json()["error"]["details"]["quiet_hours"]
 
 
 def test_preferences_need_a_token(client: Any) -> None:

@@ -22,6 +22,7 @@ def test_full_flow_over_the_api(world):
     review = data(world.client.post(f"/api/proofs/{proof['id']}/accept", headers=world.ph))
     assert review["state"] == "ACCEPTED" and review["task"]["state"] == "COMPLETED"
     assert review["escrow"]["state"] == "RELEASED" and review["xp_awarded"]["base_xp"] == 50
+    assert world.send_money(review["escrow"]["id"]) == {"transferred": 4250, "refunded": 0}
     done = data(world.client.post(f"/api/tasks/{task['id']}/complete", headers=world.ph))
     assert done["task"]["state"] == "COMPLETED" and done["xp_awarded"]["effective_xp"] == 50
     escrow = data(world.client.get(f"/api/tasks/{task['id']}/escrow", headers=world.wh))
@@ -47,6 +48,9 @@ def test_proof_submission_errors(world):
     stranger = world.client.post(f"/api/tasks/{task['id']}/proof/photos", headers=world.sh,
                                  data={"file": (io.BytesIO(JPEG), "x.jpg")}, content_type="multipart/form-data")
     assert stranger.status_code == 403
+    assert world.client.post(f"/api/tasks/{task['id']}/proof/photos", headers=world.wh,
+                             data={"file": (io.BytesIO(JPEG), "x.jpg")},
+                             content_type="multipart/form-data").status_code == 201
     wrong_keys = world.client.post(f"/api/tasks/{task['id']}/proof", headers=world.wh,
                                    json={"description": "done", "photo_keys": ["proofs/elsewhere/1.jpg"]})
     assert wrong_keys.status_code == 400

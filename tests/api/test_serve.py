@@ -129,3 +129,59 @@ def test_serve_applies_the_schema_to_an_empty_database_url_and_refuses_a_foreign
             proc.kill()
             proc.wait()
         pg.drop_database(name)
+
+
+def raw_exchange(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send bytes as they are (requests would refuse to build these) and read the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return status, headers, body
+
+
+def test_gunicorn_refusals_are_json_envelopes(tmp_path: Path, pg) -> None:
+    import json
+
+    import psycopg
+    from psycopg import sql
+
+    name = f"hx_gunicorn_{os.getpid()}"
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    env = {k: v for k, v in os.environ.items() if k not in ("FIREBASE_AUTH_EMULATOR_HOST", "STRIPE_API_BASE")}
+    env |= {"HUSTLEXP_ENV": "development", "DATABASE_URL": pg.url_for(name),
+            "HUSTLEXP_STORAGE_DIR": str(tmp_path / "up")}
+    port = free_port()
+    proc = subprocess.Popen([*HUSTLEXP, "serve", "--port", str(port), "--workers", "1"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_health(f"http://127.0.0.1:{port}", proc)
+        host = b"Host: 127.0.0.1\r\n"
+        cases = {
+            "400": b"NOT A REQUEST\r\n\r\n",
+            "414": b"GET /" + b"a" * 8000 + b" HTTP/1.1\r\n" + host + b"\r\n",
+            "431": b"GET /health HTTP/1.1\r\n" + host + b"X-Big: " + b"b" * 9000 + b"\r\n\r\n",
+        }
+        for expected, request in cases.items():
+            status, headers, body = raw_exchange(port, request)
+            assert status.split()[1] == expected, status
+            assert headers["content-type"] == "application/json", (expected, headers)
+            envelope = json.loads(body)
+            assert envelope["success"] is False and envelope["error"]["code"], envelope
+        many = b"GET /health HTTP/1.1\r\n" + host + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n"
+        status, headers, body = raw_exchange(port, many)
+        assert status.split()[1] == "431" and json.loads(body)["error"]["code"] == "REQUEST_HEADER_FIELDS_TOO_LARGE"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        pg.drop_database(name)

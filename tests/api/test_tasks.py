@@ -49,9 +49,20 @@ def test_task_routes_need_a_token(client):
 def test_list_and_get_tasks(world):
     world.post(price=900, category="cleaning")
     world.post(price=600, category="cleaning")
-    response = world.client.get("/api/tasks?category=cleaning&sort=price&order=asc&limit=1", headers=world.sh)
+    response = world.client.get("/api/tasks?category=cleaning&sort=price&order=asc&limit=1&offset=0",
+                                headers=world.sh)
     page = data(response)
     assert [t["price"] for t in page["tasks"]] == [600] and page["total"] == 2 and page["has_more"] is True
+    # Keyset paging (the default): no count, a cursor to the next page.
+    first = data(world.client.get("/api/tasks?category=cleaning&sort=price&order=asc&limit=1", headers=world.sh))
+    assert first["total"] is None and first["has_more"] is True and first["tasks"] == page["tasks"]
+    second = data(world.client.get("/api/tasks", query_string={
+        "category": "cleaning", "sort": "price", "order": "asc", "limit": 1, "cursor": first["next_cursor"]},
+        headers=world.sh))
+    assert [t["price"] for t in second["tasks"]] == [900] and second["has_more"] is False
+    assert second["next_cursor"] is None
+    bad = world.client.get("/api/tasks?cursor=nonsense", headers=world.sh)
+    assert bad.status_code == 400 and "cursor" in error(bad)["details"]
     assert page["tasks"][0]["poster"]["id"] == world.poster["id"]
     one = data(world.client.get(f"/api/tasks/{page['tasks'][0]['id']}", headers=world.sh))
     assert one["escrow"]["state"] == "PENDING" and one["worker"] is None
@@ -75,7 +86,7 @@ def test_accept_rules(world):
     assert error(world.client.post(f"/api/tasks/{task['id']}/accept", headers=world.ph))["code"] == "FORBIDDEN"
     accepted = data(world.client.post(f"/api/tasks/{task['id']}/accept", headers=world.wh))
     assert accepted["state"] == "ACCEPTED" and accepted["worker_id"] == world.worker["id"]
-    assert world.client.post(f"/api/tasks/{task['id']}/accept", headers=world.sh).status_code == 409
+    assert world.client.post(f"/api/tasks/{task['id']}/accept", headers=world.sh).status_code == 403  # may not see it
 
 
 
@@ -90,7 +101,7 @@ def test_cancel_and_refund(world):
     assert world.client.post(f"/api/tasks/{task['id']}/cancel", json={"reason": 5}, headers=world.ph).status_code == 400
     out = data(world.client.post(f"/api/tasks/{task['id']}/cancel", json={"reason": "rain"}, headers=world.ph))
     assert out["task"]["state"] == "CANCELLED" and out["escrow"]["state"] == "REFUNDED"
-    assert world.fake.money_out(out["escrow"]["id"]) == {"transferred": 0, "refunded": 1200}
+    assert world.send_money(out["escrow"]["id"]) == {"transferred": 0, "refunded": 1200}
     assert world.client.post(f"/api/tasks/{task['id']}/cancel", json={}, headers=world.ph).status_code == 409
     refund = world.client.post(f"/api/escrows/{out['escrow']['id']}/refund", json={}, headers=world.ph)
     assert refund.status_code == 409 and error(refund)["code"] == "HX002"
@@ -113,3 +124,15 @@ def test_create_task_idempotency_key_header(world):
     assert changed.status_code == 409 and error(changed)["code"] == "CONFLICT"
     bad = world.client.post("/api/tasks", json=task_body(), headers=world.ph | {"Idempotency-Key": "x" * 101})
     assert bad.status_code == 400
+
+
+def test_a_stranger_accepting_a_task_it_may_not_see_learns_nothing(world):
+    task, _proof = world.submitted()
+    seen = world.client.get(f"/api/tasks/{task['id']}", headers=world.sh)
+    taken = world.client.post(f"/api/tasks/{task['id']}/accept", headers=world.sh)
+    assert taken.status_code == seen.status_code == 403
+    assert error(taken)["code"] == error(seen)["code"] == "FORBIDDEN"
+    assert "PROOF_SUBMITTED" not in taken.get_data(as_text=True)
+    # The task's own worker may see it, so it is told why.
+    again = world.client.post(f"/api/tasks/{task['id']}/accept", headers=world.wh)
+    assert again.status_code == 409 and "PROOF_SUBMITTED" in error(again)["message"]

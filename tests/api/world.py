@@ -9,8 +9,7 @@ from typing import Any
 
 from tests.api.conftest import WEBHOOK_SECRET, data
 from tests.fakes.stripe_fake import FakeStripe
-
-JPEG = b"\xff\xd8\xff\xe0" + bytes(300)
+from tests.images import JPEG
 
 
 def task_body(**overrides: Any) -> dict[str, Any]:
@@ -43,6 +42,16 @@ class World:
         task = self.post(**overrides)
         assert self.webhook(self.fake.succeed_payment(task["payment_intent_id"])).status_code == 200
         return task
+
+    def send_money(self, escrow_id: str) -> dict[str, int]:
+        """The request only queued the money (outbox PENDING, nothing at Stripe yet); send what
+        is due now, as the dispatcher would, and return what moved for the escrow."""
+        assert self.fake.money_out(escrow_id) == {"transferred": 0, "refunded": 0}
+        pending = self.conn.execute("SELECT count(*) AS n FROM money_outbox WHERE escrow_id = %s AND "
+                                    "status = 'PENDING'", (escrow_id,)).fetchone()
+        assert pending["n"] >= 1
+        self.client.application.extensions["hustlexp"].services.outbox.retry_due().unwrap()
+        return self.fake.money_out(escrow_id)
 
     def accepted(self, **overrides: Any) -> dict[str, Any]:
         task = self.funded(**overrides)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-@pytest.fixture(scope="session")
-def served(pg: TestServer, cert_url: str, signing_key: SigningKey,  # noqa: F811
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    workdir = tmp_path_factory.mktemp("e2e")
+@contextmanager
+def serve_stack(pg: TestServer, cert_url: str, signing_key: SigningKey, workdir: Path,  # noqa: F811
+                **settings: str) -> Iterator[Served]:
+    """The whole system as served: a fresh database, fake Stripe over HTTP, `hustlexp serve`
+    (gunicorn, 2 workers) in its own process, up and healthy; stopped on exit. `settings` are
+    extra environment variables for the served process (tests/faults shortens the Stripe timeout)."""
     log_path = workdir / "server.log"
     webhook_secret = f"whsec_e2e_{secrets.token_hex(16)}"
     with pg.database() as db_url, FakeStripe() as fake:
@@ -99,7 +102,7 @@ def served(pg: TestServer, cert_url: str, signing_key: SigningKey,  # noqa: F811
             "HUSTLEXP_STORAGE_DIR": str(workdir / "uploads"),
             CERT_URL_VARIABLE: cert_url,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-        }
+        } | settings
         port = _free_port()
         with log_path.open("wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.server", "--host", "127.0.0.1",
@@ -110,9 +113,18 @@ def served(pg: TestServer, cert_url: str, signing_key: SigningKey,  # noqa: F811
             _wait_for_health(base_url, proc, log_path)
             yield Served(base_url=base_url, db_url=db_url, fake=fake, webhook_secret=webhook_secret,
                          project_id=PROJECT_ID, signing_key=signing_key, env=env, workdir=workdir,
-                         log_path=log_path)
+                         log_path=log_path, api_pid=proc.pid)
         finally:
             _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def served(pg: TestServer, cert_url: str, signing_key: SigningKey,  # noqa: F811
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    # No library retries: these tests inject single Stripe failures and watch the outbox meet them.
+    with serve_stack(pg, cert_url, signing_key, tmp_path_factory.mktemp("e2e"),
+                     STRIPE_MAX_NETWORK_RETRIES="0") as stack:
+        yield stack
 
 
 @pytest.hookimpl(wrapper=True)

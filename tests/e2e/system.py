@@ -27,11 +27,13 @@ import requests
 
 from tests.api.conftest import SigningKey, firebase_claims
 from tests.fakes.stripe_fake import FakeStripe
+from tests.images import JPEG, PNG  # noqa: F401 (re-exported for the tests)
 
-JPEG = b"\xff\xd8\xff\xe0" + bytes(300)
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(300)
 HTTP_TIMEOUT = 30.0
 JOB_TIMEOUT = 120.0
+# How long the served money dispatcher may take to pick a row up on a loaded machine (an upper
+# bound for waiting, not a performance claim).
+DISPATCH_TIMEOUT = 60.0
 PLATFORM_KEEPS_PERCENT = 15
 
 Row = dict[str, Any]
@@ -50,6 +52,7 @@ class Served:
     env: dict[str, str]
     workdir: Path
     log_path: Path
+    api_pid: int = 0  # the gunicorn master
 
 
 def data(response: requests.Response, status: int = 200) -> Any:
@@ -244,6 +247,18 @@ class World:
     def outbox(self, escrow_id: str) -> list[Row]:
         return self.sql("SELECT * FROM money_outbox WHERE escrow_id = %s ORDER BY created_at, kind", (escrow_id,))
 
+    def settle(self, escrow_id: str) -> list[Row]:
+        """The escrow's outbox rows once the served dispatcher has tried each (a request only
+        commits a PENDING row; the money leaves after it answered). Rows waiting for a retry or
+        a payout account stay PENDING."""
+        deadline = time.monotonic() + DISPATCH_TIMEOUT
+        while True:
+            rows = self.outbox(escrow_id)
+            if all(r["last_attempt_at"] is not None and r["status"] != "PROCESSING" for r in rows):
+                return rows
+            assert time.monotonic() < deadline, f"the dispatcher never took {rows}"
+            time.sleep(0.05)
+
     def xp_rows(self, user_id: str) -> list[Row]:
         return self.sql("SELECT * FROM xp_ledger WHERE user_id = %s", (user_id,))
 
@@ -260,6 +275,7 @@ class World:
         assert self.escrows, "the test touched no escrow"
         fake = self.served.fake
         for escrow_id in self.escrows:
+            self.settle(escrow_id)
             escrow = self.escrow(escrow_id)
             state, amount = escrow["state"], escrow["amount"]
             task = self.task_row(str(escrow["task_id"]))

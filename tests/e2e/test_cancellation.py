@@ -18,6 +18,7 @@ def test_cancel_before_payment_cancels_the_payment_intent_and_refunds_nothing(wo
     assert out["task"]["state"] == "CANCELLED" and out["task"]["cancelled_at"]
     assert out["escrow"]["state"] == "REFUNDED"
     fake = world.served.fake
+    assert [(r["kind"], r["status"]) for r in world.settle(task["escrow_id"])] == [("CANCEL_INTENT", "SUCCEEDED")]
     assert fake.payment_intents[task["payment_intent_id"]]["status"] == "canceled"
     assert fake.money_out(task["escrow_id"]) == {"transferred": 0, "refunded": 0}
     assert world.escrow(task["escrow_id"])["stripe_refund_id"] is None
@@ -27,7 +28,7 @@ def test_cancel_before_payment_cancels_the_payment_intent_and_refunds_nothing(wo
     assert ack["result"] == "skipped"
     assert world.escrow(task["escrow_id"])["state"] == "REFUNDED"
     error(poster.post(f"/api/tasks/{task['id']}/cancel"), 409, "CONFLICT")
-    error(worker.post(f"/api/tasks/{task['id']}/accept"), 409, "CONFLICT")
+    error(worker.post(f"/api/tasks/{task['id']}/accept"), 403, "FORBIDDEN")  # no longer visible to them
     error(poster.post(f"/api/tasks/{task['id']}/escrow/payment-intent"), 409, "CONFLICT")
     assert world.xp_rows(worker.id) == [] and world.xp_rows(poster.id) == []
     world.check_money()
@@ -41,13 +42,15 @@ def test_cancel_paid_task_before_accept_refunds_in_full(world: World) -> None:
 
     out = data(poster.post(f"/api/tasks/{task['id']}/cancel", json={}))
     assert out["task"]["state"] == "CANCELLED" and out["escrow"]["state"] == "REFUNDED"
+    assert out["escrow"]["stripe_refund_id"] is None  # the refund leaves after the answer
+    assert [r["status"] for r in world.settle(task["escrow_id"])] == ["SUCCEEDED"]
     assert world.served.fake.money_out(task["escrow_id"]) == {"transferred": 0, "refunded": 2500}
     escrow = data(poster.get(f"/api/tasks/{task['id']}/escrow"))
     assert escrow["state"] == "REFUNDED" and escrow["refunded_at"] and escrow["stripe_refund_id"]
     assert "ESCROW_REFUNDED" in poster.notification_types(task["id"])
     # The refund cannot be repeated by hand either.
     error(poster.post(f"/api/escrows/{task['escrow_id']}/refund", json={}), 409, "HX002")
-    error(worker.post(f"/api/tasks/{task['id']}/accept"), 409, "CONFLICT")
+    error(worker.post(f"/api/tasks/{task['id']}/accept"), 403, "FORBIDDEN")  # no longer visible to them
     world.check_money()
 
 
@@ -64,6 +67,7 @@ def test_cancel_after_accept_refunds_in_full_and_awards_no_xp(world: World, by: 
     canceller = poster if by == "poster" else world.admin()
     out = data(canceller.post(f"/api/tasks/{task['id']}/cancel", json={"reason": "Plans changed"}))
     assert out["task"]["state"] == "CANCELLED" and out["escrow"]["state"] == "REFUNDED"
+    assert [r["status"] for r in world.settle(task["escrow_id"])] == ["SUCCEEDED"]
     assert world.served.fake.money_out(task["escrow_id"]) == {"transferred": 0, "refunded": 7300}
     assert [r["amount"] for r in world.served.fake.refunds
             if r["metadata"]["escrow_id"] == task["escrow_id"]] == [7300]

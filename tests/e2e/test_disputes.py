@@ -67,6 +67,7 @@ def test_dispute_ruling(world: World, ruling: dict[str, Any], task_state: str, e
     assert escrow["state"] == escrow_state and escrow["amount"] == 5000
     if ruling["resolution"] == "SPLIT":
         assert (escrow["release_amount"], escrow["refund_amount"]) == (3000, 2000)
+    world.settle(task["escrow_id"])
     assert world.served.fake.money_out(task["escrow_id"]) == moved
     shown = data(poster.get(f"/api/tasks/{task['id']}/dispute"))
     assert shown["id"] == dispute["id"] and shown["state"] == "RESOLVED"

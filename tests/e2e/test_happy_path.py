@@ -39,6 +39,11 @@ def test_happy_path_post_pay_accept_prove_approve(world: World) -> None:
     assert review["state"] == "ACCEPTED" and review["reviewed_by"] == poster.id
     assert review["task"]["state"] == "COMPLETED" and review["escrow"]["state"] == "RELEASED"
     assert review["xp_awarded"]["base_xp"] == 50 and review["xp_awarded"]["effective_xp"] == 50
+    # The approval answered before the transfer: it committed a PENDING outbox row, which the
+    # dispatcher `hustlexp serve` started then sent.
+    assert review["escrow"]["stripe_transfer_id"] is None
+    [row] = world.settle(task["escrow_id"])
+    assert (row["kind"], row["status"], row["amount"]) == ("TRANSFER", "SUCCEEDED", 4250)
 
     shown = data(worker.get(f"/api/tasks/{tid}"))
     assert shown["state"] == "COMPLETED" and shown["completed_at"] and shown["proof"]["state"] == "ACCEPTED"
@@ -103,6 +108,7 @@ def test_happy_path_xp_for_a_seasoned_worker_matches_the_worked_example(world: W
     earned = {b["badge_type"] for b in data(worker.get("/api/users/me/badges"))["earned_badges"]}
     assert {"first-task", "level-3", "streak-3", "trust-tier-2"} <= earned
     assert {"LEVEL_UP", "XP_EARNED"} <= worker.notification_types(task["id"])
+    assert [r["status"] for r in world.settle(task["escrow_id"])] == ["SUCCEEDED"]
     assert world.served.fake.money_out(task["escrow_id"]) == {"transferred": 3825, "refunded": 0}
     world.check_money()
 
@@ -114,11 +120,12 @@ def test_two_workers_racing_to_accept_one_task_exactly_one_wins(world: World) ->
     world.fund(task)
     with ThreadPoolExecutor(max_workers=4) as pool:
         responses = list(pool.map(lambda w: w.post(f"/api/tasks/{task['id']}/accept"), workers))
-    assert sorted(r.status_code for r in responses) == [200, 409, 409, 409]
+    # The losers may no longer see the taken task (as GET would say): 403, nothing about its state.
+    assert sorted(r.status_code for r in responses) == [200, 403, 403, 403]
     [winner] = [w for w, r in zip(workers, responses, strict=True) if r.status_code == 200]
     for response in responses:
-        if response.status_code == 409:
-            error(response, 409, "CONFLICT")
+        if response.status_code == 403:
+            error(response, 403, "FORBIDDEN")
     assert world.task_row(task["id"])["worker_id"] is not None
     assert str(world.task_row(task["id"])["worker_id"]) == winner.id
     assert data(winner.get(f"/api/tasks/{task['id']}"))["worker"]["id"] == winner.id

@@ -29,6 +29,7 @@ def released_task(world: World, price: int = 5000) -> tuple[Actor, Actor, Row]:
     world.accept(task, worker)
     proof = world.submit_proof(task, worker)
     assert data(poster.post(f"/api/proofs/{proof['id']}/accept"))["escrow"]["state"] == "RELEASED"
+    world.settle(task["escrow_id"])
     return poster, worker, task
 
 
@@ -116,6 +117,7 @@ def test_replayed_events_are_acknowledged_and_change_nothing(world: World) -> No
     world.accept(task, worker)
     proof = world.submit_proof(task, worker)
     data(poster.post(f"/api/proofs/{proof['id']}/accept"))
+    world.settle(task["escrow_id"])
     [transfer] = [t for t in fake.transfers if t["metadata"]["escrow_id"] == task["escrow_id"]]
     created = fake.event("transfer.created", transfer)
     assert acknowledged(world.deliver(created))["result"] == "processed"
@@ -140,6 +142,7 @@ def test_transfer_created_before_we_recorded_the_transfer(world: World) -> None:
     fake.fail_next("/v1/transfers", kind="network", method="POST", after_effect=True)
     review = data(poster.post(f"/api/proofs/{proof['id']}/accept"))
     assert review["task"]["state"] == "COMPLETED" and review["escrow"]["state"] == "RELEASED"
+    world.settle(task["escrow_id"])
     [transfer] = [t for t in fake.transfers if t["metadata"]["escrow_id"] == task["escrow_id"]]
     assert world.escrow(task["escrow_id"])["stripe_transfer_id"] is None
     [row] = world.outbox(task["escrow_id"])
@@ -202,6 +205,7 @@ def test_payment_intent_canceled_for_a_live_task_then_paid_with_a_new_intent(wor
     world.accept(task, worker)
     proof = world.submit_proof(task, worker)
     data(poster.post(f"/api/proofs/{proof['id']}/accept"))
+    world.settle(task["escrow_id"])
     assert fake.money_out(task["escrow_id"]) == {"transferred": 2805, "refunded": 0}
     world.check_money()
 
@@ -216,11 +220,12 @@ def test_payment_landing_after_cancellation_is_refunded(world: World) -> None:
     fake.fail_next("/v1/payment_intents/", kind="api_error", method="POST")
     out = data(poster.post(f"/api/tasks/{task['id']}/cancel"))
     assert out["task"]["state"] == "CANCELLED" and out["escrow"]["state"] == "REFUNDED"
-    [row] = world.outbox(task["escrow_id"])
+    [row] = world.settle(task["escrow_id"])
     assert (row["kind"], row["status"]) == ("CANCEL_INTENT", "PENDING")
 
     late = acknowledged(world.deliver(fake.succeed_payment(task["payment_intent_id"])))
     assert late["result"] == "processed"
+    world.settle(task["escrow_id"])
     assert fake.money_out(task["escrow_id"]) == {"transferred": 0, "refunded": 1900}
 
     make_due(world, task["escrow_id"], "CANCEL_INTENT")
@@ -253,6 +258,7 @@ def test_money_call_failing_at_stripe_is_paid_once_by_the_payouts_job(world: Wor
         assert done["task"]["state"] == "CANCELLED" and done["escrow"]["state"] == "REFUNDED"
         expected = {"transferred": 0, "refunded": 6100}
 
+    world.settle(task["escrow_id"])
     escrow = world.escrow(task["escrow_id"])
     assert escrow["state"] == ("RELEASED" if kind == "TRANSFER" else "REFUNDED")
     assert fake.money_out(task["escrow_id"]) == {"transferred": 0, "refunded": 0}
@@ -302,14 +308,18 @@ def test_worker_without_payout_account_is_paid_once_the_account_exists(world: Wo
     proof = world.submit_proof(task, worker)
     assert data(poster.post(f"/api/proofs/{proof['id']}/accept"))["escrow"]["state"] == "RELEASED"
     fake = world.served.fake
-    assert fake.money_out(task["escrow_id"]) == {"transferred": 0, "refunded": 0}
-    [row] = world.outbox(task["escrow_id"])
+    [row] = world.settle(task["escrow_id"])
     assert (row["status"], row["attempt_count"], row["last_error"]) == ("PENDING", 0, "NO_PAYOUT_ACCOUNT")
+    assert fake.money_out(task["escrow_id"]) == {"transferred": 0, "refunded": 0}
 
+    # Saving the account makes the transfer due at once; the dispatcher sends it (the request
+    # itself calls no Stripe).
     data(worker.put("/api/users/me/payout-account", json={"stripe_connect_id": "acct_lateworker01"}))
-    make_due(world, task["escrow_id"], "TRANSFER")  # the job re-checks waiting transfers hourly
-    world.run_job("payouts")
-    world.run_job("payouts")
+    deadline = time.monotonic() + 60
+    while world.outbox(task["escrow_id"])[0]["status"] != "SUCCEEDED" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [row] = world.outbox(task["escrow_id"])
+    assert (row["status"], row["attempt_count"], row["last_error"]) == ("SUCCEEDED", 1, None)
     assert fake.money_out(task["escrow_id"]) == {"transferred": 3400, "refunded": 0}
     assert [t["destination"] for t in fake.transfers if t["metadata"]["escrow_id"] == task["escrow_id"]] == [
         "acct_lateworker01"]

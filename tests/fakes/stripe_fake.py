@@ -11,7 +11,8 @@ What it models, because our money safety depends on it:
   `idempotency_error`. Only successful responses are stored, so a retry after a refusal or an
   injected failure is evaluated afresh;
 - refunds never exceed what was captured minus earlier refunds;
-- failures on demand (`fail_next`), including a response lost *after* the effect happened.
+- failures on demand (`fail_next`), including a response lost *after* the effect happened,
+  and a Stripe that accepts the connection and never answers (`kind="hang"`, until `unhang()`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ import stripe
 from requests.structures import CaseInsensitiveDict
 
 FailureKind = Literal["api_error", "network", "card_error", "rate_limit", "lock_timeout",
-                      "invalid_request", "auth"]
+                      "invalid_request", "auth", "conflict", "hang"]
+# How long a hung request waits for unhang() at most before its connection is dropped.
+HANG_SECONDS = 120.0
 Response = tuple[int, str, dict[str, str]]
 
 CANCELABLE = frozenset({"requires_payment_method", "requires_capture", "requires_confirmation",
@@ -94,9 +97,13 @@ class FakeStripe:
         self.events: list[dict[str, Any]] = []
         self._idempotent: dict[str, _Stored] = {}
         self._failures: list[_Failure] = []
+        self._unhang = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url: str | None = None
+        # Seconds every request served over HTTP waits before it is answered (benchmarks
+        # switch it on to see how the API behaves while Stripe is slow).
+        self.latency = 0.0
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, dict[str, Any]]]]] = [
             ("POST", re.compile(r"/v1/payment_intents"), self._create_payment_intent),
             ("GET", re.compile(r"/v1/payment_intents/(?P<pi_id>[^/]+)"), self._retrieve_payment_intent),
@@ -160,8 +167,16 @@ class FakeStripe:
         if times < 1:
             raise ValueError("times must be at least 1")
         with self._lock:
+            if kind == "hang":
+                self._unhang.clear()
             self._failures.append(_Failure(path_prefix, kind, times, method and method.upper(),
                                            after_effect))
+
+    def unhang(self) -> None:
+        """Let every hung request go (its connection drops) and stop hanging new ones."""
+        with self._lock:
+            self._failures = [f for f in self._failures if f.kind != "hang"]
+        self._unhang.set()
 
     def money_out(self, escrow_id: str) -> dict[str, int]:
         """Cents that left the platform for this escrow, by kind."""
@@ -250,8 +265,12 @@ class FakeStripe:
         with self._lock:
             self.calls.append((method, path, copy.deepcopy(params), key))
             failure = self._take_failure(method, path)
-            if failure is not None and not failure.after_effect:
+            hang_first = failure is not None and failure.kind == "hang" and not failure.after_effect
+            if failure is not None and not failure.after_effect and not hang_first:
                 return self._fail(failure.kind)
+        if hang_first:
+            return self._fail("hang")
+        with self._lock:
             try:
                 self._authenticate(lowered.get("authorization"))
                 if key is not None and key in self._idempotent:
@@ -262,9 +281,11 @@ class FakeStripe:
             status, text, out_headers = _response(status, obj)
             if key is not None:
                 self._idempotent[key] = _Stored(method, path, params, status, text)
-            if failure is not None:
+            if failure is not None and failure.kind != "hang":
                 return self._fail(failure.kind)
-            return status, text, out_headers
+        if failure is not None:
+            return self._fail(failure.kind)
+        return status, text, out_headers
 
     def _take_failure(self, method: str, path: str) -> _Failure | None:
         for failure in self._failures:
@@ -275,8 +296,11 @@ class FakeStripe:
                 return failure
         return None
 
-    @staticmethod
-    def _fail(kind: FailureKind) -> Response:
+    def _fail(self, kind: FailureKind) -> Response:
+        if kind == "hang":
+            # Called without the lock held, so other requests are answered meanwhile.
+            self._unhang.wait(HANG_SECONDS)
+            raise NetworkFailure("fake Stripe hung up after hanging")
         if kind == "network":
             raise NetworkFailure("connection reset by fake Stripe")
         errors: dict[str, tuple[int, dict[str, Any]]] = {
@@ -293,6 +317,9 @@ class FakeStripe:
             "invalid_request": (400, {"type": "invalid_request_error", "code": "parameter_invalid_empty",
                                       "message": "Invalid request (injected by the fake)."}),
             "auth": (401, {"type": "invalid_request_error", "message": "Invalid API Key provided."}),
+            "conflict": (409, {"type": "idempotency_error",
+                               "message": "There is currently another in-progress request using this "
+                                          "Idempotent Key (that probably means you submitted twice)."}),
         }
         status, error = errors[kind]
         return _response(status, {"error": error})
@@ -488,6 +515,9 @@ class FakeStripeHTTPClient(stripe.HTTPClient):
 class _FakeStripeRequestHandler(BaseHTTPRequestHandler):
     stripe_fake: FakeStripe
     protocol_version = "HTTP/1.0"
+    # Headers and body leave in separate writes; with Nagle's algorithm on, the body waits for
+    # the client's delayed ACK (~40 ms a call).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._answer()
@@ -502,6 +532,8 @@ class _FakeStripeRequestHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
+        if self.stripe_fake.latency:
+            time.sleep(self.stripe_fake.latency)
         try:
             status, text, headers = self.stripe_fake.handle(self.command, parts.path, parts.query,
                                                             dict(self.headers.items()), body)

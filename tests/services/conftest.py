@@ -49,8 +49,10 @@ def clock() -> Clock:
 def services(db: Database, tmp_path: Any, stripe_fake: FakeStripe, clock: Clock) -> Iterator[Services]:
     gateway = PaymentsGateway("sk_test_services", http_client=stripe_fake.http_client(),
                               webhook_secret=WEBHOOK_SECRET)
+    # send_inline: money goes out right after each commit, so a test sees it without a dispatcher
+    # (tests/services/test_dispatcher.py covers the dispatcher itself).
     yield Services(db, payments=gateway, storage_dir=tmp_path / "uploads", webhook_secret=WEBHOOK_SECRET,
-                   clock=clock)
+                   clock=clock, send_inline=True)
 
 
 @pytest.fixture

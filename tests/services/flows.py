@@ -10,10 +10,8 @@ from typing import Any
 
 from hustlexp.services import Services
 from tests.fakes.stripe_fake import FakeStripe
+from tests.images import JPEG, PNG  # noqa: F401 (re-exported for the tests)
 from tests.services.conftest import WEBHOOK_SECRET
-
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00\x10JFIF" + bytes(200)
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
 
 
 def user(services: Services, *, connect: bool = True, **cols: Any) -> Any:

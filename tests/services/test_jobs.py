@@ -81,3 +81,31 @@ def test_procrastinate_worker_runs_the_jobs_from_its_queue(services, stripe_fake
     with psycopg.connect(db_url) as conn:
         status = conn.execute("SELECT status FROM procrastinate_jobs").fetchone()
     assert status[0] == "succeeded"
+
+
+def test_jobs_left_running_by_a_dead_worker_are_queued_again(services, db_url):
+    """A job `doing` with no live worker (its worker row pruned, or silent past the heartbeat
+    limit) goes back to `todo`; one whose pass is already queued again is closed instead."""
+    import asyncio
+
+    from hustlexp.jobs import retry_stalled_jobs
+
+    _ensure_queue_schema(db_url)
+    app = build_app(db_url, lambda: services)
+    assert "hustlexp.retry-stalled" in app.tasks  # scheduled every minute on every worker
+    with app.open():
+        stalled = app.tasks["hustlexp.expire"].defer(timestamp=1)
+        superseded = app.tasks["hustlexp.payouts"].defer(timestamp=1)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = ANY(%s)", ([stalled, superseded],))
+    with app.open():
+        waiting = app.tasks["hustlexp.payouts"].defer(timestamp=2)
+
+    async def recover():
+        async with app.open_async():
+            return await retry_stalled_jobs(app.job_manager, after_seconds=1)
+
+    assert asyncio.run(recover()) == {"retried": [stalled], "superseded": [superseded]}
+    with psycopg.connect(db_url) as conn:
+        statuses = dict(conn.execute("SELECT id, status FROM procrastinate_jobs").fetchall())
+    assert statuses == {stalled: "todo", superseded: "failed", waiting: "todo"}

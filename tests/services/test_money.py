@@ -174,6 +174,39 @@ def test_backoff_ends_in_failed_permanent_and_admins_are_told(services, stripe_f
     assert note["user_id"] == admin
 
 
+@pytest.mark.parametrize("kind", ["invalid_request", "auth"])
+def test_refused_request_fails_permanently_at_once_and_admins_are_told(services, stripe_fake, clock, kind):
+    """A 400/401 from Stripe will be refused the same way tomorrow: no 24 h of back-off."""
+    admin = flows.admin(services)
+    ids = flows.submitted_task(services, stripe_fake)
+    stripe_fake.fail_next("/v1/transfers", kind=kind)
+    services.proofs.accept(ids["proof"], ids["poster"]).unwrap()
+    [row] = services.outbox.list_for_escrow(ids["escrow"]).unwrap()
+    assert (row["status"], row["attempt_count"]) == ("FAILED_PERMANENT", 1) and row["last_error"]
+    note = flows.row(services, "SELECT user_id, metadata FROM notifications "
+                               "WHERE category = 'PAYOUT_FAILED_PERMANENT'")
+    assert note["user_id"] == admin and note["metadata"]["outbox_id"] == str(row["id"])
+    clock.advance(days=2)
+    assert services.outbox.retry_due().unwrap()["due"] == 0
+    assert stripe_fake.transfers == [] and len(flows_calls(stripe_fake, "/v1/transfers")) == 1
+
+
+@pytest.mark.parametrize("kind", ["api_error", "network", "rate_limit", "lock_timeout", "conflict"])
+def test_transient_failures_keep_retrying(services, stripe_fake, clock, kind):
+    ids = flows.submitted_task(services, stripe_fake)
+    stripe_fake.fail_next("/v1/transfers", kind=kind)
+    services.proofs.accept(ids["proof"], ids["poster"]).unwrap()
+    [row] = services.outbox.list_for_escrow(ids["escrow"]).unwrap()
+    assert (row["status"], row["attempt_count"]) == ("PENDING", 1)
+    clock.advance(minutes=5, seconds=1)
+    assert services.outbox.retry_due().unwrap()["succeeded"] == 1
+    assert stripe_fake.money_out(str(ids["escrow"])) == {"transferred": 3825, "refunded": 0}
+
+
+def flows_calls(fake, prefix):
+    return [c for c in fake.calls if c[0] == "POST" and c[1].startswith(prefix)]
+
+
 def test_payout_waits_for_a_worker_without_connected_account(services, stripe_fake):
     worker = flows.user(services, connect=False)
     ids = flows.submitted_task(services, stripe_fake, worker=worker)
@@ -182,7 +215,7 @@ def test_payout_waits_for_a_worker_without_connected_account(services, stripe_fa
     assert (row["status"], row["last_error"], row["attempt_count"]) == ("PENDING", "NO_PAYOUT_ACCOUNT", 0)
     with services.db.transaction() as conn:
         conn.execute("UPDATE users SET stripe_connect_id = 'acct_late' WHERE id = %s", (worker,))
-    assert services.outbox.release_waiting_for(worker).unwrap()["succeeded"] == 1
+    assert services.outbox.release_waiting_for(worker).unwrap() == {"due": 1}
     assert stripe_fake.transfers[0]["destination"] == "acct_late"
 
 

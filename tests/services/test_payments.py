@@ -19,6 +19,7 @@ from hustlexp.services.payments import (
     PaymentError,
     PaymentsGateway,
     WebhookSignatureError,
+    stripe_budget,
     to_payment_error,
 )
 from tests.fakes.stripe_fake import FakeStripe
@@ -478,3 +479,61 @@ def test_gateway_over_real_http(fake: FakeStripe) -> None:
     body, header = fake.sign(event, SECRET)
     assert gateway.construct_event(body, header)["id"] == event["id"]
     assert json.loads(body)["data"]["object"]["status"] == "succeeded"
+
+
+# -- A Stripe that never answers ----------------------------------------------------------------
+
+
+def test_hung_stripe_times_out_and_is_retried_with_the_same_key(fake: FakeStripe) -> None:
+    """Stripe takes the request (and pays) but never answers: the read timeout ends the wait and
+    the library retries with the same idempotency key, which hands back the first transfer."""
+    gateway = PaymentsGateway("sk_test_x", api_base=fake.serve(), read_timeout=0.5, max_network_retries=1)
+    fake.fail_next("/v1/transfers", kind="hang", after_effect=True)
+    try:
+        transfer_id = transfer(gateway)
+    finally:
+        fake.unhang()
+
+    attempts = calls_to(fake, "POST", "/v1/transfers")
+    assert [a[3] for a in attempts] == ["transfer-esc_1-1", "transfer-esc_1-1"]
+    assert [t["id"] for t in fake.transfers] == [transfer_id]
+    assert fake.money_out("esc_1") == {"transferred": 4250, "refunded": 0}
+
+
+def test_retries_are_bounded_and_end_in_a_retryable_error(fake: FakeStripe) -> None:
+    gateway = PaymentsGateway("sk_test_x", api_base=fake.serve(), read_timeout=0.3, max_network_retries=2)
+    fake.fail_next("/v1/transfers", times=5, kind="hang")
+    try:
+        with pytest.raises(PaymentError) as caught:
+            transfer(gateway)
+    finally:
+        fake.unhang()
+
+    assert caught.value.retryable is True
+    assert len(calls_to(fake, "POST", "/v1/transfers")) == 3
+    assert fake.transfers == []
+    assert transfer(gateway) == fake.transfers[0]["id"]  # Stripe is back: the same key pays once
+
+
+@pytest.mark.parametrize("read_timeout", [0, -1, 20.5, 80])
+def test_read_timeout_is_bounded(fake: FakeStripe, read_timeout: float) -> None:
+    with pytest.raises(ValueError):
+        PaymentsGateway("sk_test_x", api_base="http://127.0.0.1:9", read_timeout=read_timeout)
+
+
+def test_a_budget_bounds_all_calls_together_retries_included(fake: FakeStripe) -> None:
+    """Inside stripe_budget (every API request runs in one) the calls share the time: once it is
+    spent no further attempt is sent, however many retries and whatever the read timeout."""
+    gateway = PaymentsGateway("sk_test_x", api_base=fake.serve(), max_network_retries=5)
+    fake.fail_next("/v1/transfers", times=10, kind="hang")
+    try:
+        with stripe_budget(0.6), pytest.raises(PaymentError) as caught:
+            transfer(gateway)
+    finally:
+        fake.unhang()
+
+    assert caught.value.retryable is True
+    assert "spent" in str(caught.value.__cause__)
+    assert 1 <= len(calls_to(fake, "POST", "/v1/transfers")) < 6
+    assert fake.transfers == []
+    assert transfer(gateway) == fake.transfers[0]["id"]  # outside the budget, calls go out as usual

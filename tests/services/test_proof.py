@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 from datetime import timedelta
 
+from tests.images import HEIC
 from tests.services import flows
 from tests.services.flows import JPEG, PNG
-
-HEIC = b"\x00\x00\x00\x18ftypheic" + bytes(100)
 
 
 def test_upload_checks_content_and_records_our_checksum(services, stripe_fake, tmp_path):
@@ -16,7 +15,7 @@ def test_upload_checks_content_and_records_our_checksum(services, stripe_fake, t
     photo = services.proofs.upload_photo(ids["task"], ids["worker"], PNG).unwrap()
     assert photo["content_type"] == "image/png" and photo["sequence_number"] == 1
     assert photo["checksum_sha256"] == hashlib.sha256(PNG).hexdigest()
-    assert photo["storage_key"].startswith(f"proofs/{ids['task']}/") and photo["storage_key"].endswith("/1.png")
+    assert photo["storage_key"].startswith(f"proofs/{ids['task']}/") and photo["storage_key"].endswith(".png")
     assert services.storage.get(photo["storage_key"]) == PNG
     heic = services.proofs.upload_photo(ids["task"], ids["worker"], HEIC).unwrap()
     assert heic["content_type"] == "image/heic" and heic["sequence_number"] == 2
@@ -27,8 +26,13 @@ def test_upload_refuses_non_images_oversize_and_a_sixth_photo(services, stripe_f
     assert services.proofs.upload_photo(ids["task"], ids["worker"], b"%PDF-1.7 not a photo").code == \
         "VALIDATION_ERROR"
     assert services.proofs.upload_photo(ids["task"], ids["worker"], b"").code == "VALIDATION_ERROR"
-    big = b"\xff\xd8\xff" + bytes(10 * 1024 * 1024)
-    assert services.proofs.upload_photo(ids["task"], ids["worker"], big).code == "VALIDATION_ERROR"
+    big = JPEG + bytes(10 * 1024 * 1024)
+    assert services.proofs.upload_photo(ids["task"], ids["worker"], big).code == "PAYLOAD_TOO_LARGE"
+    # Magic bytes are not an image: the whole file must decode.
+    assert services.proofs.upload_photo(ids["task"], ids["worker"], b"\xff\xd8\xff<?php system($_GET[1]); ?>"
+                                        ).code == "VALIDATION_ERROR"
+    assert services.proofs.upload_photo(ids["task"], ids["worker"], JPEG[: len(JPEG) // 2]).code == \
+        "VALIDATION_ERROR"
     for _ in range(5):
         services.proofs.upload_photo(ids["task"], ids["worker"], JPEG).unwrap()
     assert services.proofs.upload_photo(ids["task"], ids["worker"], JPEG).code == "VALIDATION_ERROR"

@@ -76,7 +76,9 @@ def test_accept_assigns_worker_and_notifies_both(services, stripe_fake):
     assert accepted["accepted_at"] is not None
     notes = {(r["user_id"], r["category"]) for r in _notifications(services, task["id"])}
     assert (poster, "TASK_ACCEPTED") in notes and (worker, "TASK_WORKER_ASSIGNED") in notes
-    assert services.tasks.accept(task["id"], flows.user(services)).code == "CONFLICT"
+    # Taken: another user may no longer see the task, so is told nothing about it; its worker is.
+    assert services.tasks.accept(task["id"], flows.user(services)).code == "FORBIDDEN"
+    assert services.tasks.accept(task["id"], worker).code == "CONFLICT"
 
 
 def test_accept_checks_trust_tier_and_risk(services, stripe_fake):
@@ -104,7 +106,8 @@ def test_twenty_concurrent_accepts_have_exactly_one_winner(services, stripe_fake
         t.start()
     for t in threads:
         t.join()
-    assert sorted(r.code or "OK" for r in results) == ["CONFLICT"] * 19 + ["OK"]
+    # The losers may no longer see the taken task: refused without learning its state.
+    assert sorted(r.code or "OK" for r in results) == ["FORBIDDEN"] * 19 + ["OK"]
     winner = next(r.data for r in results if r.ok)
     assert flows.row(services, "SELECT worker_id FROM tasks WHERE id = %s", task["id"])["worker_id"] == \
         winner["worker_id"]
@@ -183,7 +186,7 @@ def test_list_filters_sorts_and_pages(services, stripe_fake):
         flows.post(services, poster, price=price, category="cleaning")
     flows.post(services, poster, price=800, category="delivery")
     viewer = flows.user(services)
-    page = services.tasks.list(viewer, category="cleaning", sort="price", order="asc", limit=2).unwrap()
+    page = services.tasks.list(viewer, category="cleaning", sort="price", order="asc", limit=2, offset=0).unwrap()
     assert [t["price"] for t in page["tasks"]] == [600, 900]
     assert page["total"] == 4 and page["has_more"] is True
     last = services.tasks.list(viewer, category="cleaning", sort="price", order="asc", limit=2, offset=2).unwrap()
@@ -197,9 +200,49 @@ def test_list_filters_sorts_and_pages(services, stripe_fake):
 def test_list_shows_open_tasks_and_the_viewers_own(services, stripe_fake):
     ids = flows.accepted_task(services, stripe_fake)
     stranger = flows.user(services)
-    assert services.tasks.list(stranger, states=["ACCEPTED"]).unwrap()["total"] == 0
-    assert services.tasks.list(ids["worker"], states=["ACCEPTED"]).unwrap()["total"] == 1
-    assert services.tasks.list(flows.admin(services), states=["ACCEPTED"]).unwrap()["total"] == 1
+    assert services.tasks.list(stranger, states=["ACCEPTED"]).unwrap()["tasks"] == []
+    assert len(services.tasks.list(ids["worker"], states=["ACCEPTED"]).unwrap()["tasks"]) == 1
+    assert len(services.tasks.list(flows.admin(services), states=["ACCEPTED"]).unwrap()["tasks"]) == 1
+
+
+@pytest.mark.parametrize(("sort", "order"), [("created_at", "desc"), ("price", "asc"), ("deadline", "desc"),
+                                             ("deadline", "asc")])
+def test_keyset_pages_walk_every_task_once_in_order(services, stripe_fake, clock, sort, order):
+    poster = flows.user(services)
+    deadline = clock() + timedelta(days=3)
+    for n, price in enumerate((700, 700, 900, 500, 700, 1200, 500)):
+        # Ties in price and in deadline, and tasks with no deadline, which sort last either way.
+        flows.post(services, poster, price=price, deadline=None if n % 3 == 0 else deadline + timedelta(hours=n % 2))
+    viewer = flows.user(services)
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = services.tasks.list(viewer, sort=sort, order=order, limit=2, cursor=cursor).unwrap()
+        assert page["total"] is None and len(page["tasks"]) <= 2
+        seen += page["tasks"]
+        pages += 1
+        cursor = page["next_cursor"]
+        assert page["has_more"] is (cursor is not None)
+        if cursor is None:
+            break
+    everything = services.tasks.list(viewer, sort=sort, order=order, limit=100, offset=0).unwrap()
+    assert everything["total"] == 7 and pages == 4
+    assert [t["id"] for t in seen] == [t["id"] for t in everything["tasks"]]
+    values = [t[sort] for t in seen]
+    present = [v for v in values if v is not None]
+    assert present == sorted(present, reverse=order == "desc")
+    assert values[len(present):] == [None] * (len(values) - len(present))  # NULLS LAST
+
+
+def test_a_bad_or_foreign_cursor_is_a_validation_error(services, stripe_fake):
+    poster = flows.user(services)
+    for price in (600, 700, 800):
+        flows.post(services, poster, price=price)
+    cursor = services.tasks.list(poster, sort="price", limit=1).unwrap()["next_cursor"]
+    assert services.tasks.list(poster, sort="price", limit=1, cursor=cursor).ok
+    for bad in ("nonsense", cursor[:-3], "W10"):
+        assert services.tasks.list(poster, sort="price", cursor=bad).code == "VALIDATION_ERROR"
+    assert services.tasks.list(poster, sort="created_at", cursor=cursor).code == "VALIDATION_ERROR"
+    assert services.tasks.list(poster, sort="price", cursor=cursor, offset=0).code == "VALIDATION_ERROR"
 
 
 def test_expiry_job_expires_open_tasks_past_deadline_and_refunds(services, stripe_fake, clock):

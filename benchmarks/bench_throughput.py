@@ -1,0 +1,378 @@
+"""Throughput of `hustlexp serve` against a bare Flask + psycopg transition, side by side.
+
+    python benchmarks/bench_throughput.py [--runs 3] [--duration 5] [--workers 4] [--python]
+    nox -s bench -- --runs 3
+
+Starts an embedded PostgreSQL, the fake Stripe over real HTTP (with a latency switch),
+`hustlexp serve` and benchmarks/bare_app.py under the same gunicorn settings, then loads each
+row with the same tool (wrk -t2 -c16 when installed, else the Python generator in
+benchmarks/loadgen.py; whole lifecycles always use the Python generator) and prints one table:
+req/s, p50/p99, errors, and each endpoint ÷ the bare transition. With --runs N every row is
+measured N times and shown as the median with its spread (min–max). Numbers depend on the
+machine and its load; they are for comparing changes, never asserted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests as http
+from psycopg import sql
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import loadgen  # noqa: E402
+from hustlexp.devtools import emulator_token  # noqa: E402
+from tests.fakes.stripe_fake import FakeStripe  # noqa: E402
+from tests.pg import TestServer  # noqa: E402
+
+PROJECT = "hustlexp-bench"
+SECRET = "whsec_bench"
+JPEG = b"\xff\xd8\xff\xe0" + bytes(300)
+SLOW_STRIPE = 0.2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def token_headers(uid: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {emulator_token(uid, f'{uid}@example.test', PROJECT)}"}
+
+
+def task_body() -> dict[str, Any]:
+    return {"title": "Bench task", "description": "Measured", "price": 4500, "location": "Lab",
+            "category": "assembly", "deadline": (datetime.now(UTC) + timedelta(days=2)).isoformat()}
+
+
+def signed_success(pi_id: str, escrow_id: str, amount: int) -> tuple[bytes, str]:
+    event = {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": "payment_intent.succeeded",
+             "created": int(time.time()), "livemode": False,
+             "data": {"object": {"id": pi_id, "object": "payment_intent", "amount": amount,
+                                 "amount_received": amount, "status": "succeeded", "currency": "usd",
+                                 "metadata": {"escrow_id": escrow_id}}}}
+    return FakeStripe.sign(event, SECRET)
+
+
+# -- the whole lifecycle, one client -------------------------------------------------------------
+
+def lifecycle(client: loadgen.Client, arg: tuple[str, str], deadline: float) -> None:
+    """create -> fund webhook -> accept -> photo -> submit -> approve, until the deadline."""
+    poster, worker = token_headers(arg[0]), token_headers(arg[1])
+    boundary = "benchboundary"
+    photo = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"p.jpg\"\r\n"
+             f"Content-Type: image/jpeg\r\n\r\n").encode() + JPEG + f"\r\n--{boundary}--\r\n".encode()
+    multipart = {**worker, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    while time.monotonic() < deadline:
+        task = client.json("POST", "/api/tasks", poster, task_body())["data"]
+        payload, signature = signed_success(task["payment_intent_id"], task["escrow_id"], task["price"])
+        status, _ = client.request("POST", "/webhooks/stripe", {"Content-Type": "application/json",
+                                                                "Stripe-Signature": signature}, payload)
+        if status != 200:
+            raise RuntimeError(f"webhook -> {status}")
+        client.json("POST", f"/api/tasks/{task['id']}/accept", worker, {})
+        status, body = client.request("POST", f"/api/tasks/{task['id']}/proof/photos", multipart, photo)
+        if status != 201:
+            raise RuntimeError(f"photo -> {status}: {body[:200]!r}")
+        proof = client.json("POST", f"/api/tasks/{task['id']}/proof", worker, {"description": "Done"})["data"]
+        client.json("POST", f"/api/proofs/{proof['proof']['id']}/accept", poster, {})
+        with client.lock:
+            client.stats.units += 1
+
+
+# -- the served processes -----------------------------------------------------------------------
+
+def _wait(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            if http.get(url, timeout=2).status_code < 500:
+                return
+        except http.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not answer at {url}")
+
+
+@contextmanager
+def served(cmd: list[str], env: dict[str, str], health: str, what: str, log: Path) -> Iterator[None]:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait(health, proc, what)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def serve_threads() -> int:
+    """The thread count `hustlexp serve` uses by default (1 before it had one)."""
+    from hustlexp import commands
+
+    return int(getattr(commands, "DEFAULT_THREADS", 1))
+
+
+# -- the bench ---------------------------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, db_url: str, bare_url: str, fake: FakeStripe) -> None:
+        self.args, self.db_url, self.bare_url, self.fake = args, db_url, bare_url, fake
+        self.api = f"http://127.0.0.1:{args.port}"
+        self.bare = f"http://127.0.0.1:{args.port + 1}"
+        self.use_wrk = loadgen.have_wrk() and not args.python
+        self.delays: dict[str, list[tuple[float, float, int, int]]] = {"lifecycle": [], "lifecycle_slow": []}
+
+    def load(self, base: str, reqs: list[loadgen.Request], *, cycle: bool) -> loadgen.Outcome:
+        return loadgen.run_requests(base, reqs, self.args.connections, self.args.duration, cycle=cycle,
+                                    use_wrk=self.use_wrk)
+
+    def sql(self, query: str, params: Any = None) -> list[dict[str, Any]]:
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(self.db_url, autocommit=True, row_factory=dict_row) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def register(self, uid: str, payout: bool = False) -> str:
+        headers = token_headers(uid)
+        r = http.post(f"{self.api}/api/users", json={"full_name": uid}, headers=headers, timeout=30)
+        assert r.status_code == 201, r.text
+        if payout:
+            r = http.put(f"{self.api}/api/users/me/payout-account", headers=headers, timeout=30,
+                         json={"stripe_connect_id": f"acct_{uuid.uuid4().hex[:16]}"})
+            assert r.status_code == 200, r.text
+        return str(r.json()["data"]["id"])
+
+    def seed_tasks(self, poster_id: str, n: int, escrow: str, tag: str) -> list[dict[str, Any]]:
+        """n OPEN tasks of one poster straight in SQL; escrow 'PENDING' (with an intent id) or 'FUNDED'."""
+        rows = self.sql(
+            """WITH t AS (INSERT INTO tasks (poster_id, title, description, price, location, category, deadline)
+                          SELECT %(poster)s, 'Seeded ' || g, 'Seeded for the benchmark', 4500, 'Lab', 'assembly',
+                                 now() + interval '2 days' FROM generate_series(1, %(n)s) g RETURNING id, price)
+               INSERT INTO escrows (task_id, amount, stripe_payment_intent_id)
+               SELECT id, price, 'pi_' || %(tag)s || replace(id::text, '-', '') FROM t
+               RETURNING id, task_id, amount, stripe_payment_intent_id""",
+            {"poster": poster_id, "n": n, "tag": tag})
+        if escrow == "FUNDED":
+            self.sql("UPDATE escrows SET state = 'FUNDED', funded_at = now() WHERE stripe_payment_intent_id "
+                     "LIKE %s", (f"pi_{tag}%",))
+        return rows
+
+    def measure(self) -> dict[str, loadgen.Outcome]:
+        out: dict[str, loadgen.Outcome] = {}
+        run = uuid.uuid4().hex[:8]
+        self.fake.latency = 0.0
+        out["bare"] = self.load(self.bare, [("POST", "/transition", {}, b"")], cycle=True)
+
+        poster_uid = f"poster-{run}"
+        poster_id = self.register(poster_uid)
+        poster = token_headers(poster_uid)
+        # Enough one-shot requests for the fastest rate we could see in the time given.
+        budget = int(self.args.duration * 2500)
+
+        open_now = self.sql("SELECT count(*) AS n FROM tasks WHERE state = 'OPEN'")[0]["n"]
+        for board in (1_000, 100_000):
+            if open_now < board:
+                self.seed_tasks(poster_id, board - open_now, "FUNDED", f"list{run}{board}")
+                self.sql("ANALYZE")
+                open_now = board
+            out[f"list{board}"] = self.load(self.api, [("GET", "/api/tasks?limit=20", poster, b"")], cycle=True)
+
+        def create_requests() -> list[loadgen.Request]:
+            return [("POST", "/api/tasks", {**poster, "Content-Type": "application/json"},
+                     json.dumps(task_body()).encode())]
+
+        out["create"] = self.load(self.api, create_requests(), cycle=True)
+
+        pending = self.seed_tasks(poster_id, budget, "PENDING", f"wh{run}")
+        hooks = []
+        for e in pending:
+            payload, signature = signed_success(e["stripe_payment_intent_id"], str(e["id"]), e["amount"])
+            hooks.append(("POST", "/webhooks/stripe", {"Content-Type": "application/json",
+                                                      "Stripe-Signature": signature}, payload))
+        out["webhook"] = self.load(self.api, hooks, cycle=False)
+
+        funded = self.seed_tasks(poster_id, budget, "FUNDED", f"acc{run}")
+        workers = [token_headers(f"acc-worker-{run}-{i}") for i in range(self.args.connections)]
+        for i in range(self.args.connections):
+            self.register(f"acc-worker-{run}-{i}", payout=True)
+        accepts = [("POST", f"/api/tasks/{e['task_id']}/accept", {**workers[i % len(workers)],
+                    "Content-Type": "application/json"}, b"{}") for i, e in enumerate(funded)]
+        out["accept"] = self.load(self.api, accepts, cycle=False)
+
+        pairs = []
+        for i in range(self.args.connections):
+            p, w = f"lc-poster-{run}-{i}", f"lc-worker-{run}-{i}"
+            self.register(p)
+            self.register(w, payout=True)
+            pairs.append((p, w))
+        since = self.sql("SELECT now() AS now")[0]["now"]
+        out["lifecycle"] = loadgen.run_python(self.api, lifecycle, pairs, self.args.duration)
+        self.delays["lifecycle"].append(self.dispatch_delay(since))
+
+        self.fake.latency = SLOW_STRIPE
+        try:
+            out["create_slow"] = self.load(self.api, create_requests(), cycle=True)
+            since = self.sql("SELECT now() AS now")[0]["now"]
+            out["lifecycle_slow"] = loadgen.run_python(self.api, lifecycle, pairs, self.args.duration)
+            self.delays["lifecycle_slow"].append(self.dispatch_delay(since))
+        finally:
+            self.fake.latency = 0.0
+        return out
+
+    def dispatch_delay(self, since: Any) -> tuple[float, float, int, int]:
+        """How long the lifecycles' transfers waited between the approval's commit and Stripe's
+        answer (money_outbox created_at -> completed_at): (p50 s, p99 s, sent, not sent in 60 s)."""
+        deadline = time.monotonic() + 60
+        query = """SELECT count(*) FILTER (WHERE status = 'SUCCEEDED') AS sent,
+                          count(*) FILTER (WHERE status <> 'SUCCEEDED') AS unsent,
+                          percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at))
+                              FILTER (WHERE status = 'SUCCEEDED') AS p50,
+                          percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at))
+                              FILTER (WHERE status = 'SUCCEEDED') AS p99
+                     FROM money_outbox WHERE kind = 'TRANSFER' AND created_at >= %s"""
+        while (row := self.sql(query, (since,))[0])["unsent"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return float(row["p50"] or 0), float(row["p99"] or 0), int(row["sent"]), int(row["unsent"])
+
+
+ROWS: list[tuple[str, str, str, Callable[[dict[str, float]], str]]] = [
+    # key, label, goal, how the goal is judged from the medians
+    ("bare", "bare transition (lock, check, update, ledger row)", "-", lambda m: ""),
+    ("create", "POST /api/tasks (Stripe at 0 ms)", ">= 0.5", lambda m: _ge(m["create"] / m["bare"], 0.5)),
+    ("webhook", "POST /webhooks/stripe (payment_intent.succeeded)", ">= 0.6",
+     lambda m: _ge(m["webhook"] / m["bare"], 0.6)),
+    ("accept", "POST /api/tasks/{id}/accept", ">= 0.5", lambda m: _ge(m["accept"] / m["bare"], 0.5)),
+    ("list1000", "GET /api/tasks?limit=20, 1,000 OPEN", ">= 0.6", lambda m: _ge(m["list1000"] / m["bare"], 0.6)),
+    ("list100000", "GET /api/tasks?limit=20, 100,000 OPEN", ">= 0.6",
+     lambda m: _ge(m["list100000"] / m["bare"], 0.6)),
+    ("lifecycle", "whole lifecycle, 16 clients (lifecycles/s)", ">= 90/s", lambda m: _ge(m["lifecycle"], 90)),
+    ("create_slow", "POST /api/tasks, Stripe at 200 ms", ">= 50 % of 0 ms",
+     lambda m: _ge(m["create_slow"] / m["create"], 0.5)),
+    ("lifecycle_slow", "lifecycle, Stripe at 200 ms (lifecycles/s)", ">= 60/s",
+     lambda m: _ge(m["lifecycle_slow"], 60)),
+]
+
+
+def _ge(value: float, goal: float) -> str:
+    return "met" if value >= goal else "NOT met"
+
+
+def report_delays(delays: dict[str, list[tuple[float, float, int, int]]]) -> None:
+    print("\npayouts: approval commit -> transfer SUCCEEDED at Stripe (the dispatcher), per run")
+    for key, label in (("lifecycle", "lifecycle, Stripe at 0 ms"), ("lifecycle_slow", "lifecycle, Stripe at 200 ms")):
+        runs = "; ".join(f"p50 {p50:.2f} s p99 {p99:.2f} s ({sent} sent, {unsent} not)"
+                         for p50, p99, sent, unsent in delays[key])
+        print(f"  {label:30} {runs}")
+
+
+def report(runs: list[dict[str, loadgen.Outcome]], tool: str) -> None:
+    def rate(key: str, o: loadgen.Outcome) -> float:
+        return o.unit_rate if key.startswith("lifecycle") else o.rate
+
+    medians = {key: statistics.median(rate(key, r[key]) for r in runs) for key, *_ in ROWS}
+    print(f"\nload: {tool}; {len(runs)} run(s); median (min-max)")
+    head = f"{'endpoint':52} {'rate/s':>22} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'÷ bare':>7}  goal"
+    print(head)
+    print("-" * len(head))
+    for key, label, goal, judge in ROWS:
+        rates = [rate(key, r[key]) for r in runs]
+        p50 = statistics.median(r[key].p50 or 0 for r in runs)
+        p99 = statistics.median(r[key].p99 or 0 for r in runs)
+        errors = sum(r[key].errors for r in runs)
+        ratio = "" if key.startswith("lifecycle") else f"{medians[key] / medians['bare']:.2f}"
+        spread = f"{medians[key]:.0f} ({min(rates):.0f}-{max(rates):.0f})"
+        print(f"{label:52} {spread:>22} {p50:8.1f} {p99:8.1f} {errors:7d} {ratio:>7}  {goal} {judge(medians)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per row")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers, both apps")
+    parser.add_argument("--threads", type=int, default=None, help="threads per worker, both apps "
+                        "(default: what `hustlexp serve` uses)")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--python", action="store_true", help="use the Python load generator even if wrk exists")
+    args = parser.parse_args()
+    args.port = args.port or free_port()
+    threads = args.threads or serve_threads()
+
+    pg = TestServer()
+    fake = FakeStripe()
+    tmp = Path(tempfile.mkdtemp(prefix="hustlexp-bench-"))
+    log = tmp / "servers.log"
+    try:
+        bare_name = f"bare_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(bare_name)))
+        bare_url = pg.url_for(bare_name)
+        with psycopg.connect(bare_url, autocommit=True) as conn:
+            from benchmarks.bare_app import SCHEMA
+
+            conn.execute(SCHEMA)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "FIREBASE_", "HUSTLEXP_"))}
+        env |= {"HUSTLEXP_ENV": "development", "STRIPE_API_BASE": fake.serve(),
+                "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_WEBHOOK_SECRET": SECRET,
+                "FIREBASE_PROJECT_ID": PROJECT, "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
+                "HUSTLEXP_STORAGE_DIR": str(tmp / "uploads"), "BARE_DATABASE_URL": bare_url,
+                "PYTHONPATH": str(ROOT)}
+        serve_cmd = [sys.executable, "-m", "hustlexp.cli", "serve", "--port", str(args.port),
+                     "--workers", str(args.workers)]
+        if args.threads:
+            serve_cmd += ["--threads", str(args.threads)]
+        bare_cmd = [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--bind",
+                    f"127.0.0.1:{args.port + 1}", "--log-level", "warning"]
+        bare_cmd += ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []
+        print(f"hustlexp serve --workers {args.workers} (threads {threads}) and the bare app alike; "
+              f"{args.connections} connections, {args.duration:g} s a row; logs in {log}", flush=True)
+        runs = []
+        use_wrk = False
+        delays: dict[str, list[tuple[float, float, int, int]]] = {"lifecycle": [], "lifecycle_slow": []}
+        with served([*bare_cmd, "benchmarks.bare_app:app"], env, f"http://127.0.0.1:{args.port + 1}/health",
+                     "bare app", log):
+            for n in range(args.runs):
+                # A fresh database each run: the board sizes and the notification history start over.
+                db_url = pg.url_for(pg.create_database())
+                bench = Bench(args, db_url, bare_url, fake)
+                use_wrk = bench.use_wrk
+                with served(serve_cmd, env | {"DATABASE_URL": db_url}, f"{bench.api}/health", "hustlexp serve",
+                            log):
+                    runs.append(bench.measure())
+                for key, values in bench.delays.items():
+                    delays[key] += values
+                print(f"run {n + 1}/{args.runs} done", flush=True)
+        report(runs, f"wrk -t2 -c{args.connections} (+ Python for lifecycles)" if use_wrk
+               else f"Python generator, {args.connections} connections")
+        report_delays(delays)
+    finally:
+        fake.stop()
+        pg.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

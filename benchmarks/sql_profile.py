@@ -1,0 +1,128 @@
+"""How much SQL each lifecycle request sends: statements, transactions and savepoints per
+endpoint, in process (Flask test client) on a real embedded PostgreSQL, Stripe behind the
+in-process fake. Profiling only: psycopg's cursor is wrapped to count what goes over the wire.
+
+    python benchmarks/sql_profile.py [--n 20] [--show ENDPOINT]"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import uuid
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = "127.0.0.1:9099"
+
+from hustlexp.app import close_app, create_app
+from hustlexp.devtools import emulator_token
+from hustlexp.services.payments import PaymentsGateway
+from tests.fakes.stripe_fake import FakeStripe
+from tests.pg import TestServer
+
+PROJECT = "hustlexp-profile"
+SECRET = "whsec_profile"
+JPEG = b"\xff\xd8\xff\xe0" + bytes(300)
+
+seen: list[str] = []
+_execute = psycopg.Cursor.execute
+_command = psycopg.Connection._exec_command
+
+
+def counting_execute(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+    seen.append(str(query) if not hasattr(query, "as_string") else query.as_string(self.connection))
+    return _execute(self, query, *args, **kw)
+
+
+def counting_command(self: Any, command: Any, *args: Any, **kw: Any) -> Any:
+    text = command.decode() if isinstance(command, bytes) else str(command)
+    seen.append(text if not hasattr(command, "as_string") else command.as_string(self))
+    return _command(self, command, *args, **kw)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=20, help="lifecycles to average over")
+    parser.add_argument("--show", default=None, help="print every statement of this endpoint (one request)")
+    args = parser.parse_args()
+    server, fake = TestServer(), FakeStripe()
+    per: dict[str, list[Counter[str]]] = defaultdict(list)
+    shown: dict[str, list[str]] = {}
+    with server.database() as url, tempfile.TemporaryDirectory() as tmp:
+        app = create_app({"HUSTLEXP_ENV": "development", "DATABASE_URL": url, "FIREBASE_PROJECT_ID": PROJECT,
+                          "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099", "STRIPE_WEBHOOK_SECRET": SECRET,
+                          "HUSTLEXP_STORAGE_DIR": tmp},
+                         payments=PaymentsGateway("sk_test_profile", http_client=fake.http_client(),
+                                                  webhook_secret=SECRET))
+        client = app.test_client()
+
+        def user(connect: bool = False) -> dict[str, str]:
+            uid = f"prof-{uuid.uuid4().hex[:12]}"
+            h = {"Authorization": f"Bearer {emulator_token(uid, f'{uid}@example.test', PROJECT)}"}
+            assert client.post("/api/users", json={"full_name": uid}, headers=h).status_code == 201
+            if connect:
+                assert client.put("/api/users/me/payout-account", headers=h,
+                                  json={"stripe_connect_id": f"acct_{uuid.uuid4().hex[:12]}"}).status_code == 200
+            return h
+
+        def measured(name: str, call: Any) -> Any:
+            seen.clear()
+            response = call()
+            assert response.status_code < 300, (name, response.get_json())
+            counts = Counter(statements=0, transactions=0, savepoints=0)
+            for text in seen:
+                head = text.strip().split(None, 1)[0].upper() if text.strip() else ""
+                if head == "BEGIN":
+                    counts["transactions"] += 1
+                elif head == "SAVEPOINT":
+                    counts["savepoints"] += 1
+                elif head not in ("COMMIT", "RELEASE", "ROLLBACK"):
+                    counts["statements"] += 1
+            per[name].append(counts)
+            if args.show == name and name not in shown:
+                shown[name] = list(seen)
+            return response.get_json()
+
+        psycopg.Cursor.execute = counting_execute  # type: ignore[method-assign]
+        psycopg.Connection._exec_command = counting_command  # type: ignore[method-assign]
+        body = {"title": "Profiled task", "description": "Counted", "price": 4500, "location": "Lab",
+                "deadline": (datetime.now(UTC) + timedelta(days=2)).isoformat()}
+        for _ in range(args.n):
+            poster, worker = user(), user(connect=True)
+            task = measured("create", lambda p=poster: client.post("/api/tasks", json=body, headers=p))["data"]
+            payload, header = fake.sign(fake.succeed_payment(task["payment_intent_id"]), SECRET)
+            measured("webhook", lambda b=payload, h=header: client.post(
+                "/webhooks/stripe", data=b, headers={"Stripe-Signature": h, "Content-Type": "application/json"}))
+            measured("accept", lambda t=task, w=worker: client.post(f"/api/tasks/{t['id']}/accept", headers=w))
+            measured("photo", lambda t=task, w=worker: client.post(
+                f"/api/tasks/{t['id']}/proof/photos", headers=w, content_type="multipart/form-data",
+                data={"file": (io.BytesIO(JPEG), "p.jpg")}))
+            proof = measured("submit", lambda t=task, w=worker: client.post(
+                f"/api/tasks/{t['id']}/proof", json={"description": "Done"}, headers=w))["data"]["proof"]
+            measured("approve", lambda p=proof, h=poster: client.post(f"/api/proofs/{p['id']}/accept", headers=h))
+            measured("list", lambda h=poster: client.get("/api/tasks?limit=20", headers=h))
+        psycopg.Cursor.execute = _execute  # type: ignore[method-assign]
+        psycopg.Connection._exec_command = _command  # type: ignore[method-assign]
+        close_app(app)
+    server.close()
+    print(f"{'endpoint':10} {'statements':>10} {'transactions':>13} {'savepoints':>11}   (mean of {args.n})")
+    for name, rows in per.items():
+        mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("statements", "transactions", "savepoints")}
+        print(f"{name:10} {mean['statements']:10.1f} {mean['transactions']:13.1f} {mean['savepoints']:11.1f}")
+    for name, texts in shown.items():
+        print(f"\n-- {name}: every statement of one request")
+        for text in texts:
+            print("  " + " ".join(text.split())[:160])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

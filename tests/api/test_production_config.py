@@ -1,0 +1,58 @@
+"""Production refuses to start with a guessable or missing secret, or a Stripe test key
+without an explicit staging switch: exit 2 and one line naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from hustlexp import config
+from hustlexp.config import ConfigError
+
+SAFE = {"HUSTLEXP_ENV": "production", "DATABASE_URL": "postgresql://db.invalid/hx",
+        "STRIPE_SECRET_KEY": "sk_live_51Prod", "STRIPE_WEBHOOK_SECRET": "whsec_prodsecret",
+        "FIREBASE_PROJECT_ID": "hustlexp-prod"}
+
+
+def test_production_accepts_real_looking_settings() -> None:
+    assert config.load(SAFE).production
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("STRIPE_WEBHOOK_SECRET", "whsec_local"), ("STRIPE_SECRET_KEY", "sk_test_local"),
+    ("FIREBASE_PROJECT_ID", "hustlexp-local"), ("STRIPE_WEBHOOK_SECRET", ""), ("STRIPE_SECRET_KEY", "  "),
+    ("DATABASE_URL", ""),
+])
+def test_production_refuses_a_development_default_or_empty_secret(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        config.load(SAFE | {name: value})
+
+
+@pytest.mark.parametrize("key", ["sk_test_51abc", "rk_test_51abc"])
+def test_production_refuses_stripe_test_keys_unless_staging_says_so(key: str) -> None:
+    with pytest.raises(ConfigError, match="STRIPE_SECRET_KEY"):
+        config.load(SAFE | {"STRIPE_SECRET_KEY": key})
+    with pytest.raises(ConfigError, match="STRIPE_SECRET_KEY"):
+        config.load(SAFE | {"STRIPE_SECRET_KEY": key, "HUSTLEXP_STRIPE_TEST_MODE": "yes"})
+    assert config.load(SAFE | {"STRIPE_SECRET_KEY": key, "HUSTLEXP_STRIPE_TEST_MODE": "1"}).production
+    # Development and tests take test keys without any switch.
+    assert not config.load({"STRIPE_SECRET_KEY": key}).production
+
+
+def run_serve(env: dict[str, str], tmp_path: Any) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in SAFE and not k.startswith(("STRIPE_", "FIREBASE_"))}
+    return subprocess.run([sys.executable, "-m", "hustlexp.cli", "serve", "--port", "1"],
+                          env=clean | {"HUSTLEXP_PGDATA": str(tmp_path / "pg")} | env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_serve_in_production_with_the_public_webhook_secret_exits_2_in_one_line(tmp_path: Any) -> None:
+    done = run_serve(SAFE | {"STRIPE_WEBHOOK_SECRET": "whsec_local"}, tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "STRIPE_WEBHOOK_SECRET" in lines[0], done.stderr
+    assert not (tmp_path / "pg").exists()  # refused before anything started
