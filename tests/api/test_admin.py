@@ -154,7 +154,7 @@ def test_suspend_cancels_open_tasks_flags_accepted_ones_and_locks_the_user_out(w
     assert states[uuid.UUID(accepted["id"])]["review_reason"] == "party_suspended"
     escrow = world.conn.execute("SELECT id, state FROM escrows WHERE task_id = %s", (open_task["id"],)).fetchone()
     assert escrow["state"] == "REFUNDED"
-    assert world.fake.money_out(str(escrow["id"])) == {"transferred": 0, "refunded": 3000}
+    assert world.send_money(str(escrow["id"])) == {"transferred": 0, "refunded": 3000}
     assert world.conn.execute("SELECT 1 FROM notifications WHERE user_id = %s AND category = 'TASK_UNDER_REVIEW'",
                               (world.worker["id"],)).fetchone()
     refused = world.client.get("/api/users/me", headers=world.ph)

@@ -95,6 +95,8 @@ def test_request_id_reaches_the_outbox_and_stripe_metadata(world):
     row = world.conn.execute("SELECT request_id FROM money_outbox WHERE escrow_id = %s",
                              (task["escrow_id"],)).fetchone()
     assert row["request_id"] == "req-cancel-7"
+    # Sent later by the dispatcher, outside the request: the id comes from the outbox row.
+    assert world.send_money(task["escrow_id"]) == {"transferred": 0, "refunded": 3000}
     [refund] = [r for r in world.fake.refunds if r["metadata"]["escrow_id"] == task["escrow_id"]]
     assert refund["metadata"]["request_id"] == "req-cancel-7"
 
@@ -106,6 +108,7 @@ def test_a_retried_payout_carries_the_request_id_into_the_job_and_stripe(service
         services.proofs.accept(ids["proof"], ids["poster"]).unwrap()
     assert stripe_fake.transfers == []
     services.clock = Clock()
+    assert run_pass("payouts", services)["failed"] == 1  # the first attempt is rate-limited
     services.clock.advance(minutes=6)
     with caplog.at_level(logging.INFO, logger="hustlexp.jobs"):
         assert run_pass("payouts", services)["succeeded"] == 1
