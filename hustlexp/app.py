@@ -61,8 +61,20 @@ def create_app(config: config_mod.Settings | Mapping[str, str] | None = None, *,
     app.extensions[EXTENSION] = AppState(settings, db, services, verifier, server)
     api = init_api(app, title="HustleXP API", version=settings.app_version)
     register_routers(api)
+    init_observability(app, db)
     init_stripe_budget(app, settings.stripe_timeout)
     return app
+
+
+def init_observability(app: Flask, db: Database) -> None:
+    """Request ids, the access log line and latency per request; GET /metrics."""
+    from hustlexp.api.prometheus import init_metrics_route
+    from hustlexp.obs import metrics
+    from hustlexp.obs.access import init_request_log
+
+    init_request_log(app, db.pool)
+    init_metrics_route(app)
+    metrics.worker_started()
 
 
 def init_stripe_budget(app: Flask, seconds: float) -> None:

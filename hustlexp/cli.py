@@ -178,10 +178,11 @@ def _add_optional_commands(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = config.load()
+        from hustlexp.obs import logs
+
+        logs.configure(settings.log_format, logging.INFO if args.verbose else logging.WARNING)
         return int(args.func(args, settings) or 0)
     except (CliError, config.ConfigError) as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)

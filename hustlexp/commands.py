@@ -13,7 +13,10 @@ Each worker's pool holds one connection per thread (a request uses one connectio
 
 Money: outside production `serve` also starts the money dispatcher (`hustlexp jobs dispatch`,
 a child process) so one command pays out; in production run `hustlexp jobs worker`, which
-holds the dispatcher and the periodic jobs (--no-dispatch turns the child off anywhere)."""
+holds the dispatcher and the periodic jobs (--no-dispatch turns the child off anywhere).
+
+Metrics: workers share their Prometheus samples through PROMETHEUS_MULTIPROC_DIR (a fresh
+temporary directory unless set), so GET /metrics on any worker reports them all."""
 
 from __future__ import annotations
 
@@ -22,8 +25,11 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from gunicorn import util as gunicorn_util
@@ -52,9 +58,11 @@ def register(sub: Any) -> None:
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
     serve.set_defaults(func=cmd_serve)
 
+    from hustlexp import admin_cli
     from hustlexp.jobs import cli as jobs_cli
 
     jobs_cli.register(sub)
+    admin_cli.register(sub)
 
 
 def _ranged(low: int, high: int) -> Any:
@@ -75,6 +83,7 @@ def _ranged(low: int, high: int) -> Any:
 def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
     url, server = _database(settings)
     master = os.getpid()
+    metrics_dir = _metrics_dir()
     dispatcher = None
     try:
         if not settings.production and not args.no_dispatch:
@@ -99,7 +108,27 @@ def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
                 _stop(dispatcher)
             if server is not None:
                 server.cleanup()
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+# prometheus_client reads it when first imported, so it is set before anything imports it.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _metrics_dir() -> Path | None:
+    """Point prometheus_client's multiprocess mode at a directory before any worker exists.
+    A directory made here is removed at exit (returned); a configured one is emptied of a
+    previous run's samples and kept."""
+    configured = os.environ.get(MULTIPROC_ENV, "").strip()
+    if configured:
+        for stale in Path(configured).glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return None
+    made = Path(tempfile.mkdtemp(prefix="hustlexp-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(made)
+    return made
 
 
 def _start_dispatcher(url: str, verbose: bool) -> subprocess.Popen[bytes]:
@@ -164,6 +193,7 @@ class ApiServer(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
         self.cfg.set("worker_exit", _close_worker_app)
+        self.cfg.set("child_exit", _forget_worker_metrics)
         # gunicorn answers what it cannot parse (bad request line 400, URI too long 414, header
         # fields too large 431) itself, as HTML, before our app sees the request; it offers no
         # hook for that page, so its one writer is replaced by ours. Workers inherit it by fork.
@@ -173,6 +203,12 @@ class ApiServer(BaseApplication):
         from hustlexp.app import create_app
 
         return create_app(self.settings)
+
+
+def _forget_worker_metrics(arbiter: Any, worker: Any) -> None:
+    from hustlexp.obs.metrics import worker_exited
+
+    worker_exited(worker.pid)
 
 
 def write_json_error(sock: Any, status: int, reason: str, message: str) -> None:

@@ -34,6 +34,11 @@ class Settings:
     stripe_timeout: float = 20.0
     # How often the stripe library retries a dropped, timed-out or 409/5xx call (same idempotency key).
     stripe_max_network_retries: int = 2
+    # json (one object per line) or text; production defaults to json.
+    log_format: str = "text"
+    # GET /metrics needs `Authorization: Bearer <token>` when set; in production it is
+    # served only when set (otherwise 404: scrape it on a private network with a token).
+    metrics_token: str | None = None
 
     @property
     def production(self) -> bool:
@@ -63,7 +68,11 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         db_pool_timeout=float(get("HUSTLEXP_DB_POOL_TIMEOUT") or 10.0),
         stripe_timeout=_number(get, "STRIPE_TIMEOUT_SECONDS", float, 20.0, 0.1, 20.0),
         stripe_max_network_retries=_number(get, "STRIPE_MAX_NETWORK_RETRIES", int, 2, 0, 5),
+        log_format=get("HUSTLEXP_LOG_FORMAT") or ("json" if get("HUSTLEXP_ENV") == "production" else "text"),
+        metrics_token=get("HUSTLEXP_METRICS_TOKEN"),
     )
+    if settings.log_format not in ("json", "text"):
+        raise ConfigError(f"HUSTLEXP_LOG_FORMAT must be json or text, not {settings.log_format!r}")
     if settings.env not in ("development", "test", "production"):
         raise ConfigError(f"HUSTLEXP_ENV must be development, test or production, not {settings.env!r}")
     if settings.production:

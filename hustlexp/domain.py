@@ -86,6 +86,7 @@ class AccountStatus(StrEnum):
     ACTIVE = "ACTIVE"
     PAUSED = "PAUSED"
     SUSPENDED = "SUSPENDED"
+    CLOSED = "CLOSED"
 
 
 class RoleCertainty(StrEnum):

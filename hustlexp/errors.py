@@ -46,6 +46,18 @@ class Forbidden(DomainError):
     code, status = "FORBIDDEN", 403
 
 
+class AccountSuspended(Forbidden):
+    """An admin suspended the account: nothing works until an admin lifts it."""
+
+    code = "ACCOUNT_SUSPENDED"
+
+
+class AccountClosed(Forbidden):
+    """The owner deleted the account; within the grace period only resuming it works."""
+
+    code = "ACCOUNT_CLOSED"
+
+
 class NotFound(DomainError):
     code, status = "NOT_FOUND", 404
 

@@ -78,13 +78,21 @@ CREATE TABLE users (
     xp_first_celebration_shown_at   TIMESTAMPTZ,
 
     account_status                  VARCHAR(20) NOT NULL DEFAULT 'ACTIVE'
-        CONSTRAINT users_account_status_check CHECK (account_status IN ('ACTIVE', 'PAUSED', 'SUSPENDED')),
+        CONSTRAINT users_account_status_check CHECK (account_status IN ('ACTIVE', 'PAUSED', 'SUSPENDED', 'CLOSED')),
     paused_at                       TIMESTAMPTZ,
     pause_streak_snapshot           INTEGER,
     pause_trust_tier_snapshot       INTEGER,
 
     created_at                      TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at                      TIMESTAMPTZ NOT NULL DEFAULT now()
+    updated_at                      TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    -- 1.4.0: an admin suspended the account (admin_actions says who and why).
+    suspended_at                    TIMESTAMPTZ,
+    pause_reason                    VARCHAR(200),
+    -- 1.4.0: the owner deleted the account (CLOSED); its identity is scrubbed from this row,
+    -- the only place it lives, once the grace period is over (anonymized_at).
+    closed_at                       TIMESTAMPTZ,
+    anonymized_at                   TIMESTAMPTZ
 );
 
 -- ---------------------------------------------------------------------------
@@ -126,6 +134,9 @@ CREATE TABLE tasks (
     idempotency_key         VARCHAR(100),
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- 1.4.0: an admin must look at this task (e.g. a party was suspended mid-task).
+    review_requested_at     TIMESTAMPTZ,
+    review_reason           VARCHAR(100),
 
     -- Nobody works their own task; every state past OPEN has a worker.
     CONSTRAINT tasks_worker_not_poster CHECK (worker_id IS NULL OR worker_id <> poster_id),
@@ -236,6 +247,8 @@ CREATE TABLE proof_photos (
         CONSTRAINT proof_photos_location_lng_check CHECK (location_lng BETWEEN -180 AND 180),
     camera_make         VARCHAR(100),
     camera_model        VARCHAR(100),
+    -- Retention soft-deletes a photo 90 days after its task ended (STORAGE_SPEC §7; 1.4.0).
+    deleted_at          TIMESTAMPTZ,
 
     CONSTRAINT proof_photos_sequence_unique UNIQUE (proof_id, sequence_number),
     CONSTRAINT proof_photos_location_pair_check CHECK ((location_lat IS NULL) = (location_lng IS NULL))
@@ -337,6 +350,9 @@ CREATE TABLE disputes (
     outcome_poster_penalty  BOOLEAN NOT NULL DEFAULT false,
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- 1.4.0: EVIDENCE_REQUESTED names the party asked and when.
+    evidence_requested_from UUID CONSTRAINT disputes_evidence_requested_from_fkey REFERENCES users(id),
+    evidence_requested_at   TIMESTAMPTZ,
 
     CONSTRAINT disputes_initiator_is_participant CHECK (initiated_by IN (poster_id, worker_id)),
     CONSTRAINT disputes_resolved_complete CHECK (
@@ -389,6 +405,8 @@ CREATE TABLE money_outbox (
     completed_at        TIMESTAMPTZ,
     created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- 1.4.0: the request that queued it (X-Request-ID), carried into job logs and Stripe metadata.
+    request_id          VARCHAR(100),
 
     CONSTRAINT money_outbox_one_per_kind UNIQUE (escrow_id, kind),
     CONSTRAINT money_outbox_succeeded_has_id CHECK (status <> 'SUCCEEDED' OR stripe_object_id IS NOT NULL)
@@ -537,6 +555,9 @@ CREATE TABLE task_messages (
 
 CREATE INDEX task_messages_thread_idx ON task_messages (task_id, created_at DESC, id DESC);
 CREATE INDEX task_messages_sender_day_idx ON task_messages (sender_id, created_at);
+-- Retention clears shared locations once they expire (1.4.0).
+CREATE INDEX task_messages_location_expiry_idx ON task_messages (location_expires_at)
+    WHERE location_latitude IS NOT NULL;
 
 CREATE TABLE notifications (
     id              UUID PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -10,8 +10,7 @@ import importlib
 from flask_smorest import Api
 
 ROUTERS = ("health", "webhooks", "users", "notifications", "messages", "tasks", "escrows", "proofs", "disputes",
-           "ratings", "feed", "admin_verify", "inbox",
-           "progress")
+           "ratings", "feed", "inbox", "progress", "admin")
 
 
 def register_routers(api: Api) -> None:

@@ -3,8 +3,9 @@ read from our database (never from token claims).
 
 - ``@requires_token``: a verified token is enough (only POST /api/users, registration).
 - ``@requires_user``: a verified token whose uid has a users row; SUSPENDED accounts are
-  refused (403 FORBIDDEN), PAUSED accounts may read but not change anything (403 HX602)
-  unless the route says ``@requires_user(allow_paused=True)``.
+  refused (403 ACCOUNT_SUSPENDED), CLOSED ones too (403 ACCOUNT_CLOSED) unless the route says
+  ``allow_closed=True`` (resume, within the deletion grace period), PAUSED accounts may read
+  but not change anything (403 HX602) unless the route says ``@requires_user(allow_paused=True)``.
 - ``@requires_admin("can_resolve_disputes")``: ``requires_user`` plus that admin_roles flag.
 - ``current_user()`` (a domain.User), ``current_claims()`` (the verified token's claims) and
   ``current_admin()`` (the admin_roles row) inside a decorated view.
@@ -41,7 +42,15 @@ from google.auth.credentials import AnonymousCredentials
 from hustlexp.api.base import BEARER_SCHEME, EXTENSION, services
 from hustlexp.config import ConfigError, Settings
 from hustlexp.domain import AccountStatus, User
-from hustlexp.errors import AuthInvalid, AuthRequired, DomainError, Forbidden, Unavailable
+from hustlexp.errors import (
+    AccountClosed,
+    AccountSuspended,
+    AuthInvalid,
+    AuthRequired,
+    DomainError,
+    Forbidden,
+    Unavailable,
+)
 
 log = logging.getLogger("hustlexp.auth")
 
@@ -150,7 +159,7 @@ def _authenticate() -> dict[str, Any]:
     return claims
 
 
-def _load_user(*, allow_paused: bool = False) -> User:
+def _load_user(*, allow_paused: bool = False, allow_closed: bool = False) -> User:
     user: User | None = g.get("hx_user")
     if user is None:
         claims = _authenticate()
@@ -160,7 +169,9 @@ def _load_user(*, allow_paused: bool = False) -> User:
         user = User.from_row(cast(dict[str, Any], result.data))
         g.hx_user = user
     if user.account_status == AccountStatus.SUSPENDED:
-        raise Forbidden("This account is suspended.")
+        raise AccountSuspended("This account is suspended.")
+    if user.account_status == AccountStatus.CLOSED and not allow_closed:
+        raise AccountClosed("This account was deleted; resume it within 7 days to keep it.")
     if user.account_status == AccountStatus.PAUSED and request.method in _MUTATING and not allow_paused:
         raise AccountPaused("This account is paused; resume it to make changes.")
     return user
@@ -222,10 +233,10 @@ def requires_user(fn: F, /) -> F: ...
 
 
 @overload
-def requires_user(*, allow_paused: bool = False) -> Callable[[F], F]: ...
+def requires_user(*, allow_paused: bool = False, allow_closed: bool = False) -> Callable[[F], F]: ...
 
 
-def requires_user(fn: Any = None, /, *, allow_paused: bool = False) -> Any:
+def requires_user(fn: Any = None, /, *, allow_paused: bool = False, allow_closed: bool = False) -> Any:
     """A verified token of a registered user who is not suspended. A PAUSED account may only
     read, unless the route opts in with ``@requires_user(allow_paused=True)`` (inbox
     housekeeping, the payout account: nothing that moves the marketplace)."""
@@ -233,7 +244,7 @@ def requires_user(fn: Any = None, /, *, allow_paused: bool = False) -> Any:
     def decorator(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            _load_user(allow_paused=allow_paused)
+            _load_user(allow_paused=allow_paused, allow_closed=allow_closed)
             return view(*args, **kwargs)
 
         _documented(wrapper, codes=(401, 403, 404))
@@ -242,9 +253,10 @@ def requires_user(fn: Any = None, /, *, allow_paused: bool = False) -> Any:
     return decorator(fn) if fn is not None else decorator
 
 
-def requires_admin(flag: str) -> Callable[[F], F]:
-    """A registered user whose admin_roles row grants `flag` (403 FORBIDDEN otherwise)."""
-    if flag not in ADMIN_FLAGS:
+def requires_admin(flag: str | None) -> Callable[[F], F]:
+    """A registered user whose admin_roles row grants `flag` (403 FORBIDDEN otherwise);
+    `None` admits every admin role (read-only console pages)."""
+    if flag is not None and flag not in ADMIN_FLAGS:
         raise ValueError(f"unknown admin flag {flag!r}; one of {sorted(ADMIN_FLAGS)}")
 
     def decorator(fn: F) -> F:
@@ -255,7 +267,7 @@ def requires_admin(flag: str) -> Callable[[F], F]:
             if result.error is not None:
                 raise result.error
             role = result.data
-            if not role or not role.get(flag):
+            if not role or (flag is not None and not role.get(flag)):
                 raise Forbidden("This action needs an admin right you do not have.")
             g.hx_admin = role
             return fn(*args, **kwargs)

@@ -1,5 +1,7 @@
 """GET /health: the platform's probe. Public; answers 503 when the database is unreachable,
-so a load balancer stops sending traffic to an instance that cannot serve it.
+so a load balancer stops sending traffic to an instance that cannot serve it. It stays one
+cheap query; GET /health/ready adds what flows behind the API (the money outbox backlog and
+the job workers' heartbeat) for operators and deploy checks.
 
 The body is the probe's own shape ({status, version, schema_version, checks}), not the API
 envelope: platform health checkers read it as is."""
@@ -17,6 +19,7 @@ from psycopg_pool import PoolTimeout
 
 from hustlexp.api.base import EXTENSION, Schema, fields, services
 from hustlexp.db import migrations
+from hustlexp.services.readiness import HEARTBEAT_STALE_SECONDS, OUTBOX_STALE_SECONDS
 
 log = logging.getLogger("hustlexp.api.health")
 
@@ -59,3 +62,49 @@ class Health(MethodView):
                     "checks": {"database": "unavailable"}}, 503
         return {"status": "ok", "version": version, "schema_version": schema_version,
                 "checks": {"database": "ok"}}
+
+
+class ReadyChecksSchema(Schema):
+    database = fields.String(required=True, metadata={"enum": ["ok", "unavailable"]})
+    outbox = fields.String(required=True, metadata={"enum": ["ok", "backlogged", "unknown"]})
+    job_worker = fields.String(required=True, metadata={"enum": ["ok", "stale", "none", "unknown"]})
+
+
+class ReadySchema(Schema):
+    status = fields.String(required=True, metadata={"enum": ["ok", "degraded", "unavailable"]})
+    version = fields.String(required=True)
+    checks = fields.Nested(ReadyChecksSchema, required=True)
+    outbox_backlog = fields.Integer(allow_none=True, required=True)
+    oldest_pending_age_seconds = fields.Float(allow_none=True, required=True)
+    job_lag_seconds = fields.Float(allow_none=True, required=True)
+    worker_heartbeat_age_seconds = fields.Float(allow_none=True, required=True)
+
+
+@blp.route("/health/ready")
+class Ready(MethodView):
+    @blp.response(200, ReadySchema)
+    @blp.alt_response(503, schema=ReadySchema, description="The database is unreachable")
+    def get(self) -> Any:
+        """Readiness with the money outbox backlog and the job workers' heartbeat: 503 only when
+        the database is down; a backlog or a silent job worker reads "degraded" (the API itself
+        still serves)."""
+        version = current_app.extensions[EXTENSION].settings.app_version
+        try:
+            result = services().readiness.snapshot()
+        except (PoolTimeout, psycopg.Error) as exc:
+            log.warning("readiness check: database unavailable: %s", exc)
+            result = None
+        if result is None or result.error is not None or result.data is None:
+            return {"status": "unavailable", "version": version,
+                    "checks": {"database": "unavailable", "outbox": "unknown", "job_worker": "unknown"},
+                    "outbox_backlog": None, "oldest_pending_age_seconds": None, "job_lag_seconds": None,
+                    "worker_heartbeat_age_seconds": None}, 503
+        snap = result.data
+        oldest, beat = snap["oldest_pending_age_seconds"], snap["worker_heartbeat_age_seconds"]
+        outbox = "backlogged" if oldest is not None and oldest > OUTBOX_STALE_SECONDS else "ok"
+        worker = "none" if beat is None else ("stale" if beat > HEARTBEAT_STALE_SECONDS else "ok")
+        status = "ok" if outbox == "ok" and worker == "ok" else "degraded"
+        return {"status": status, "version": version,
+                "checks": {"database": "ok", "outbox": outbox, "job_worker": worker},
+                **{k: snap[k] for k in ("outbox_backlog", "oldest_pending_age_seconds", "job_lag_seconds",
+                                        "worker_heartbeat_age_seconds")}}

@@ -1,10 +1,13 @@
 """/api/users: registration, the caller's profile, public profiles, XP, badges, trust tier and
-payout account."""
+payout account, and the owner's account rights: pause/resume (PRODUCT_SPEC §20), export and
+deletion (§16)."""
 
 from __future__ import annotations
 
 from typing import Any
 from uuid import UUID
+
+from flask import Response, stream_with_context
 
 from hustlexp.api.auth import current_claims, current_user, requires_token, requires_user
 from hustlexp.api.base import (
@@ -49,7 +52,7 @@ class ProfileSchema(Schema):
     current_streak = fields.Integer(required=True)
     is_verified = fields.Boolean(required=True)
     verified_at = fields.DateTime(allow_none=True)
-    account_status = fields.String(required=True, metadata={"enum": ["ACTIVE", "PAUSED", "SUSPENDED"]})
+    account_status = fields.String(required=True, metadata={"enum": ["ACTIVE", "PAUSED", "SUSPENDED", "CLOSED"]})
     onboarding_completed_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime(required=True)
 
@@ -213,6 +216,18 @@ class PayoutAccountResultSchema(Schema):
     stripe_connect_id = fields.String(required=True)
 
 
+class PauseSchema(Schema):
+    reason = fields.String(validate=validate.Length(max=200))
+
+
+class ClosedSchema(Schema):
+    id = fields.UUID(required=True)
+    account_status = fields.String(required=True, metadata={"enum": ["CLOSED"]})
+    closed_at = fields.DateTime(required=True)
+    anonymize_after = fields.DateTime(required=True, metadata={
+        "description": "Until then POST /api/users/me/resume restores the account"})
+
+
 # -- routes ----------------------------------------------------------------------
 
 @blp.route("")
@@ -243,6 +258,49 @@ class Me(MethodView):
     def patch(self, body: dict[str, Any]) -> Any:
         """Change name, avatar, default mode or phone (null clears avatar and phone)."""
         return respond(services().users.update(current_user().id, **body))
+
+    @requires_user(allow_paused=True)
+    @blp.response(200, ClosedSchema)
+    @blp.alt_response(409, response="CONFLICT")
+    def delete(self) -> Any:
+        """Delete the caller's account: refused (409, the live items in details) while a task,
+        escrow or payout of theirs is live; otherwise CLOSED now and anonymised after 7 days
+        (resume restores it until then). Money, XP and trust records stay, without identity."""
+        return respond(services().accounts.close(current_user().id))
+
+
+@blp.route("/me/pause")
+class Pause(MethodView):
+    @requires_user(allow_paused=True)
+    @blp.arguments(PauseSchema, required=False)
+    @blp.response(200, ProfileSchema)
+    def post(self, body: dict[str, Any]) -> Any:
+        """Pause the account: read-only, no new tasks, no pushes; progress is kept (§20)."""
+        return respond(services().users.pause(current_user().id, body.get("reason")))
+
+
+@blp.route("/me/resume")
+class Resume(MethodView):
+    @requires_user(allow_paused=True, allow_closed=True)
+    @blp.response(200, ProfileSchema)
+    def post(self) -> Any:
+        """Resume a paused account at once (streak and tier per the pause's length, §20.3), or
+        restore a deleted one within its 7-day grace period."""
+        return respond(services().users.resume(current_user().id))
+
+
+@blp.route("/me/export")
+class Export(MethodView):
+    @requires_user(allow_paused=True)
+    @blp.response(200, content_type="application/json",
+                  description="One JSON document: profile, tasks, escrows, proofs, messages, disputes, XP, "
+                              "badges, trust history, notifications, payouts, ratings (streamed)")
+    def get(self) -> Any:
+        """Everything HustleXP holds about the caller, as one streamed JSON document (§16.3)."""
+        chunks = services().accounts.export(current_user().id)
+        return Response(stream_with_context(chunks), mimetype="application/json",
+                        headers={"Content-Disposition": "attachment; filename=hustlexp-export.json",
+                                 "Cache-Control": "no-store"})
 
 
 @blp.route("/me/onboarding/complete")

@@ -15,6 +15,7 @@ from flask_smorest import Blueprint as PlainBlueprint
 from marshmallow import post_dump
 
 from hustlexp.api.base import Schema, fields, respond, services
+from hustlexp.obs import metrics
 from hustlexp.services.stripe_webhooks import HANDLED_TYPES, MAX_EVENT_ID
 
 blp = PlainBlueprint("webhooks", __name__, description="Stripe webhook (signed by Stripe)")
@@ -76,5 +77,7 @@ class StripeWebhook(MethodView):
     @blp.response(200, WebhookAckSchema)
     def post(self) -> Any:
         result = services().webhooks.handle(request.get_data(), request.headers.get("Stripe-Signature"))
+        metrics.WEBHOOK_OUTCOMES.labels(
+            result.error.code if result.error is not None else str((result.data or {}).get("result", "ok"))).inc()
         outcome: dict[str, Any] = respond(result) or {}
         return {"received": True, **outcome}

@@ -13,6 +13,9 @@ money rows are claimed with SKIP LOCKED):
                              ratings as 5 stars marked auto, and both sides published
 - trust-decay  daily:        users above tier 1 with no completed task (and no tier change) in
                              90 days lose one tier, reason DECAY (ARCHITECTURE §4.3)
+- purge-*      retention (hustlexp.services.retention): notifications, message locations,
+                             messages, proof photos, processed Stripe events
+- anonymize-accounts hourly: closed accounts past their 7-day grace are anonymised
 
 `run_pass(name, services)` runs one pass now; the procrastinate app schedules them.
 
@@ -26,6 +29,7 @@ worker had claimed is picked up again once stale, with the same idempotency key)
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -46,14 +50,29 @@ PASSES: dict[str, tuple[str, Callable[[Services], Any]]] = {
     "payouts": ("*/5 * * * *", lambda s: s.outbox.retry_due()),
     "auto-rate": ("17 * * * *", lambda s: s.ratings.auto_rate_due()),
     "trust-decay": ("30 3 * * *", lambda s: s.trust.decay_inactive()),
+    # Retention (hustlexp.services.retention): bounded passes, daily except locations,
+    # whose 15-minute shares should not outlive their TTL by much.
+    "purge-notifications": ("10 3 * * *", lambda s: s.retention.purge_notifications()),
+    "purge-message-locations": ("*/15 * * * *", lambda s: s.retention.purge_message_locations()),
+    "purge-messages": ("20 3 * * *", lambda s: s.retention.purge_messages()),
+    "purge-proof-photos": ("30 3 * * *", lambda s: s.retention.purge_proof_photos()),
+    "purge-stripe-events": ("40 3 * * *", lambda s: s.retention.purge_stripe_events()),
+    # Closed accounts past their 7-day grace lose their identity (hustlexp.services.account).
+    "anonymize-accounts": ("25 * * * *", lambda s: s.accounts.anonymize_due()),
 }
 
 
 def run_pass(name: str, services: Services) -> dict[str, Any]:
-    """One pass of job `name`, now. Returns its counts."""
+    """One pass of job `name`, now. Returns its counts. Its log lines carry a run id of their
+    own (money it sends carries the id of the request that queued it)."""
+    from hustlexp.obs import context
+
     _, step = PASSES[name]
-    counts: dict[str, Any] = step(services).unwrap()
-    log.info("job %s: %s", name, counts)
+    run_id = f"job-{name}-{uuid.uuid4().hex[:12]}"
+    with context.bound(run_id):
+        counts: dict[str, Any] = step(services).unwrap()
+        log.info("job %s: %s", name, counts,
+                 extra={"request_id": run_id, "fields": {"event": "job", "job": name, **counts}})
     return counts
 
 

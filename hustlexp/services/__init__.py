@@ -11,19 +11,25 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hustlexp.db import Database
+    from hustlexp.services.account import AccountService
+    from hustlexp.services.admin_roles import AdminRoleService
     from hustlexp.services.badge import BadgeService
     from hustlexp.services.dispute import DisputeService
     from hustlexp.services.escrow import EscrowService
     from hustlexp.services.feed import FeedService
     from hustlexp.services.inbox import InboxService
     from hustlexp.services.messaging import MessagingService
+    from hustlexp.services.moderation import ModerationService
     from hustlexp.services.notification import NotificationService
     from hustlexp.services.outbox import MoneyOutbox
     from hustlexp.services.payments import PaymentsGateway
     from hustlexp.services.proof import ProofService
     from hustlexp.services.rating import RatingService
+    from hustlexp.services.readiness import ReadinessService
+    from hustlexp.services.retention import RetentionService
     from hustlexp.services.storage import Storage
     from hustlexp.services.stripe_webhooks import StripeWebhookHandler
+    from hustlexp.services.summary import SummaryService
     from hustlexp.services.task import TaskService
     from hustlexp.services.trust import TrustService
     from hustlexp.services.user import UserService
@@ -123,6 +129,30 @@ class Services:
     @cached_property
     def outbox(self) -> MoneyOutbox:
         return self._build("outbox", "MoneyOutbox")
+
+    @cached_property
+    def admin_roles(self) -> AdminRoleService:
+        return self._build("admin_roles", "AdminRoleService")
+
+    @cached_property
+    def retention(self) -> RetentionService:
+        return self._build("retention", "RetentionService")
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        return self._build("account", "AccountService")
+
+    @cached_property
+    def moderation(self) -> ModerationService:
+        return self._build("moderation", "ModerationService")
+
+    @cached_property
+    def summary(self) -> SummaryService:
+        return self._build("summary", "SummaryService")
+
+    @cached_property
+    def readiness(self) -> ReadinessService:
+        return self._build("readiness", "ReadinessService")
 
     @cached_property
     def webhooks(self) -> StripeWebhookHandler:

@@ -50,6 +50,22 @@ class Service:
     def db(self) -> Database:
         return self.s.db
 
+    def _delete_files_after_commit(self, keys: list[str]) -> None:
+        """Stored files go only once the rows naming them are gone for good (never if the
+        transaction rolls back); a file that cannot be deleted is logged and left behind."""
+        if not keys:
+            return
+        storage = self.s.storage
+
+        def delete() -> None:
+            for key in keys:
+                try:
+                    storage.delete(key)
+                except (OSError, ValueError) as exc:
+                    log.warning("could not delete stored object %s: %s", key, exc)
+
+        self.db.after_commit(delete)
+
     def _notify(self, user_id: Any, category: str, **kw: Any) -> None:
         """Notify inside the caller's transaction (no savepoint: nothing here recovers from a
         failed notification): if notifying fails, the change it announces rolls back with it."""

@@ -2,7 +2,11 @@
 
 Opening locks the escrow (FUNDED -> LOCKED_DISPUTE) and the task (-> DISPUTED). A ruling
 ends both: HUSTLER_WINS completes the task and pays the worker (XP as normal); CLIENT_WINS
-cancels and refunds; SPLIT cancels, pays the worker's share and refunds the rest (no XP)."""
+cancels and refunds; SPLIT cancels, pays the worker's share and refunds the rest (no XP).
+
+The admin console reads the queue of unresolved disputes (oldest first, each with both
+parties, the proofs, the chat and the evidence) and may ask a party for more evidence
+(state EVIDENCE_REQUESTED, the party notified); a ruling is possible from either state."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from uuid import UUID
 from hustlexp.domain import DisputeResolution, DisputeState, EscrowState, ProofState, TaskState
 from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
-from hustlexp.services.base import Service, about, one, returns_result
+from hustlexp.services.base import Service, about, one, page_params, returns_result
 
 REASONS = ("PROOF_INSUFFICIENT", "WORK_NOT_DONE", "QUALITY_ISSUE", "OTHER")
 
@@ -134,6 +138,47 @@ class DisputeService(Service):
                     "escrow": escrow_row, "xp_awarded": xp}
 
     @returns_result
+    def queue(self, admin_id: UUID, *, limit: int | None = 20, offset: int | None = 0) -> dict[str, Any]:
+        """Unresolved disputes, oldest first, in full (admin with can_resolve_disputes).
+        Returns {disputes, total}."""
+        limit, offset = page_params(limit, offset)
+        with self.db.transaction() as conn:
+            audit.require_admin(conn, admin_id, "can_resolve_disputes")
+            total = one(conn, "SELECT count(*) AS n FROM disputes WHERE state <> 'RESOLVED'")
+            rows = conn.execute("SELECT * FROM disputes WHERE state <> 'RESOLVED' ORDER BY created_at, id "
+                                "LIMIT %s OFFSET %s", (limit, offset)).fetchall()
+            return {"disputes": [self._case(conn, d) for d in rows], "total": total["n"] if total else 0}
+
+    @returns_result
+    def request_evidence(self, dispute_id: UUID, admin_id: UUID, *, party: str, note: str) -> dict[str, Any]:
+        """Ask the poster or the worker for more evidence (admin with can_resolve_disputes): the
+        dispute goes to EVIDENCE_REQUESTED naming the party, who is notified."""
+        errors = {}
+        if party not in ("poster", "worker"):
+            errors["party"] = ["poster or worker"]
+        if not isinstance(note, str) or not 1 <= len(note.strip()) <= 1000:
+            errors["note"] = ["1 to 1000 characters"]
+        if errors:
+            raise ValidationError("the request is not valid", details=errors)
+        with self.db.transaction() as conn:
+            role = audit.require_admin(conn, admin_id, "can_resolve_disputes")
+            dispute = one(conn, "SELECT * FROM disputes WHERE id = %s FOR UPDATE", (dispute_id,))
+            if dispute is None:
+                raise NotFound("dispute not found")
+            if dispute["state"] == DisputeState.RESOLVED:
+                raise Conflict("the dispute is already resolved")
+            asked = dispute[f"{party}_id"]
+            dispute = one(conn, """UPDATE disputes SET state = 'EVIDENCE_REQUESTED', evidence_requested_from = %s,
+                                          evidence_requested_at = %s WHERE id = %s RETURNING *""",
+                          (asked, self.s.clock(), dispute_id))
+            task = one(conn, "SELECT * FROM tasks WHERE id = %s", (dispute["task_id"],)) if dispute else None
+            assert dispute is not None and task is not None
+            self._notify(asked, "DISPUTE_EVIDENCE_REQUESTED", **about(task, note=note.strip()))
+            action_id = audit.record(conn, role, "DISPUTE_EVIDENCE_REQUEST", {"party": party, "note": note.strip()},
+                                     user_id=asked, task_id=task["id"], dispute_id=dispute_id)
+            return {**_out(dispute), "action_id": action_id}
+
+    @returns_result
     def get_by_id(self, dispute_id: UUID, viewer_id: UUID | None = None) -> dict[str, Any]:
         with self.db.transaction() as conn:
             dispute = one(conn, "SELECT * FROM disputes WHERE id = %s", (dispute_id,))
@@ -165,6 +210,28 @@ class DisputeService(Service):
                                 (dispute["id"],)).fetchall()
         return {**_out(dispute), "evidence": evidence}
 
+
+
+    def _case(self, conn: Any, dispute: dict[str, Any]) -> dict[str, Any]:
+        """A dispute with everything an admin rules on."""
+        people = {r["id"]: r for r in conn.execute(
+            "SELECT id, full_name, email, trust_tier, account_status FROM users WHERE id = ANY(%s)",
+            ([dispute["poster_id"], dispute["worker_id"]],)).fetchall()}
+        task = one(conn, "SELECT id, title, description, state, price, created_at, accepted_at, "
+                         "proof_submitted_at FROM tasks WHERE id = %s", (dispute["task_id"],))
+        escrow = one(conn, "SELECT id, state, amount FROM escrows WHERE id = %s", (dispute["escrow_id"],))
+        proofs = conn.execute("SELECT id, state, description, submitted_at, rejection_reason FROM proofs "
+                              "WHERE task_id = %s ORDER BY created_at", (dispute["task_id"],)).fetchall()
+        photos = conn.execute("""SELECT id, proof_id, content_type, sequence_number, capture_time FROM proof_photos
+                                  WHERE proof_id = ANY(%s) AND deleted_at IS NULL ORDER BY sequence_number""",
+                              ([p["id"] for p in proofs],)).fetchall()
+        messages = conn.execute(
+            """SELECT id, sender_id, message_type, content, photo_urls AS photo_keys, moderation_status, created_at
+                 FROM task_messages WHERE task_id = %s ORDER BY created_at, id""", (dispute["task_id"],)).fetchall()
+        return {**self._detail(conn, dispute), "poster": people.get(dispute["poster_id"]),
+                "worker": people.get(dispute["worker_id"]), "task": task, "escrow": escrow,
+                "proofs": [{**p, "photos": [ph for ph in photos if ph["proof_id"] == p["id"]]} for p in proofs],
+                "messages": messages}
 
 
 def _out(dispute: dict[str, Any]) -> dict[str, Any]:

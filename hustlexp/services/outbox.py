@@ -25,6 +25,7 @@ from typing import Any
 from uuid import UUID
 
 from hustlexp.domain import MoneyKind, MoneyStatus
+from hustlexp.obs import context
 from hustlexp.services.base import Service, one, returns_result
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,10 @@ class MoneyOutbox(Service):
         """Write a PENDING row in the caller's transaction and wake the dispatcher at commit."""
         row = one(conn, """WITH row AS (
                                INSERT INTO money_outbox (escrow_id, kind, amount, recipient_id, idempotency_key,
-                                                         last_error)
-                               VALUES (%s, %s, %s, %s, %s, NULL) RETURNING id)
+                                                         last_error, request_id)
+                               VALUES (%s, %s, %s, %s, %s, NULL, %s) RETURNING id)
                            SELECT id, pg_notify(%s, id::text) FROM row""",
-                  (escrow_id, kind.value, amount, recipient, key, CHANNEL))
+                  (escrow_id, kind.value, amount, recipient, key, context.current_request_id(), CHANNEL))
         assert row is not None
         self._after_commit([row["id"]])
         return UUID(str(row["id"]))
@@ -126,13 +127,15 @@ class MoneyOutbox(Service):
     def _send(self, row: dict[str, Any]) -> dict[str, Any]:
         from hustlexp.services.payments import PaymentError
 
-        try:
-            stripe_id = self._call_stripe(row)
-        except NoPayoutAccount:
-            return self._wait_for_account(row)
-        except PaymentError as exc:
-            return self._failed(row, exc)
-        return self._succeeded(row, stripe_id)
+        # Logs of this attempt (in a request or a job) carry the id of the request that queued it.
+        with context.bound(row["request_id"]):
+            try:
+                stripe_id = self._call_stripe(row)
+            except NoPayoutAccount:
+                return self._wait_for_account(row)
+            except PaymentError as exc:
+                return self._failed(row, exc)
+            return self._succeeded(row, stripe_id)
 
     def _call_stripe(self, row: dict[str, Any]) -> str:
         payments = self.s.payments
@@ -154,11 +157,12 @@ class MoneyOutbox(Service):
             return str(payments.create_transfer(
                 amount=row["amount"], destination=recipient["stripe_connect_id"], escrow_id=str(escrow["id"]),
                 task_id=str(escrow["task_id"]), worker_id=str(row["recipient_id"]),
-                idempotency_key=row["idempotency_key"]))
+                idempotency_key=row["idempotency_key"], request_id=row["request_id"]))
         if kind is MoneyKind.REFUND:
             return str(payments.create_refund(
                 payment_intent_id=escrow["stripe_payment_intent_id"], amount=row["amount"],
-                escrow_id=str(escrow["id"]), reason_note="task_refund", idempotency_key=row["idempotency_key"]))
+                escrow_id=str(escrow["id"]), reason_note="task_refund", idempotency_key=row["idempotency_key"],
+                request_id=row["request_id"]))
         intent = payments.cancel_payment_intent(escrow["stripe_payment_intent_id"],
                                                 idempotency_key=row["idempotency_key"])
         return str(intent.id)

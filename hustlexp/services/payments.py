@@ -172,7 +172,7 @@ class PaymentsGateway:
     # -- Money out ----------------------------------------------------------------------
 
     def create_transfer(self, *, amount: int, destination: str, escrow_id: str, task_id: str,
-                        worker_id: str, idempotency_key: str) -> str:
+                        worker_id: str, idempotency_key: str, request_id: str | None = None) -> str:
         _require_cents(amount)
         ids = {"escrow_id": escrow_id, "task_id": task_id, "worker_user_id": worker_id,
                "destination": destination}
@@ -183,7 +183,8 @@ class PaymentsGateway:
                     "currency": CURRENCY,
                     "destination": destination,
                     "transfer_group": escrow_id,
-                    "metadata": {"escrow_id": escrow_id, "task_id": task_id, "worker_user_id": worker_id},
+                    "metadata": _traced({"escrow_id": escrow_id, "task_id": task_id, "worker_user_id": worker_id},
+                                        request_id),
                 },
                 {"idempotency_key": idempotency_key},
             )
@@ -200,7 +201,7 @@ class PaymentsGateway:
         return None
 
     def create_refund(self, *, payment_intent_id: str, amount: int, escrow_id: str, reason_note: str,
-                      idempotency_key: str) -> str:
+                      idempotency_key: str, request_id: str | None = None) -> str:
         _require_cents(amount)
         ids = {"escrow_id": escrow_id, "payment_intent_id": payment_intent_id}
         with _stripe_call("refunds.create", ids):
@@ -209,7 +210,7 @@ class PaymentsGateway:
                     "payment_intent": payment_intent_id,
                     "amount": amount,
                     "reason": "requested_by_customer",
-                    "metadata": {"escrow_id": escrow_id, "refund_reason": reason_note},
+                    "metadata": _traced({"escrow_id": escrow_id, "refund_reason": reason_note}, request_id),
                 },
                 {"idempotency_key": idempotency_key},
             )
@@ -237,6 +238,12 @@ class PaymentsGateway:
                 or not isinstance(event.get("type"), str):
             raise WebhookSignatureError("webhook body is not a JSON event")
         return event
+
+
+def _traced(metadata: dict[str, str], request_id: str | None) -> dict[str, str]:
+    """Metadata plus the id of the request that queued the movement. It is fixed on the outbox
+    row, so every retry under one idempotency key sends the very same parameters."""
+    return {**metadata, "request_id": request_id} if request_id else metadata
 
 
 def _signed_at(header: str | None) -> int:

@@ -192,8 +192,10 @@ class ProofService(Service):
     @returns_result
     def read_photo(self, photo_id: UUID, viewer_id: UUID | None = None) -> tuple[bytes, str]:
         with self.db.transaction() as conn:
+            # A photo retention removed (deleted_at) is gone for readers too.
             photo = one(conn, """SELECT pp.storage_key, pp.content_type, p.task_id FROM proof_photos pp
-                                 JOIN proofs p ON p.id = pp.proof_id WHERE pp.id = %s""", (photo_id,))
+                                 JOIN proofs p ON p.id = pp.proof_id
+                                WHERE pp.id = %s AND pp.deleted_at IS NULL""", (photo_id,))
             if photo is None:
                 raise NotFound("photo not found")
             self._require_participant(conn, photo["task_id"], viewer_id)

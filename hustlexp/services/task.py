@@ -275,6 +275,19 @@ class TaskService(Service):
         return {"tasks": [_summary(r) for r in rows], "total": total, "has_more": has_more,
                 "next_cursor": next_cursor, "limit": limit, "offset": skip}
 
+    @returns_result
+    def review_queue(self, admin_id: UUID, *, limit: int | None = 20, offset: int | None = 0) -> dict[str, Any]:
+        """Live tasks an admin was asked to look at (e.g. a party was suspended), oldest request
+        first (any admin). The admin then cancels or lets them run. {tasks, total}."""
+        limit, offset = page_params(limit, offset)
+        live = "review_requested_at IS NOT NULL AND state NOT IN ('COMPLETED', 'CANCELLED', 'EXPIRED')"
+        with self.db.transaction() as conn:
+            audit.require_admin(conn, admin_id)
+            total = returning(conn, "SELECT count(*) AS n FROM tasks WHERE " + live)["n"]
+            rows = conn.execute("SELECT * FROM tasks WHERE " + live + " ORDER BY review_requested_at, id "
+                                "LIMIT %s OFFSET %s", (limit, offset)).fetchall()
+            return {"tasks": rows, "total": total}
+
     # -- internals -------------------------------------------------------------
 
     def _replay(self, conn: Any, poster_id: UUID, key: str | None, values: dict[str, Any]) -> dict[str, Any]:

@@ -232,6 +232,17 @@ class TrustService(Service):
                     "admin_action_id": action_id}
 
     @returns_result
+    def demote_after_pause(self, user_id: Any, paused_days: int) -> dict[str, Any]:
+        """One tier down (not below 1) for a pause of more than 90 days (PRODUCT_SPEC §20.3)."""
+        with self.db.transaction() as conn:
+            old = self._lock_user(conn, user_id)["trust_tier"]
+            if old <= 1:
+                return {"old_tier": old, "new_tier": old, "changed": False}
+            with _described(conn, "PAUSE_OVER_90_DAYS", details={"paused_days": paused_days}):
+                conn.execute("UPDATE users SET trust_tier = %s WHERE id = %s", (old - 1, user_id))
+            return {"old_tier": old, "new_tier": old - 1, "changed": True}
+
+    @returns_result
     def set_tier(self, admin_user_id: Any, user_id: Any, tier: int, reason: str) -> dict[str, Any]:
         """Admin override (the only way to ELITE). The admin needs `can_modify_trust` and may
         not change their own tier; every call writes an admin_actions row. Returns {old_tier,

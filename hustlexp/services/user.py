@@ -13,11 +13,16 @@ from uuid import UUID
 from psycopg import sql
 
 from hustlexp.domain import AccountStatus, DefaultMode, RoleCertainty
-from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
+from hustlexp.errors import AccountClosed, AccountSuspended, Conflict, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
-from hustlexp.services.base import Service, one, returns_result
+from hustlexp.services.base import Service, one, page_params, returns_result
 
 REONBOARD_COOLDOWN = timedelta(days=7)
+# PRODUCT_SPEC §20.3, in whole days paused: up to 14 keeps the streak, up to 90 the tier.
+STREAK_KEPT_DAYS = 14
+TIER_KEPT_DAYS = 90
+# PRODUCT_SPEC §16.4: a deleted account can be restored for 7 days, then it is anonymised.
+DELETION_GRACE = timedelta(days=7)
 STRONG_AT = Decimal("0.75")
 MODERATE_AT = Decimal("0.60")
 
@@ -50,7 +55,8 @@ def _missing_user() -> NotFound:
 
 def require_active(conn: Any, user_id: Any, *, lock: bool = False) -> dict[str, Any]:
     """The user's row if their account may act: NotFound HX504 when there is no such user,
-    Forbidden HX602 when paused (read-only until they resume), Forbidden when suspended.
+    Forbidden HX602 when paused (read-only until they resume), AccountSuspended when suspended,
+    AccountClosed when deleted.
     `lock=True` holds the row FOR UPDATE, for callers about to change it."""
     uid = parse_uuid(user_id)
     if uid is None:
@@ -62,7 +68,9 @@ def require_active(conn: Any, user_id: Any, *, lock: bool = False) -> dict[str, 
     if user["account_status"] == AccountStatus.PAUSED:
         raise Forbidden("Your account is paused; resume it to do that.", code="HX602")
     if user["account_status"] == AccountStatus.SUSPENDED:
-        raise Forbidden("Your account is suspended.")
+        raise AccountSuspended("Your account is suspended.")
+    if user["account_status"] == AccountStatus.CLOSED:
+        raise AccountClosed("Your account was deleted.")
     return user
 
 
@@ -321,29 +329,77 @@ class UserService(Service):
             return audit.admin_role(conn, uid)
 
     @returns_result
-    def pause(self, user_id: Any) -> dict[str, Any]:
-        """ACTIVE → PAUSED, remembering the streak and tier it paused with. Pausing a paused
-        account changes nothing; a suspended one cannot."""
+    def search(self, admin_id: Any, *, query: str | None = None, status: str | None = None,
+               limit: int | None = 20, offset: int | None = 0) -> dict[str, Any]:
+        """Users for the admin console (any admin): `query` matches an id exactly, or part of the
+        email, name or phone; `status` filters by account status. Newest first; {users, total}."""
+        limit, offset = page_params(limit, offset)
+        text = query.strip() if isinstance(query, str) else ""
+        if len(text) > 255:
+            raise ValidationError("the query is too long", details={"q": ["at most 255 characters"]})
+        if status is not None and status not in AccountStatus.__members__:
+            raise ValidationError("unknown account status", details={"status": list(AccountStatus.__members__)})
+        # LIKE's wildcards in the query are matched literally.
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        params = {"all": not text, "id": parse_uuid(text), "pattern": pattern, "status": status,
+                  "limit": limit, "offset": offset}
+        where = sql.SQL("""(%(all)s OR id = %(id)s OR email ILIKE %(pattern)s OR full_name ILIKE %(pattern)s
+                    OR phone ILIKE %(pattern)s) AND (%(status)s::text IS NULL OR account_status = %(status)s)""")
+        with self.db.transaction() as conn:
+            audit.require_admin(conn, admin_id)
+            total = conn.execute(sql.SQL("SELECT count(*) AS n FROM users WHERE {}").format(where), params).fetchone()
+            rows = conn.execute(sql.SQL(
+                """SELECT id, email, full_name, phone, account_status, trust_tier, xp_total, is_verified,
+                          suspended_at, paused_at, closed_at, created_at
+                     FROM users WHERE {} ORDER BY created_at DESC, id LIMIT %(limit)s OFFSET %(offset)s""").format(
+                where), params).fetchall()
+            return {"users": rows, "total": total["n"] if total else 0}
+
+    @returns_result
+    def pause(self, user_id: Any, reason: str | None = None) -> dict[str, Any]:
+        """ACTIVE → PAUSED (PRODUCT_SPEC §20), remembering the streak and tier it paused with.
+        While paused the account is read-only, takes no new tasks and gets no pushes. Pausing a
+        paused account changes nothing; a suspended or closed one cannot."""
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
+            raise ValidationError("the reason is at most 200 characters", details={"reason": ["at most 200"]})
         with self.db.transaction() as conn:
             user = self._locked(conn, user_id)
+            if user["account_status"] == AccountStatus.CLOSED:
+                raise AccountClosed("Your account was deleted.")
             if user["account_status"] == AccountStatus.PAUSED:
                 return user
             updated = one(conn, """
-                UPDATE users SET account_status = 'PAUSED', paused_at = %s,
+                UPDATE users SET account_status = 'PAUSED', paused_at = %s, pause_reason = %s,
                        pause_streak_snapshot = current_streak, pause_trust_tier_snapshot = trust_tier
-                 WHERE id = %s RETURNING *""", (self.s.clock(), user["id"]))
+                 WHERE id = %s RETURNING *""", (self.s.clock(), reason, user["id"]))
             assert updated is not None
             return updated
 
     @returns_result
     def resume(self, user_id: Any) -> dict[str, Any]:
-        """PAUSED → ACTIVE. The snapshots stay for the trust job to judge the pause's length."""
+        """PAUSED → ACTIVE at once (PAUSE-4), applying §20.3 by the pause's length: up to 14
+        days keeps everything; longer resets the streak to at most 1; over 90 days also drops
+        the trust tier one level (logged by trust_tier_audit). A CLOSED account inside its
+        7-day deletion grace is restored to ACTIVE; after it, it stays closed."""
         with self.db.transaction() as conn:
             user = self._locked(conn, user_id)
+            now = self.s.clock()
+            if user["account_status"] == AccountStatus.CLOSED:
+                if user["anonymized_at"] is not None or now - user["closed_at"] >= DELETION_GRACE:
+                    raise AccountClosed("The account was deleted and its grace period is over.")
+                updated = one(conn, "UPDATE users SET account_status = 'ACTIVE', closed_at = NULL "
+                                    "WHERE id = %s RETURNING *", (user["id"],))
+                assert updated is not None
+                return updated
             if user["account_status"] == AccountStatus.ACTIVE:
                 return user
-            updated = one(conn, "UPDATE users SET account_status = 'ACTIVE', paused_at = NULL "
-                                "WHERE id = %s RETURNING *", (user["id"],))
+            days = (now - user["paused_at"]).days if user["paused_at"] is not None else 0
+            streak = user["current_streak"] if days <= STREAK_KEPT_DAYS else min(user["current_streak"], 1)
+            updated = one(conn, "UPDATE users SET account_status = 'ACTIVE', paused_at = NULL, pause_reason = NULL, "
+                                "current_streak = %s WHERE id = %s RETURNING *", (streak, user["id"]))
+            if days > TIER_KEPT_DAYS:
+                self.s.trust.demote_after_pause(user["id"], days).unwrap()
+                updated = one(conn, "SELECT * FROM users WHERE id = %s", (user["id"],))
             assert updated is not None
             return updated
 
@@ -382,7 +438,7 @@ class UserService(Service):
         if user is None:
             raise _missing_user()
         if user["account_status"] == AccountStatus.SUSPENDED:
-            raise Forbidden("Your account is suspended.")
+            raise AccountSuspended("Your account is suspended.")
         return user
 
     @staticmethod

@@ -157,7 +157,7 @@ def test_suspended_account_is_forbidden(client: Any, register: Register, conn: A
     for method, path in (("get", "/api/users/me"), ("get", "/api/notifications")):
         response = getattr(client, method)(path, headers=headers)
         assert response.status_code == 403, path
-        assert error(response)["code"] == "FORBIDDEN", path
+        assert error(response)["code"] == "ACCOUNT_SUSPENDED", path
 
 
 # -- admin rights -------------------------------------------------------------------------

@@ -159,7 +159,7 @@ class World:
         return actor
 
     def admin(self, name: str = "admin") -> Actor:
-        """A registered user made a dispute-resolving admin, the only way there is: by SQL."""
+        """A registered user made a dispute-resolving admin, by SQL (operators use `hustlexp admin grant`)."""
         actor = self.register(name)
         self.sql("INSERT INTO admin_roles (user_id, role, can_resolve_disputes, can_override_escrow) "
                  "VALUES (%s, 'admin', true, true)", (actor.id,))

@@ -29,10 +29,13 @@ def _twice_at_once(fn):
     return out
 
 
-def test_the_five_passes_exist_with_their_schedules():
+def test_the_passes_exist_with_their_schedules():
     assert {name: cron for name, (cron, _) in PASSES.items()} == {
         "expire": "*/5 * * * *", "auto-accept": "*/15 * * * *", "payouts": "*/5 * * * *",
-        "auto-rate": "17 * * * *", "trust-decay": "30 3 * * *"}
+        "auto-rate": "17 * * * *", "trust-decay": "30 3 * * *",
+        "purge-notifications": "10 3 * * *", "purge-message-locations": "*/15 * * * *",
+        "purge-messages": "20 3 * * *", "purge-proof-photos": "30 3 * * *",
+        "purge-stripe-events": "40 3 * * *", "anonymize-accounts": "25 * * * *"}
 
 
 def test_expire_twice_at_once_expires_and_refunds_once(services, stripe_fake, clock):

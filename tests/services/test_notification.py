@@ -43,7 +43,7 @@ def test_catalog_covers_every_domain_type():
         "DISPUTE_RESOLVED", "XP_EARNED", "LEVEL_UP", "BADGE_EARNED", "ESCROW_FUNDED", "ESCROW_RELEASED",
         "ESCROW_REFUNDED", "TRUST_TIER_UP", "TRUST_TIER_DOWN", "LIVE_TASK_MATCH", "NEW_MESSAGE",
         "SYSTEM_ANNOUNCEMENT", "PAYMENT_FAILED", "PAYOUT_FAILED_PERMANENT", "RATING_REQUESTED",
-        "RATING_RECEIVED"}
+        "RATING_RECEIVED", "DISPUTE_EVIDENCE_REQUESTED", "TASK_UNDER_REVIEW"}
 
 
 @pytest.mark.parametrize(("category", "recipient", "priority"), [

@@ -273,8 +273,8 @@ def test_pause_and_resume(svc, conn, clock):
 def test_pause_suspended_is_forbidden(svc, conn):
     user = register(svc)
     conn.execute("UPDATE users SET account_status = 'SUSPENDED' WHERE id = %s", (user["id"],))
-    assert svc.users.pause(user["id"]).code == "FORBIDDEN"
-    assert svc.users.resume(user["id"]).code == "FORBIDDEN"
+    assert svc.users.pause(user["id"]).code == "ACCOUNT_SUSPENDED"
+    assert svc.users.resume(user["id"]).code == "ACCOUNT_SUSPENDED"
     assert conn.execute("SELECT account_status FROM users WHERE id = %s",
                         (user["id"],)).fetchone()["account_status"] == "SUSPENDED"
 
@@ -316,7 +316,11 @@ def test_require_active_guards_account_status(db, conn):
     conn.execute("UPDATE users SET account_status = 'SUSPENDED' WHERE id = %s", (user,))
     with pytest.raises(Forbidden) as suspended, db.transaction() as c:
         require_active(c, user)
-    assert suspended.value.code == "FORBIDDEN"
+    assert suspended.value.code == "ACCOUNT_SUSPENDED"
+    conn.execute("UPDATE users SET account_status = 'CLOSED' WHERE id = %s", (user,))
+    with pytest.raises(Forbidden) as closed, db.transaction() as c:
+        require_active(c, user)
+    assert closed.value.code == "ACCOUNT_CLOSED"
     for missing in (uuid.uuid4(), "not-a-uuid"):
         with pytest.raises(NotFound) as gone, db.transaction() as c:
             require_active(c, missing)
