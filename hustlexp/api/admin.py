@@ -334,3 +334,33 @@ class MetricsSummary(MethodView):
     def get(self) -> Any:
         """Tasks by state, escrow money by state, outbox backlog, open disputes, queues."""
         return respond(services().summary.summary(current_user().id))
+
+
+# --- identity verification (tier 2 needs it; the ID-verification provider is future work) ---
+
+class VerifySchema(Schema):
+    note = fields.String(validate=validate.Length(max=500), metadata={"description": "What was checked"})
+
+
+class VerifyTrustChangeSchema(Schema):
+    old_tier = fields.Integer(required=True)
+    new_tier = fields.Integer(required=True)
+    changed = fields.Boolean(required=True)
+
+
+class VerifiedSchema(Schema):
+    user_id = fields.UUID(required=True)
+    is_verified = fields.Boolean(required=True)
+    verified_at = fields.DateTime(allow_none=True, required=True)
+    trust = fields.Nested(VerifyTrustChangeSchema, required=True)
+    admin_action_id = fields.UUID(required=True)
+
+
+@blp.route("/users/<uuid:user_id>/verify")
+class VerifyUser(MethodView):
+    @requires_admin("can_modify_trust")
+    @blp.arguments(VerifySchema, required=False)
+    @blp.response(200, VerifiedSchema)
+    def post(self, body: dict[str, Any], user_id: UUID) -> Any:
+        """Mark the user's identity verified (repeating it changes nothing but is audited)."""
+        return respond(services().trust.verify_identity(current_user().id, user_id, note=(body or {}).get("note")))
