@@ -19,6 +19,7 @@ ROUTES = [  # (method, path, body, the admin_roles right it needs or None for an
     ("post", f"/api/admin/users/{NOBODY}/suspend", {"reason": "fraud"}, "can_ban_users"),
     ("post", f"/api/admin/users/{NOBODY}/unsuspend", {"reason": "appeal"}, "can_ban_users"),
     ("put", f"/api/admin/users/{NOBODY}/trust-tier", {"tier": 2, "reason": "checked"}, "can_modify_trust"),
+    ("post", f"/api/admin/users/{NOBODY}/verify", {"note": "passport seen"}, "can_modify_trust"),
     ("get", "/api/admin/moderation/messages", None, "can_ban_users"),
     ("post", f"/api/admin/moderation/messages/{NOBODY}/release", {}, "can_ban_users"),
     ("delete", f"/api/admin/moderation/messages/{NOBODY}", None, "can_ban_users"),
