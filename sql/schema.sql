@@ -86,10 +86,10 @@ CREATE TABLE users (
     created_at                      TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at                      TIMESTAMPTZ NOT NULL DEFAULT now(),
 
-    -- 1.4.0: an admin suspended the account (admin_actions says who and why).
+    -- 1.5.0: an admin suspended the account (admin_actions says who and why).
     suspended_at                    TIMESTAMPTZ,
     pause_reason                    VARCHAR(200),
-    -- 1.4.0: the owner deleted the account (CLOSED); its identity is scrubbed from this row,
+    -- 1.5.0: the owner deleted the account (CLOSED); its identity is scrubbed from this row,
     -- the only place it lives, once the grace period is over (anonymized_at).
     closed_at                       TIMESTAMPTZ,
     anonymized_at                   TIMESTAMPTZ
@@ -134,7 +134,7 @@ CREATE TABLE tasks (
     idempotency_key         VARCHAR(100),
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
-    -- 1.4.0: an admin must look at this task (e.g. a party was suspended mid-task).
+    -- 1.5.0: an admin must look at this task (e.g. a party was suspended mid-task).
     review_requested_at     TIMESTAMPTZ,
     review_reason           VARCHAR(100),
 
@@ -155,7 +155,7 @@ CREATE INDEX tasks_created_id_idx ON tasks (created_at, id);
 CREATE UNIQUE INDEX tasks_poster_idempotency_key ON tasks (poster_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 
--- The feed (1.2.0): full-text search over what a worker reads, and the bounding box of a
+-- The feed (1.4.0): full-text search over what a worker reads, and the bounding box of a
 -- position; both only over OPEN tasks, the only ones the feed shows.
 CREATE INDEX tasks_open_search_idx ON tasks USING gin (to_tsvector('english', title || ' ' || description))
     WHERE state = 'OPEN';
@@ -247,7 +247,7 @@ CREATE TABLE proof_photos (
         CONSTRAINT proof_photos_location_lng_check CHECK (location_lng BETWEEN -180 AND 180),
     camera_make         VARCHAR(100),
     camera_model        VARCHAR(100),
-    -- Retention soft-deletes a photo 90 days after its task ended (STORAGE_SPEC §7; 1.4.0).
+    -- Retention soft-deletes a photo 90 days after its task ended (STORAGE_SPEC §7; 1.5.0).
     deleted_at          TIMESTAMPTZ,
 
     CONSTRAINT proof_photos_sequence_unique UNIQUE (proof_id, sequence_number),
@@ -350,7 +350,7 @@ CREATE TABLE disputes (
     outcome_poster_penalty  BOOLEAN NOT NULL DEFAULT false,
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
-    -- 1.4.0: EVIDENCE_REQUESTED names the party asked and when.
+    -- 1.5.0: EVIDENCE_REQUESTED names the party asked and when.
     evidence_requested_from UUID CONSTRAINT disputes_evidence_requested_from_fkey REFERENCES users(id),
     evidence_requested_at   TIMESTAMPTZ,
 
@@ -405,7 +405,7 @@ CREATE TABLE money_outbox (
     completed_at        TIMESTAMPTZ,
     created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
-    -- 1.4.0: the request that queued it (X-Request-ID), carried into job logs and Stripe metadata.
+    -- 1.5.0: the request that queued it (X-Request-ID), carried into job logs and Stripe metadata.
     request_id          VARCHAR(100),
 
     CONSTRAINT money_outbox_one_per_kind UNIQUE (escrow_id, kind),
@@ -555,7 +555,7 @@ CREATE TABLE task_messages (
 
 CREATE INDEX task_messages_thread_idx ON task_messages (task_id, created_at DESC, id DESC);
 CREATE INDEX task_messages_sender_day_idx ON task_messages (sender_id, created_at);
--- Retention clears shared locations once they expire (1.4.0).
+-- Retention clears shared locations once they expire (1.5.0).
 CREATE INDEX task_messages_location_expiry_idx ON task_messages (location_expires_at)
     WHERE location_latitude IS NOT NULL;
 

@@ -1,4 +1,4 @@
--- 1.2.0: indexes that keep a request's cost flat however much history the database holds (issue 11).
+-- 1.3.0: indexes that keep a request's cost flat however much history the database holds (issue 11).
 
 -- The board's keyset pages (GET /api/tasks, newest first, id breaking ties) are read in index
 -- order and stop at the page size.

@@ -1,4 +1,4 @@
--- 1.2.0: two-way ratings after completion (RATE-1..8, HX807-HX812) and the feed's indexes.
+-- 1.4.0: two-way ratings after completion (RATE-1..8, HX807-HX812) and the feed's indexes.
 
 CREATE TABLE task_ratings (
     id              UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -66,7 +66,7 @@ CREATE TRIGGER task_ratings_no_delete BEFORE DELETE ON task_ratings
 CREATE TRIGGER task_ratings_no_truncate BEFORE TRUNCATE ON task_ratings
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_append_only_change('HX809');
 
--- The feed (1.2.0): full-text search over what a worker reads, and the bounding box of a
+-- The feed (1.4.0): full-text search over what a worker reads, and the bounding box of a
 -- position; both only over OPEN tasks, the only ones the feed shows.
 CREATE INDEX tasks_open_search_idx ON tasks USING gin (to_tsvector('english', title || ' ' || description))
     WHERE state = 'OPEN';

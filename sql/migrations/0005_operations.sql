@@ -1,4 +1,4 @@
--- 1.4.0: operating the service (issue 15): retention, admin and account rights.
+-- 1.5.0: operating the service (issue 15): retention, admin and account rights.
 
 -- Retention soft-deletes proof photos 90 days after their task ended (STORAGE_SPEC §7).
 ALTER TABLE proof_photos ADD COLUMN deleted_at TIMESTAMPTZ;
