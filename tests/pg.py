@@ -104,9 +104,9 @@ class TestServer:
 def install_release_1_0_0(conn: psycopg.Connection[Any]) -> None:
     """Install schema 1.0.0 the way the 1.0.0 release did: its own file, which carries its own
     transaction and records its version row with the checksum passed in a setting."""
-    path = migrations.steps()[0].path
-    conn.execute("SELECT set_config('hustlexp.schema_checksum', %s, false)", (migrations.steps()[0].checksum(),))
+    release = migrations.steps()[0]
+    conn.execute("SELECT set_config('hustlexp.schema_checksum', %s, false)", (release.checksum(),))
     try:
-        conn.execute(path.read_bytes())
+        conn.execute(release.path.read_bytes())
     finally:
         conn.execute("RESET hustlexp.schema_checksum")

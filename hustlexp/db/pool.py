@@ -82,19 +82,14 @@ class Database:
             with _translated(), scope.conn.transaction():
                 yield scope.conn
             return
-        try:
-            with _translated(), self._connection() as conn:
-                scope = _Scope(conn)
-                token = _scope.set(scope)
-                try:
-                    with conn.transaction():
-                        yield conn
-                finally:
-                    _scope.reset(token)
-        except Unavailable as exc:
-            if isinstance(exc.__cause__, psycopg.Error | PoolTimeout):
-                self._mark_away(exc.reason)
-            raise
+        with self._lent() as conn:
+            scope = _Scope(conn)
+            token = _scope.set(scope)
+            try:
+                with conn.transaction():
+                    yield conn
+            finally:
+                _scope.reset(token)
         self._connect_errors_seen = self._connect_errors()
         if self.away_since is not None:
             log.warning("database back after %.1f s", time.monotonic() - self.away_since)
@@ -149,6 +144,12 @@ class Database:
         if scope is not None:
             yield scope.conn
             return
+        with self._lent() as conn:
+            yield conn
+
+    @contextmanager
+    def _lent(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A pooled connection whose errors leave translated; the database being away marks the outage."""
         try:
             with _translated(), self._connection() as conn:
                 yield conn

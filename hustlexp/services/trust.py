@@ -278,14 +278,13 @@ class TrustService(Service):
         — HX602 when paused —, tier below the task's requirement, risk beyond clearance).
         Takes no locks: the caller holds the task row."""
         with self.db.transaction() as conn:
-            if one(conn, "SELECT 1 FROM tasks WHERE id = %s", (task_id,)) is None:
+            task = one(conn, "SELECT id, required_trust_tier, risk_level FROM tasks WHERE id = %s", (task_id,))
+            if task is None:
                 raise NotFound("No such task.")
             user = one(conn, "SELECT id, trust_tier FROM users WHERE id = %s", (user_id,))
             if user is None:
                 raise NotFound("No such user.", code="HX504")
             require_eligible(conn, task_id, user["id"], user["trust_tier"])
-            task = one(conn, "SELECT id, required_trust_tier, risk_level FROM tasks WHERE id = %s", (task_id,))
-            assert task is not None
             return {"eligible": True, "user_id": user["id"], "task_id": task["id"],
                     "trust_tier": user["trust_tier"], "required_trust_tier": task["required_trust_tier"] or 0,
                     "risk_level": task["risk_level"]}
