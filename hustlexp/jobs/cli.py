@@ -12,6 +12,7 @@ from hustlexp.jobs import PASSES, STALLED_AFTER_SECONDS, build_app, retry_stalle
 
 if TYPE_CHECKING:
     from hustlexp.services import Services
+    from hustlexp.services.storage import build_storage
 
 log = logging.getLogger("hustlexp.jobs")
 
@@ -53,7 +54,7 @@ def _services(settings: config.Settings, *, send_inline: bool = False, connectio
         settings = dataclasses.replace(settings, db_pool_max=connections)
     db, server = init_db(settings)
     services = Services(db, payments=init_payments(settings), webhook_secret=settings.stripe_webhook_secret,
-                        storage_dir=settings.storage_dir, send_inline=send_inline)
+                        storage=build_storage(settings), send_inline=send_inline)
     return services, server
 
 

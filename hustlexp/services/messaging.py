@@ -163,6 +163,10 @@ class MessagingService(Service):
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"messages:{sid}",))
             self._check_limits(conn, sid, task["id"], payload, now)
 
+            if payload["photos"]:
+                # Only the sender's own confirmed uploads for this task; each becomes evidence.
+                self.s.uploads.attach(conn, sid, task["id"], payload["photos"], bucket="messages",
+                                      field="photo_keys")
             lat, lng = payload["location"] or (None, None)
             row = one(conn, """
                 INSERT INTO task_messages (task_id, sender_id, receiver_id, message_type, content,
