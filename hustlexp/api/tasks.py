@@ -179,9 +179,10 @@ class PaymentIntentSchema(Schema):
 class DisputeCreateSchema(Schema):
     reason = fields.String(required=True, validate=validate.OneOf(REASONS))
     description = fields.String(required=True, validate=[validate.Length(min=1, max=2000), fields.NOT_BLANK])
-    evidence_urls = fields.List(fields.String(validate=validate.Length(min=1, max=500)),
-                                validate=validate.Length(max=10), metadata={"description": "storage_key of each of your confirmed `evidence` uploads "
-                                                         "for this task (POST /api/uploads); anything else is 400"})
+    evidence_urls = fields.List(
+        fields.String(validate=validate.Length(min=1, max=500)), validate=validate.Length(max=10),
+        metadata={"description": "storage_key of each of your confirmed `evidence` uploads for this task "
+                                 "(POST /api/uploads); anything else is 400 VALIDATION_ERROR"})
 
 
 class DisputeOpenedSchema(Schema):

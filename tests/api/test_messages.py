@@ -10,6 +10,7 @@ from uuid import UUID
 import pytest
 
 from hustlexp.services import Services
+from tests.api import uploading
 from tests.api.conftest import data, error
 from tests.fakes.stripe_fake import FakeStripe
 from tests.services import flows
@@ -76,9 +77,13 @@ def test_send_auto_photo_and_location(client: Any, thread: Thread) -> None:
                      auto_message_template="running_late"))
     assert (auto["auto_message_template"], auto["content"]) == ("running_late",
                                                                 "Running a little late. I'll be there soon.")
-    photo = data(send(client, thread, thread.worker_headers, message_type="PHOTO", content=None,
-                      photo_keys=["messages/a.jpg", "messages/b.jpg"]))
-    assert (photo["photo_count"], photo["photo_keys"]) == (2, ["messages/a.jpg", "messages/b.jpg"])
+    keys = [uploading.upload(client, thread.worker_headers, "messages", thread.task_id)["upload"]["storage_key"]
+            for _ in range(2)]
+    photo = data(send(client, thread, thread.worker_headers, message_type="PHOTO", content=None, photo_keys=keys))
+    assert (photo["photo_count"], photo["photo_keys"]) == (2, keys)
+    made_up = send(client, thread, thread.worker_headers, message_type="PHOTO", content=None,
+                   photo_keys=["messages/a.jpg"])
+    assert_400(made_up, "photo_keys")
     location = data(send(client, thread, thread.worker_headers, message_type="LOCATION", content=None,
                          location={"lat": 40.7128, "lng": -74.006}))
     assert (location["location"]["lat"], location["location"]["lng"]) == (40.7128, -74.006)
