@@ -12,7 +12,6 @@ from hustlexp.jobs import PASSES, STALLED_AFTER_SECONDS, build_app, retry_stalle
 
 if TYPE_CHECKING:
     from hustlexp.services import Services
-    from hustlexp.services.storage import build_storage
 
 log = logging.getLogger("hustlexp.jobs")
 
@@ -49,6 +48,7 @@ def _services(settings: config.Settings, *, send_inline: bool = False, connectio
 
     from hustlexp.app import init_db, init_payments
     from hustlexp.services import Services
+    from hustlexp.services.storage import build_storage
 
     if connections > settings.db_pool_max:
         settings = dataclasses.replace(settings, db_pool_max=connections)
