@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import pytest
@@ -13,6 +14,7 @@ from hustlexp.services import Services
 from tests.api import uploading
 from tests.api.conftest import data, error
 from tests.fakes.stripe_fake import FakeStripe
+from tests.images import JPEG
 from tests.services import flows
 
 Register = Callable[..., tuple[dict[str, Any], dict[str, str]]]
@@ -81,6 +83,12 @@ def test_send_auto_photo_and_location(client: Any, thread: Thread) -> None:
             for _ in range(2)]
     photo = data(send(client, thread, thread.worker_headers, message_type="PHOTO", content=None, photo_keys=keys))
     assert (photo["photo_count"], photo["photo_keys"]) == (2, keys)
+    # The poster reads them through the signed URLs of the thread.
+    shown = data(client.get(thread.url, headers=thread.poster_headers))["messages"][0]
+    assert len(shown["photo_urls"]) == 2
+    for url in shown["photo_urls"]:
+        parts = urlsplit(url)
+        assert client.get(f"{parts.path}?{parts.query}").data == JPEG
     made_up = send(client, thread, thread.worker_headers, message_type="PHOTO", content=None,
                    photo_keys=["messages/a.jpg"])
     assert_400(made_up, "photo_keys")
