@@ -143,7 +143,7 @@ class LocalObject(MethodView):
         "schema": {"type": "string", "format": "binary"}}}})
     @blp.response(200, StoredSchema)
     @blp.alt_response(403, response="FORBIDDEN", description="Expired, or not what the URL was signed for")
-    @blp.alt_response(404, response="NOT_FOUND", description="Not local storage")
+    @blp.alt_response(404, response="NOT_FOUND", description="Not local storage, or no such object")
     def put(self, query: dict[str, Any], key: str) -> Any:
         """Local storage only: the target of a presigned upload URL (signed, no bearer token),
         with the Content-Type and Content-Length it was signed for."""

@@ -54,6 +54,8 @@ EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/heic": "heic"}
 # upload may still be confirmed (a PUT started just in time may finish late).
 PUT_TTL = 900
 CONFIRM_GRACE = timedelta(minutes=5)
+# Where an avatar waits for its confirm: outside the public avatars/ prefix.
+INCOMING_PREFIX = "incoming/"
 # How long a confirmed message photo or evidence waits for the message or dispute using it.
 ATTACH_WINDOW = timedelta(hours=24)
 
@@ -83,6 +85,8 @@ class UploadService(Service):
             if task_id is not None:
                 self._check_task(conn, bucket, task_id, user_id)
             key = f"{bucket}/{task_id or user_id}/{uuid4().hex}.{EXTENSIONS[content_type]}"
+            if bucket == "avatars":  # avatars/ is public: unchecked bytes wait outside it
+                key = INCOMING_PREFIX + key
             row = returning(conn, f"""INSERT INTO uploads (user_id, bucket, task_id, storage_key, content_type,
                                                            file_size_bytes, expires_at)
                                       VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
@@ -104,7 +108,7 @@ class UploadService(Service):
             return {"upload": upload, "photo": None, "avatar_url": None}
         if self.s.clock() > upload["expires_at"]:
             raise Conflict("the upload expired; ask for a new one")
-        image = self._fetch_and_check(upload)
+        image, data = self._fetch_and_check(upload)
         with self.db.transaction() as conn:
             upload = self._own(conn, upload_id, user_id, lock=True)
             if upload["state"] != "PENDING":  # a concurrent confirm won
@@ -115,7 +119,14 @@ class UploadService(Service):
                 photo = self.s.proofs.attach_photo(upload["task_id"], user_id, image, key=upload["storage_key"],
                                                    capture_time=capture_time).unwrap()
             elif upload["bucket"] == "avatars":
-                avatar_url = self.s.storage.public_url(upload["storage_key"])
+                incoming = upload["storage_key"]
+                public_key = incoming.removeprefix(INCOMING_PREFIX)
+                with _storage_errors():
+                    self.s.storage.put(public_key, data, image.content_type)
+                upload = returning(conn, f"UPDATE uploads SET storage_key = %s WHERE id = %s RETURNING {_COLUMNS}",
+                                   (public_key, upload_id))
+                self._delete_files_after_commit([incoming])
+                avatar_url = self.s.storage.public_url(public_key)
                 conn.execute("UPDATE users SET avatar_url = %s WHERE id = %s", (avatar_url, user_id))
             attached = photo is not None or avatar_url is not None
             upload = returning(conn, f"""
@@ -182,6 +193,7 @@ class UploadService(Service):
         """A PUT to a presigned local URL: refused (403, as S3 would) when expired, signed for
         another object, or with another content type or length than the signature binds."""
         storage = self._local()
+        _check_key(key)
         with self.db.transaction() as conn:
             upload = one(conn, "SELECT content_type, file_size_bytes FROM uploads "
                                "WHERE storage_key = %s AND state = 'PENDING'", (key,))
@@ -199,14 +211,20 @@ class UploadService(Service):
     def read_local(self, key: str, *, expires: int | None, signature: str | None) -> tuple[bytes, str]:
         """A GET of a local object: avatars freely, anything else with a valid signature."""
         storage = self._local()
-        if not key.startswith(PUBLIC_PREFIX):
+        _check_key(key)
+        if key.startswith(PUBLIC_PREFIX):
+            # Public once confirmed: unchecked bytes are never served from our host.
+            with self.db.transaction() as conn:
+                if one(conn, "SELECT 1 FROM uploads WHERE storage_key = %s AND state = 'ATTACHED'", (key,)) is None:
+                    raise NotFound("no such object")
+        else:
             if expires is None or signature is None or not storage.check_signature("GET", key, expires, signature):
                 raise Forbidden("the download URL's signature does not match")
             if expires < time.time():  # the store's own clock, as S3 checks its presigned URLs
                 raise Forbidden("the download URL expired")
         try:
             info = storage.head(key)
-        except ValueError:
+        except (ValueError, OSError):  # a key no upload ever had (escaping the root, too long)
             info = None
         if info is None:
             raise NotFound("no such object")
@@ -240,7 +258,7 @@ class UploadService(Service):
         elif user_id not in (task["poster_id"], task["worker_id"]):
             raise Forbidden("only the task's poster or worker uploads its photos")
 
-    def _fetch_and_check(self, upload: dict[str, Any]) -> CheckedImage:
+    def _fetch_and_check(self, upload: dict[str, Any]) -> tuple[CheckedImage, bytes]:
         """The stored object, measured against the announcement, decoded and hashed."""
         key, declared = upload["storage_key"], upload["file_size_bytes"]
         storage = self.s.storage
@@ -254,6 +272,7 @@ class UploadService(Service):
         elif info.content_type != upload["content_type"]:
             refusal = {"content_type": [f"{upload['content_type']} announced, {info.content_type} uploaded"]}
         image: CheckedImage | None = None
+        data = b""
         if refusal is None:
             with _storage_errors():
                 data = storage.get(key)
@@ -270,7 +289,7 @@ class UploadService(Service):
             with _storage_errors():
                 storage.delete(key)
             raise ValidationError("the uploaded file does not match the upload", details=refusal)
-        return image
+        return image, data
 
     @staticmethod
     def _owning_task(conn: Any, key: str, viewer_id: UUID) -> UUID:
@@ -289,6 +308,12 @@ class UploadService(Service):
             if row is not None:
                 found: UUID = row["task_id"]
                 return found
+        raise NotFound("no such object")
+
+
+def _check_key(key: str) -> None:
+    """A key from a URL path that no upload can have is simply not there."""
+    if len(key) > 500 or "\x00" in key:
         raise NotFound("no such object")
 
 

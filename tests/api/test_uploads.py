@@ -204,8 +204,16 @@ def test_an_unattached_upload_is_readable_by_its_uploader_only(world: Any) -> No
 
 
 def test_an_avatar_is_public_once_confirmed(world: Any, conn: Any) -> None:
-    out = uploading.upload(world.client, world.wh, "avatars", image=PNG, content_type="image/png")
+    target = data(uploading.announce(world.client, world.wh, "avatars", content_type="image/png", size=len(PNG)))
+    incoming = target["upload"]["storage_key"]
+    assert incoming.startswith(f"incoming/avatars/{world.worker['id']}/")
+    assert uploading.put(world.client, target, PNG) == 200
+    # Unchecked bytes are not public: the waiting object needs a signed URL like any private one.
+    assert world.client.get(f"/api/uploads/objects/{incoming}").status_code == 403
+    out = data(uploading.confirm(world.client, world.wh, target["upload"]["id"]))
     assert out["upload"]["state"] == "ATTACHED"
+    assert out["upload"]["storage_key"] == incoming.removeprefix("incoming/")
+    assert not storage(world).exists(incoming)
     assert out["avatar_url"] is not None
     me = conn.execute("SELECT avatar_url FROM users WHERE id = %s", (world.worker["id"],)).fetchone()
     assert me["avatar_url"] == out["avatar_url"]
@@ -236,3 +244,11 @@ def test_dispute_evidence_must_be_the_openers_confirmed_evidence_uploads(world: 
         (mine, world.poster["id"], "PHOTO")]
     # The evidence is readable by both parties through a signed URL.
     assert world.client.get("/api/uploads/url", query_string={"key": mine}, headers=world.wh).status_code == 200
+
+
+@pytest.mark.parametrize("key", ["avatars/../../etc/passwd", "avatars/%00.jpg", "avatars/" + "x" * 600,
+                                 "avatars/missing.jpg"])
+def test_local_objects_that_no_upload_has_are_404(world: Any, key: str) -> None:
+    assert world.client.get(f"/api/uploads/objects/{key}").status_code == 404
+    assert world.client.put(f"/api/uploads/objects/{key}?expires=1&signature=x", data=b"x",
+                            content_type="image/jpeg").status_code in (403, 404)

@@ -178,3 +178,17 @@ def test_a_second_api_host_confirms_and_serves_what_the_first_handed_out(world: 
     second = data(multipart)
     assert second["storage_key"] in objects(s3, bucket)
     assert world.client.get(f"/api/proofs/photos/{second['id']}", headers=world.ph).data == JPEG
+
+
+def test_an_avatar_lands_under_the_public_prefix_only_once_confirmed(world: Any, s3: Any, bucket: str,
+                                                                     conn: Any) -> None:
+    target = data(uploading.announce(world.client, world.wh, "avatars"))
+    assert uploading.put(world.client, target, JPEG) == 200
+    assert objects(s3, bucket) == [target["upload"]["storage_key"]]
+    assert target["upload"]["storage_key"].startswith("incoming/")
+    out = data(uploading.confirm(world.client, world.wh, target["upload"]["id"]))
+    key = out["upload"]["storage_key"]
+    assert objects(s3, bucket) == [key] and key.startswith(f"avatars/{world.worker['id']}/")
+    assert out["avatar_url"] == f"{s3.meta.endpoint_url}/{bucket}/{key}"
+    assert conn.execute("SELECT avatar_url FROM users WHERE id = %s", (world.worker["id"],)).fetchone()[
+        "avatar_url"] == out["avatar_url"]
