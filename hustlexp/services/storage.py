@@ -137,7 +137,9 @@ class LocalStorage:
 
     def check_signature(self, method: str, key: str, expires: int, signature: str,
                         content_type: str = "", size: int = 0) -> bool:
-        return hmac.compare_digest(self.sign(method, key, expires, content_type, size), signature)
+        # As bytes: compare_digest refuses non-ASCII text, and a URL may carry anything.
+        expected = self.sign(method, key, expires, content_type, size).encode()
+        return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
     def _url(self, key: str, query: dict[str, Any]) -> str:
         return f"{self.base_url}{LOCAL_OBJECTS_PATH}{quote(key)}" + (f"?{urlencode(query)}" if query else "")

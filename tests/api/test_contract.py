@@ -94,7 +94,8 @@ def _keep_upload_rules(body: dict[str, Any]) -> None:
     JPEG or PNG of at most 5 MB (proofs and evidence: also HEIC, 10 MB)."""
     from hustlexp.services.uploads import BUCKETS
 
-    rules = BUCKETS.get(body.get("bucket"))  # type: ignore[arg-type]
+    bucket = body.get("bucket")
+    rules = BUCKETS.get(bucket) if isinstance(bucket, str) else None
     if rules is None:
         return
     if body.get("bucket") == "avatars":

@@ -252,3 +252,10 @@ def test_local_objects_that_no_upload_has_are_404(world: Any, key: str) -> None:
     assert world.client.get(f"/api/uploads/objects/{key}").status_code == 404
     assert world.client.put(f"/api/uploads/objects/{key}?expires=1&signature=x", data=b"x",
                             content_type="image/jpeg").status_code in (403, 404)
+
+
+def test_a_signature_of_any_text_is_refused_not_a_crash(world: Any) -> None:
+    task = world.accepted()
+    key = uploading.upload(world.client, world.wh, "proofs", task["id"])["upload"]["storage_key"]
+    assert world.client.get(f"/api/uploads/objects/{key}?expires=9999999999&signature=%C2%BD%F0%95%96%88s"
+                            ).status_code == 403
