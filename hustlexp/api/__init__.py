@@ -11,7 +11,7 @@ from flask_smorest import Api
 
 ROUTERS = ("health", "webhooks", "users", "notifications", "messages", "tasks", "escrows", "proofs", "disputes",
            "ratings", "feed", "inbox", "progress", "uploads",
-           "admin")
+           "objects", "admin")
 
 
 def register_routers(api: Api) -> None:

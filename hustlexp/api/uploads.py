@@ -3,16 +3,14 @@
 `POST /api/uploads` announces a file and returns where to PUT it (a presigned URL binding its
 content type and size, valid 15 minutes); `POST /api/uploads/{id}/confirm` has the server
 check the stored object and attach it. With local storage the presigned URLs point at
-`/api/uploads/objects/...` below, which plays the object store: a signed URL is its own
-credential there, as at S3. `GET /api/uploads/url` hands a party a short-lived signed URL to
-read a private object (avatars are public)."""
+`/storage/objects/...` (hustlexp.api.objects), which plays the object store.
+`GET /api/uploads/url` hands a party a short-lived signed URL to read a private object
+(avatars are public)."""
 
 from __future__ import annotations
 
 from typing import Any
 from uuid import UUID
-
-from flask import Response, request
 
 from hustlexp.api.auth import current_user, requires_user
 from hustlexp.api.base import Blueprint, MethodView, Schema, fields, respond, services, validate
@@ -83,16 +81,6 @@ class ReadUrlSchema(Schema):
     expires_at = fields.DateTime(allow_none=True, metadata={"description": "null: a public address"})
 
 
-class StoredSchema(Schema):
-    key = fields.String(required=True)
-    size = fields.Integer(required=True)
-
-
-class SignedQuerySchema(Schema):
-    expires = fields.Integer(metadata={"description": "Unix time the URL stops working"})
-    signature = fields.String(validate=validate.Length(max=128))
-
-
 @blp.route("")
 class Uploads(MethodView):
     @requires_user
@@ -134,29 +122,3 @@ class UploadReadUrl(MethodView):
         """A short-lived signed URL to read a stored photo (the task's poster, its worker or an
         admin); an avatar's public address."""
         return respond(services().uploads.read_url(query["key"], current_user().id))
-
-
-@blp.route("/objects/<path:key>")
-class LocalObject(MethodView):
-    @blp.arguments(SignedQuerySchema, location="query")
-    @blp.doc(requestBody={"required": True, "content": {"application/octet-stream": {
-        "schema": {"type": "string", "format": "binary"}}}})
-    @blp.response(200, StoredSchema)
-    @blp.alt_response(403, response="FORBIDDEN", description="Expired, or not what the URL was signed for")
-    @blp.alt_response(404, response="NOT_FOUND", description="Not local storage, or no such object")
-    def put(self, query: dict[str, Any], key: str) -> Any:
-        """Local storage only: the target of a presigned upload URL (signed, no bearer token),
-        with the Content-Type and Content-Length it was signed for."""
-        return respond(services().uploads.receive_local(
-            key, expires=query.get("expires", 0), signature=query.get("signature", ""),
-            content_type=request.headers.get("Content-Type"), data=request.get_data()))
-
-    @blp.arguments(SignedQuerySchema, location="query")
-    @blp.response(200, content_type="application/octet-stream", description="The object's bytes")
-    @blp.alt_response(403, response="FORBIDDEN", description="Expired or badly signed")
-    @blp.alt_response(404, response="NOT_FOUND", description="No such object, or not local storage")
-    def get(self, query: dict[str, Any], key: str) -> Any:
-        """Local storage only: a signed download URL (avatars need no signature)."""
-        data, content_type = respond(services().uploads.read_local(
-            key, expires=query.get("expires"), signature=query.get("signature")))
-        return Response(data, mimetype=content_type, headers={"Cache-Control": "private, max-age=300"})

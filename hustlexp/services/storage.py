@@ -2,7 +2,7 @@
 
 `Storage` is the interface. `LocalStorage` (the embedded default) writes under instance/ and
 plays the object store's part for direct uploads: its presigned URLs point at the API
-(hustlexp.api.uploads), signed with an HMAC key every process on the machine shares.
+(hustlexp.api.objects), signed with an HMAC key every process on the machine shares.
 `S3Storage` talks to any S3-compatible store (AWS S3, Cloudflare R2, MinIO) through boto3;
 every API host then reads what any other stored. `build_storage(settings)` picks one."""
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from hustlexp.config import Settings
 
 # The API path LocalStorage's signed URLs point at (served by hustlexp.api.uploads).
-LOCAL_OBJECTS_PATH = "/api/uploads/objects/"
+LOCAL_OBJECTS_PATH = "/storage/objects/"
 # Objects under this prefix are public (avatars, STORAGE_SPEC §5.1); every other one is read
 # through a short-lived signed URL.
 PUBLIC_PREFIX = "avatars/"

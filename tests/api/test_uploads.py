@@ -193,7 +193,7 @@ def test_an_expired_download_url_is_refused(world: Any) -> None:
     key = uploading.upload(world.client, world.wh, "proofs", task["id"])["upload"]["storage_key"]
     past = int(time.time()) - 1
     signature = storage(world).sign("GET", key, past)
-    assert world.client.get(f"/api/uploads/objects/{key}?expires={past}&signature={signature}").status_code == 403
+    assert world.client.get(f"/storage/objects/{key}?expires={past}&signature={signature}").status_code == 403
 
 
 def test_an_unattached_upload_is_readable_by_its_uploader_only(world: Any) -> None:
@@ -209,7 +209,7 @@ def test_an_avatar_is_public_once_confirmed(world: Any, conn: Any) -> None:
     assert incoming.startswith(f"incoming/avatars/{world.worker['id']}/")
     assert uploading.put(world.client, target, PNG) == 200
     # Unchecked bytes are not public: the waiting object needs a signed URL like any private one.
-    assert world.client.get(f"/api/uploads/objects/{incoming}").status_code == 403
+    assert world.client.get(f"/storage/objects/{incoming}").status_code == 403
     out = data(uploading.confirm(world.client, world.wh, target["upload"]["id"]))
     assert out["upload"]["state"] == "ATTACHED"
     assert out["upload"]["storage_key"] == incoming.removeprefix("incoming/")
@@ -249,13 +249,13 @@ def test_dispute_evidence_must_be_the_openers_confirmed_evidence_uploads(world: 
 @pytest.mark.parametrize("key", ["avatars/../../etc/passwd", "avatars/%00.jpg", "avatars/" + "x" * 600,
                                  "avatars/missing.jpg"])
 def test_local_objects_that_no_upload_has_are_404(world: Any, key: str) -> None:
-    assert world.client.get(f"/api/uploads/objects/{key}").status_code == 404
-    assert world.client.put(f"/api/uploads/objects/{key}?expires=1&signature=x", data=b"x",
+    assert world.client.get(f"/storage/objects/{key}").status_code == 404
+    assert world.client.put(f"/storage/objects/{key}?expires=1&signature=x", data=b"x",
                             content_type="image/jpeg").status_code in (403, 404)
 
 
 def test_a_signature_of_any_text_is_refused_not_a_crash(world: Any) -> None:
     task = world.accepted()
     key = uploading.upload(world.client, world.wh, "proofs", task["id"])["upload"]["storage_key"]
-    assert world.client.get(f"/api/uploads/objects/{key}?expires=9999999999&signature=%C2%BD%F0%95%96%88s"
+    assert world.client.get(f"/storage/objects/{key}?expires=9999999999&signature=%C2%BD%F0%95%96%88s"
                             ).status_code == 403

@@ -24,7 +24,7 @@ def put(client: Any, target: dict[str, Any], body: bytes, headers: dict[str, str
     """PUT to the presigned URL with the headers it was signed for (or `headers`); the status."""
     sent = headers if headers is not None else target["headers"]
     url = urlsplit(target["upload_url"])
-    if url.path.startswith("/api/uploads/objects/"):  # local storage: the API plays the store
+    if url.path.startswith("/storage/objects/"):  # local storage: the API plays the store
         response = client.put(f"{url.path}?{url.query}", data=body,
                               headers={k: v for k, v in sent.items() if k != "Content-Length"},
                               content_type=sent.get("Content-Type"))
