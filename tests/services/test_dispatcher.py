@@ -13,8 +13,8 @@ from datetime import timedelta
 import pytest
 
 from hustlexp.jobs.dispatcher import Dispatcher
-from hustlexp.services.outbox import CHANNEL, LEASE_MARGIN, SUPERSEDED
 from hustlexp.services import Services
+from hustlexp.services.outbox import CHANNEL, LEASE_MARGIN, SUPERSEDED
 from tests.services import flows
 
 WAIT_SECONDS = 60  # an upper bound for a loaded CI machine, not a performance claim
