@@ -38,7 +38,7 @@ log = logging.getLogger("hustlexp.dispatcher")
 
 SWEEP_SECONDS = 60.0
 RECONNECT_SECONDS = 0.5
-RECONNECT_MAX_SECONDS = 10.0
+RECONNECT_MAX_SECONDS = 5.0
 CONNECT_TIMEOUT_SECONDS = 5
 # How long one wait for notifications lasts: how soon stop() is noticed.
 LISTEN_SLICE_SECONDS = 1.0

@@ -18,6 +18,15 @@ from psycopg.rows import dict_row
 from tests.e2e.system import Actor, World, data
 from tests.faults.conftest import JobWorker, Postgres, json_answer, until
 
+OUTAGE_SECONDS = 12.0  # procrastinate beats every 10 s
+
+
+def _heartbeats_since(world: World, moment: datetime) -> list[Any]:
+    """procrastinate workers alive after `moment` (none before a worker installed its tables)."""
+    if not world.one("SELECT to_regclass('procrastinate_workers') IS NOT NULL AS present")["present"]:
+        return []
+    return world.sql("SELECT id FROM procrastinate_workers WHERE last_heartbeat > %s", (moment,))
+
 
 def _task_body(n: int) -> dict[str, Any]:
     return {"title": f"Outage task {n}", "description": "Posted while the database restarts", "price": 2500,
@@ -69,12 +78,15 @@ def test_postgres_restart_mid_load_loses_no_acknowledged_write(world: World, pos
                                                                job_workers: list[JobWorker]) -> None:
     # Production's second process, `hustlexp jobs worker`, lives through the outage too.
     job_workers.append(JobWorker(world.served).start())
+    started_at = datetime.now(UTC)
     poster, worker = world.register("poster"), world.worker()
     task = world.post_task(poster, price=4000)
     world.fund(task)
     world.accept(task, worker)
     proof = world.submit_proof(task, worker)
     posters = [world.register(f"loader{i}") for i in range(3)]
+
+    until(lambda: _heartbeats_since(world, started_at), "the job worker to start")
 
     with Load(posters) as load:
         until(lambda: len(load.acknowledged) >= 3, "writes acknowledged before the outage")
@@ -85,8 +97,12 @@ def test_postgres_restart_mid_load_loses_no_acknowledged_write(world: World, pos
         print(f"\nGET /health during the outage answered {health.status_code} in "
               f"{time.monotonic() - started:.2f} s")
         assert health.status_code == 503 and health.json()["checks"] == {"database": "unavailable"}
+        # Long enough for every periodic step of the job worker (heartbeat, job poll) and the
+        # pools' reconnection attempts to meet the outage, not to slip between its ends.
+        time.sleep(OUTAGE_SECONDS)
         before_restart = len(load.acknowledged)
         postgres.start()
+        restarted_at = datetime.now(UTC)
         until(lambda: len(load.acknowledged) >= before_restart + 3, "writes acknowledged after the restart")
 
     assert load.problems == [], load.problems[:5]
@@ -104,5 +120,7 @@ def test_postgres_restart_mid_load_loses_no_acknowledged_write(world: World, pos
         done = data(poster.post(f"/api/proofs/{proof['id']}/accept"))
         assert done["escrow"]["state"] == "RELEASED"
         world.check_money()
-    assert job_workers[0].proc is not None and job_workers[0].proc.poll() is None, \
-        job_workers[0].log.read_text()[-3000:]
+        # The job worker lives on and its procrastinate worker beats again.
+        assert job_workers[0].proc is not None and job_workers[0].proc.poll() is None, \
+            job_workers[0].log.read_text()[-3000:]
+        until(lambda: _heartbeats_since(world, restarted_at), "the job worker's heartbeat after the outage")
