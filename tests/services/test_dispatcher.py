@@ -6,12 +6,14 @@ that worker's transfers due."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import timedelta
 
 import pytest
 
+from hustlexp.db import Database
 from hustlexp.jobs.dispatcher import Dispatcher
 from hustlexp.services import Services
 from hustlexp.services.outbox import CHANNEL, LEASE_MARGIN, SUPERSEDED
@@ -157,4 +159,33 @@ def test_the_dispatcher_outlives_its_connection_and_sends_what_was_written_meanw
     finally:
         dispatcher.stop()
         thread.join(timeout=30)
+    assert len(stripe_fake.transfers) == 1
+
+
+def test_the_dispatcher_outlives_a_sweep_that_finds_no_connection(db_url, services, stripe_fake, caplog):
+    """Not only a lost LISTEN connection: any failure (here its pool has no connection to lend,
+    which services answer as Unavailable) is logged and retried; money moves once it clears."""
+    db = Database(db_url, min_size=1, max_size=1, timeout=1.0).open()
+    mine = Services(db, payments=services.payments, webhook_secret=services.webhook_secret,
+                    clock=services.clock, send_inline=False)
+    dispatcher = None
+    try:
+        ids = flows.submitted_task(mine, stripe_fake)
+        mine.proofs.accept(ids["proof"], ids["poster"]).unwrap()  # PENDING; nobody listens yet
+        held = db.pool.getconn()
+        with caplog.at_level(logging.WARNING, logger="hustlexp.dispatcher"):
+            dispatcher = Dispatcher(mine, threads=1)
+            thread = dispatcher.start_thread()
+            deadline = time.monotonic() + WAIT_SECONDS
+            while not [r for r in caplog.records if "reconnecting" in r.getMessage()] \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+            db.pool.putconn(held)
+        assert [r for r in caplog.records if r.name == "hustlexp.dispatcher" and "reconnecting" in r.getMessage()]
+        assert _wait_for(mine, ids["escrow"], ["SUCCEEDED"]) == ["SUCCEEDED"] and thread.is_alive()
+    finally:
+        if dispatcher is not None:
+            dispatcher.stop()
+            thread.join(timeout=30)
+        db.close()
     assert len(stripe_fake.transfers) == 1
