@@ -138,7 +138,8 @@ def _metrics_dir() -> Path | None:
 class Supervised:
     """A child process of the serve master, started again whenever it exits (killed, crashed)
     until stop(): money must not stop moving for the life of the server because its dispatcher
-    died. Restarts back off from 1 s to 30 s while the child keeps dying young."""
+    died. The first restart waits 1 s; a child that keeps dying young waits twice as long each
+time, up to 30 s."""
 
     POLL_SECONDS = 0.5
     MAX_DELAY_SECONDS = 30.0

@@ -159,8 +159,6 @@ async def _run_jobs(app: procrastinate.App, conninfo: str, concurrency: int) -> 
 
 
 def cmd_dispatch(args: argparse.Namespace, settings: config.Settings) -> int:
-    import signal
-
     from hustlexp.jobs.dispatcher import Dispatcher
 
     services, _server = _services(settings, connections=args.threads + 1)
@@ -182,7 +180,7 @@ def _ensure_queue_schema(conninfo: str) -> None:
     import procrastinate
     import psycopg
 
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
         conn.execute("SELECT pg_advisory_lock(hashtext('hustlexp.procrastinate_schema'))")
         try:
             exists = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()
