@@ -4,9 +4,18 @@ now, searchable, near a position, ranked, in pages of a cursor.
 - Eligibility is eligibility.PREDICATE, the very rules `accept` checks.
 - Search: PostgreSQL full-text over title and description (tasks_search_idx, a GIN index on the
   same expression as SEARCH_DOCUMENT).
-- Geo without extensions: a bounding box the (lat, lng) index answers, then the haversine
+- Geo without extensions: a bounding box the GiST point index answers, then the haversine
   distance for the exact radius and the distance score.
 - Relevance: MATCHING_ALGORITHMS' components weighted by WEIGHTS, the one place to tune them.
+  The poster rating is the average of poster_rating_totals (kept by a trigger: what workers
+  rated the poster, counted once the task's pair of ratings is complete, so a rating whose
+  window closed counts from the hourly auto-rating on), never an aggregate per request.
+- Two stages with a position (relevance and distance, no search): the nearest PROBE candidates
+  (the point index streams them nearest first) bound the page's last key; the second stage
+  scores only what can still reach that bound: for distance the disk of that radius, for
+  relevance the disk outside of which even a perfect task (every other component at its
+  ceiling) scores below it. The page is the exact one a full scan would give; the work is a
+  neighbourhood, not the whole radius.
 - Cursor pagination: the cursor carries the sort key and id of the last item and the instant the
   first page was scored at, so later pages score with the same clock and skip tasks posted since:
   no item repeats or goes missing while others insert."""
@@ -23,7 +32,6 @@ from typing import Any
 from hustlexp.errors import NotFound, ValidationError
 from hustlexp.services.base import Service, one, returns_result
 from hustlexp.services.eligibility import PREDICATE, risk_clearance
-from hustlexp.services.rating import PUBLIC_SQL
 
 SORTS = ("relevance", "distance", "newest", "price")
 DEFAULT_LIMIT, MAX_LIMIT = 20, 50
@@ -39,9 +47,11 @@ CATEGORY_MEDIANS = {"cleaning": 5000, "moving": 12000, "delivery": 2500, "handym
                     "tech_help": 6000, "yard_work": 6500, "pet_care": 3500, "other": 5000}
 DEFAULT_MEDIAN = 5000
 RECENT_CATEGORY_SCORE, EXPERIENCED_SCORE = 0.6, 0.2  # recently done this category / has done any
-NEW_POSTER_RATING = 4.0  # a poster with no public rating counts as 4 stars (score 0.75)
+NEW_POSTER_RATING = 4.0  # a poster with no rating counted yet counts as 4 stars (score 0.75)
 URGENCY_HOURS = 168.0
 NEUTRAL_URGENCY_BIAS = 0.5
+# First-stage size: more candidates give a tighter bound (a smaller second stage) but cost more.
+PROBE = 300
 
 # Must be the expression tasks_search_idx indexes, character for character.
 SEARCH_DOCUMENT = "to_tsvector('english', t.title || ' ' || t.description)"
@@ -59,14 +69,17 @@ _COMPONENTS = {
     "price": f"least(1, greatest(0, (t.price::float8 - 0.5 * ({_MEDIAN})) / (1.5 * ({_MEDIAN}))))",
     "category": "CASE WHEN t.category = ANY(%(recent_categories)s) THEN %(recent_score)s "
                 "WHEN %(experienced)s THEN %(experienced_score)s ELSE 0 END",
-    "poster_rating": "(coalesce(pr.average, %(new_poster)s) - 1) / 4",
+    "poster_rating": "(coalesce(pr.stars::float8 / pr.ratings, %(new_poster)s) - 1) / 4",
     "urgency": "CASE WHEN t.deadline IS NULL THEN 0 ELSE 1 - abs(least(1, greatest(0, 1 - "
                "extract(epoch FROM t.deadline - %(as_of)s) / 3600 / %(urgency_hours)s)) - %(urgency_bias)s) END",
     # Every task that passes eligibility clears the worker's tier: full compatibility.
     "trust": "1",
 }
-# float8 throughout: the same inputs give the same bits, so a cursor's key compares exactly.
+# float8 throughout: the same inputs give the same bits, so a cursor's key compares exactly
+# and the second stage finds the first stage's bound again.
 _RELEVANCE = "(" + " + ".join(f"({sql}) * %(w_{name})s" for name, sql in _COMPONENTS.items()) + ")"
+# The index expression of tasks_open_point_idx, character for character.
+_POINT = "point(t.location_lng::float8, t.location_lat::float8)"
 
 # sort -> (key over the scored rows `f`, its type, direction). Ties break on the id, same direction.
 _ORDER = {
@@ -161,9 +174,8 @@ class FeedService(Service):
             filters = ["t.created_at <= %(as_of)s"]
             if lat is not None:
                 params |= _bbox(lat, lng or 0.0, radius)
-                # numeric bounds, so the (lat, lng) index on the numeric columns answers the box.
-                filters += ["t.location_lat BETWEEN %(min_lat)s::numeric AND %(max_lat)s::numeric",
-                            "t.location_lng BETWEEN %(min_lng)s::numeric AND %(max_lng)s::numeric",
+                # The box in the point index's own expression, so the index answers it.
+                filters += [f"{_POINT} <@ box(point(%(min_lng)s, %(min_lat)s), point(%(max_lng)s, %(max_lat)s))",
                             "dist.km <= %(radius)s"]
             if query is not None:
                 filters.append(f"{SEARCH_DOCUMENT} @@ websearch_to_tsquery('english', %(q)s)")
@@ -177,26 +189,17 @@ class FeedService(Service):
                 params |= {"after_key": after["key"], "after_id": after["id"]}
                 op = "<" if direction == "DESC" else ">"
                 page = f"({key}, f.id) {op} (%(after_key)s::{key_type}, %(after_id)s::uuid)"
-            distance = _DISTANCE if lat is not None else "NULL::float8"
-            # Score the candidates on the few columns ranking needs, then fetch the full rows of
-            # the one page only. Every fragment here is a constant of this module or eligibility's;
-            # request values travel as parameters.
+            scored = _scored(filters, lat is not None)
+            reach = None
+            if lat is not None and query is None and sort in ("relevance", "distance"):
+                reach = self._reach(conn, sort, scored, page, params, history, limit)
+            if reach is not None and lat is not None:
+                bound, radius_km_reached = reach
+                params |= _bbox(lat, lng or 0.0, radius_km_reached) | {"bound": bound}
+                page += f" AND {key} {'>=' if direction == 'DESC' else '<='} %(bound)s"
             rows = conn.execute(f"""
-                WITH poster_ratings AS (
-                    SELECT r.ratee_id, avg(r.stars)::float8 AS average
-                      FROM task_ratings r JOIN tasks t ON t.id = r.task_id
-                     WHERE r.rater_id = t.worker_id AND {PUBLIC_SQL.replace("%(now)s", "%(as_of)s")}
-                     GROUP BY r.ratee_id),
-                scored AS (
-                    SELECT t.id, t.created_at, t.price, dist.km AS distance_km, {_RELEVANCE} AS relevance
-                      FROM tasks t
-                      JOIN escrows e ON e.task_id = t.id
-                      JOIN users u ON u.id = %(viewer)s
-                      CROSS JOIN LATERAL (SELECT {distance} AS km) dist
-                      LEFT JOIN poster_ratings pr ON pr.ratee_id = t.poster_id
-                     WHERE {PREDICATE} AND {" AND ".join(filters)}),
-                page AS (
-                    SELECT f.*, {key} AS sort_key FROM scored f
+                WITH page AS (
+                    SELECT f.*, {key} AS sort_key FROM ({scored}) f
                      WHERE {page}
                      ORDER BY {key} {direction}, f.id {direction}
                      LIMIT %(limit)s)
@@ -204,9 +207,8 @@ class FeedService(Service):
                        t.mode, t.location, t.location_lat, t.location_lng, t.deadline, t.risk_level,
                        t.required_trust_tier, t.created_at, t.poster_id, p.full_name AS poster_name,
                        p.avatar_url AS poster_avatar_url, p.trust_tier AS poster_trust_tier,
-                       p.is_verified AS poster_is_verified, pr.average AS poster_average_rating
+                       p.is_verified AS poster_is_verified, f.poster_average_rating
                   FROM page f JOIN tasks t ON t.id = f.id JOIN users p ON p.id = t.poster_id
-                  LEFT JOIN poster_ratings pr ON pr.ratee_id = t.poster_id
                  ORDER BY f.sort_key {direction}, f.id {direction}""", params).fetchall()
         has_more = len(rows) > limit
         rows = rows[:limit]
@@ -215,6 +217,48 @@ class FeedService(Service):
             last = rows[-1]
             next_cursor = encode_cursor(sort, last["sort_key"], last["id"], as_of)
         return {"items": [_item(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
+
+    def _reach(self, conn: Any, sort: str, scored: str, page: str, params: dict[str, Any],
+               history: dict[str, Any], limit: int) -> tuple[float, float] | None:
+        """First stage: the key of the (limit+1)-th of the PROBE nearest candidates bounds the
+        page's last key, so the page lies within a radius of the position. Returns (bound,
+        that radius), or None when the probe saw every candidate (then nothing is pruned)."""
+        key, _, direction = _ORDER[sort]
+        keys = [row["k"] for row in conn.execute(f"""
+            SELECT {key} AS k FROM ({scored}) f WHERE {page}
+             ORDER BY f.position <-> point(%(lng)s, %(lat)s) LIMIT %(probe)s""", params | {"probe": PROBE})]
+        if len(keys) < PROBE or len(keys) <= limit:
+            return None
+        bound = sorted(keys, reverse=direction == "DESC")[limit]
+        radius = params["radius"]
+        if sort == "distance":
+            return bound, min(radius, bound * (1 + 1e-9) + 1e-9)
+        # Relevance: outside `reach` km, even a task at every other component's ceiling scores
+        # below the bound: w_distance * (1 - d / radius) + rest <= bound  <=>  d >= reach.
+        best = one(conn, "SELECT max(stars::float8 / ratings) AS average FROM poster_rating_totals")
+        best_poster = max(NEW_POSTER_RATING, best["average"] if best and best["average"] is not None else 0.0)
+        ceilings = {"price": 1.0, "urgency": 1.0, "trust": 1.0, "poster_rating": (best_poster - 1) / 4,
+                    "category": RECENT_CATEGORY_SCORE if history["recent"] else
+                    EXPERIENCED_SCORE if history["done"] > 0 else 0.0}
+        rest = sum(WEIGHTS[name] * ceiling for name, ceiling in ceilings.items())
+        reach = radius * (1 - (bound - rest) / WEIGHTS["distance"])
+        return bound, max(0.0, min(radius, reach * (1 + 1e-9) + 1e-9))
+
+
+def _scored(filters: list[str], positioned: bool) -> str:
+    """The candidates (eligible, filtered) with the few columns ranking needs and their score.
+    Every fragment is a constant of this module or eligibility's; request values travel as
+    parameters."""
+    distance = _DISTANCE if positioned else "NULL::float8"
+    return f"""
+        SELECT t.id, t.created_at, t.price, dist.km AS distance_km, {_RELEVANCE} AS relevance,
+               pr.stars::float8 / pr.ratings AS poster_average_rating, {_POINT} AS position
+          FROM tasks t
+          JOIN escrows e ON e.task_id = t.id
+          JOIN users u ON u.id = %(viewer)s
+          CROSS JOIN LATERAL (SELECT {distance} AS km) dist
+          LEFT JOIN poster_rating_totals pr ON pr.poster_id = t.poster_id
+         WHERE {PREDICATE} AND {" AND ".join(filters)}"""
 
 
 def _item(row: dict[str, Any]) -> dict[str, Any]:
