@@ -50,19 +50,30 @@ RECENT_CATEGORY_SCORE, EXPERIENCED_SCORE = 0.6, 0.2  # recently done this catego
 NEW_POSTER_RATING = 4.0  # a poster with no rating counted yet counts as 4 stars (score 0.75)
 URGENCY_HOURS = 168.0
 NEUTRAL_URGENCY_BIAS = 0.5
-# First-stage size: more candidates give a tighter bound (a smaller second stage) but cost more.
-PROBE = 300
+# First stage: how many nearest tasks relevance reads (more give a tighter bound, so a smaller
+# second stage, but cost more themselves), and how often it reads 4 times more when too few of
+# them are candidates.
+PROBE, PROBE_ROUNDS = 500, 3
 
 # Must be the expression tasks_search_idx indexes, character for character.
 SEARCH_DOCUMENT = "to_tsvector('english', t.title || ' ' || t.description)"
 
-_DISTANCE = """(2 * %(earth_km)s * asin(sqrt(
-    power(sin(radians(t.location_lat::float8 - %(lat)s) / 2), 2)
-    + cos(radians(%(lat)s)) * cos(radians(t.location_lat::float8))
-      * power(sin(radians(t.location_lng::float8 - %(lng)s) / 2), 2))))"""
+# The index expression of tasks_open_point_idx, character for character. Coordinates are read
+# back from it ([0] lng, [1] lat): float8 already, where casting the numeric columns per row
+# would cost more than the trigonometry.
+_POINT = "point(t.location_lng::float8, t.location_lat::float8)"
 
-_MEDIAN = "CASE t.category " + " ".join(
-    f"WHEN '{name}' THEN {cents}" for name, cents in sorted(CATEGORY_MEDIANS.items())) + f" ELSE {DEFAULT_MEDIAN} END"
+_BOX = f"{_POINT} <@ box(point(%(min_lng)s, %(min_lat)s), point(%(max_lng)s, %(max_lat)s))"
+
+_DISTANCE = f"""(2 * %(earth_km)s * asin(sqrt(
+    power(sin(radians(({_POINT})[1] - %(lat)s) / 2), 2)
+    + cos(radians(%(lat)s)) * cos(radians(({_POINT})[1]))
+      * power(sin(radians(({_POINT})[0] - %(lng)s) / 2), 2))))"""
+
+# float8, not numeric: numeric arithmetic would be most of the cost of scoring a task.
+_MEDIAN = "(CASE t.category " + " ".join(
+    f"WHEN '{name}' THEN {cents}" for name, cents in sorted(CATEGORY_MEDIANS.items())
+) + f" ELSE {DEFAULT_MEDIAN} END)::float8"
 
 _COMPONENTS = {
     "distance": "CASE WHEN %(lat)s::float8 IS NULL THEN 0 ELSE greatest(0, 1 - dist.km / %(radius)s) END",
@@ -71,15 +82,22 @@ _COMPONENTS = {
                 "WHEN %(experienced)s THEN %(experienced_score)s ELSE 0 END",
     "poster_rating": "(coalesce(pr.stars::float8 / pr.ratings, %(new_poster)s) - 1) / 4",
     "urgency": "CASE WHEN t.deadline IS NULL THEN 0 ELSE 1 - abs(least(1, greatest(0, 1 - "
-               "extract(epoch FROM t.deadline - %(as_of)s) / 3600 / %(urgency_hours)s)) - %(urgency_bias)s) END",
+               "date_part('epoch', t.deadline - %(as_of)s) / 3600 / %(urgency_hours)s)) - %(urgency_bias)s) END",
     # Every task that passes eligibility clears the worker's tier: full compatibility.
     "trust": "1",
 }
+
+
+def _relevance(components: dict[str, str]) -> str:
+    return "(" + " + ".join(f"({sql}) * %(w_{name})s" for name, sql in components.items()) + ")"
+
+
 # float8 throughout: the same inputs give the same bits, so a cursor's key compares exactly
 # and the second stage finds the first stage's bound again.
-_RELEVANCE = "(" + " + ".join(f"({sql}) * %(w_{name})s" for name, sql in _COMPONENTS.items()) + ")"
-# The index expression of tasks_open_point_idx, character for character.
-_POINT = "point(t.location_lng::float8, t.location_lat::float8)"
+_RELEVANCE = _relevance(_COMPONENTS)
+# The same with the poster's part at its ceiling: computed from the index alone, it lets the
+# second stage drop a task before looking its poster up.
+_RELEVANCE_CEILING = _relevance(_COMPONENTS | {"poster_rating": "%(poster_ceiling)s"})
 
 # sort -> (key over the scored rows `f`, its type, direction). Ties break on the id, same direction.
 _ORDER = {
@@ -175,8 +193,7 @@ class FeedService(Service):
             if lat is not None:
                 params |= _bbox(lat, lng or 0.0, radius)
                 # The box in the point index's own expression, so the index answers it.
-                filters += [f"{_POINT} <@ box(point(%(min_lng)s, %(min_lat)s), point(%(max_lng)s, %(max_lat)s))",
-                            "dist.km <= %(radius)s"]
+                filters += [_BOX, "dist.km <= %(radius)s"]
             if query is not None:
                 filters.append(f"{SEARCH_DOCUMENT} @@ websearch_to_tsquery('english', %(q)s)")
             for name, clause in (("category", "t.category = %(category)s"), ("min_price", "t.price >= %(min_price)s"),
@@ -192,11 +209,17 @@ class FeedService(Service):
             scored = _scored(filters, lat is not None)
             reach = None
             if lat is not None and query is None and sort in ("relevance", "distance"):
-                reach = self._reach(conn, sort, scored, page, params, history, limit)
+                reach = self._reach(conn, sort, filters, page, params, history, limit)
             if reach is not None and lat is not None:
-                bound, radius_km_reached = reach
-                params |= _bbox(lat, lng or 0.0, radius_km_reached) | {"bound": bound}
+                bound, reach_km, poster_ceiling = reach
+                params |= _bbox(lat, lng or 0.0, reach_km) | {"bound": bound, "poster_ceiling": poster_ceiling}
                 page += f" AND {key} {'>=' if direction == 'DESC' else '<='} %(bound)s"
+                if sort == "relevance":
+                    # Margin: the ceiling may only ever keep a task the exact score would drop.
+                    scored = _scored([*filters, f"{_RELEVANCE_CEILING} >= %(bound)s - 1e-9"], True)
+            # prepare=False: planned with this request's box and bound every time. A prepared
+            # statement would switch to a generic plan after a few runs, one that cannot know how
+            # small the box is and may scan every escrow.
             rows = conn.execute(f"""
                 WITH page AS (
                     SELECT f.*, {key} AS sort_key FROM ({scored}) f
@@ -209,7 +232,7 @@ class FeedService(Service):
                        p.avatar_url AS poster_avatar_url, p.trust_tier AS poster_trust_tier,
                        p.is_verified AS poster_is_verified, f.poster_average_rating
                   FROM page f JOIN tasks t ON t.id = f.id JOIN users p ON p.id = t.poster_id
-                 ORDER BY f.sort_key {direction}, f.id {direction}""", params).fetchall()
+                 ORDER BY f.sort_key {direction}, f.id {direction}""", params, prepare=False).fetchall()
         has_more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = None
@@ -218,42 +241,65 @@ class FeedService(Service):
             next_cursor = encode_cursor(sort, last["sort_key"], last["id"], as_of)
         return {"items": [_item(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
 
-    def _reach(self, conn: Any, sort: str, scored: str, page: str, params: dict[str, Any],
-               history: dict[str, Any], limit: int) -> tuple[float, float] | None:
-        """First stage: the key of the (limit+1)-th of the PROBE nearest candidates bounds the
-        page's last key, so the page lies within a radius of the position. Returns (bound,
-        that radius), or None when the probe saw every candidate (then nothing is pruned)."""
+    def _reach(self, conn: Any, sort: str, filters: list[str], page: str, params: dict[str, Any],
+               history: dict[str, Any], limit: int) -> tuple[float, float, float] | None:
+        """First stage. The (limit+1)-th best key among the candidates of the tasks nearest the
+        position bounds the page's last key, which puts the page within a radius: returns
+        (bound, that radius, the poster component's ceiling), or None when no bound was found
+        (the second stage then scores the whole radius). Relevance reads PROBE tasks (the more,
+        the tighter the bound); distance a few more than a page, skipping what the cursor passed."""
         key, _, direction = _ORDER[sort]
-        keys = [row["k"] for row in conn.execute(f"""
-            SELECT {key} AS k FROM ({scored}) f WHERE {page}
-             ORDER BY f.position <-> point(%(lng)s, %(lat)s) LIMIT %(probe)s""", params | {"probe": PROBE})]
-        if len(keys) < PROBE or len(keys) <= limit:
+        size = PROBE if sort == "relevance" else 2 * (limit + 1)
+        skip = f"AND {_DISTANCE} >= %(after_key)s::float8" if sort == "distance" and "after_key" in params else ""
+        # The nearest tasks alone first (the point index streams them in order), then their
+        # candidates: planned together, a misestimated box could sort the whole radius instead.
+        near = f"""SELECT t.id FROM tasks t
+                    WHERE t.state = 'OPEN' AND t.location_lat IS NOT NULL AND t.location_lng IS NOT NULL
+                      AND {_BOX} AND t.created_at <= %(as_of)s {skip}
+                    ORDER BY {_POINT} <-> point(%(lng)s, %(lat)s) LIMIT %(size)s"""
+        candidates = _scored(filters, True, source="near JOIN tasks t ON t.id = near.id")
+        for _ in range(PROBE_ROUNDS):
+            row = one(conn, f"""WITH near AS MATERIALIZED ({near})
+                                SELECT (SELECT count(*) FROM near) AS seen,
+                                       array(SELECT {key} FROM ({candidates}) f WHERE {page}) AS keys""",
+                      params | {"size": size})
+            assert row is not None
+            keys = sorted(row["keys"], reverse=direction == "DESC")
+            if len(keys) > limit:
+                bound = keys[limit]
+                break
+            if row["seen"] < size:
+                # Every task of the box was seen: the worst key bounds them all (none: an empty
+                # page, which an unreachable bound and a zero radius give at once).
+                bound = keys[-1] if keys else math.inf if direction == "DESC" else -math.inf
+                break
+            size *= 4
+        else:
             return None
-        bound = sorted(keys, reverse=direction == "DESC")[limit]
         radius = params["radius"]
         if sort == "distance":
-            return bound, min(radius, bound * (1 + 1e-9) + 1e-9)
-        # Relevance: outside `reach` km, even a task at every other component's ceiling scores
-        # below the bound: w_distance * (1 - d / radius) + rest <= bound  <=>  d >= reach.
+            return bound, max(0.0, min(radius, bound * (1 + 1e-9) + 1e-9)), 1.0
+        # Relevance: beyond `reach` km, even a task at every other component's ceiling scores
+        # below the bound: w_distance * (1 - d / radius) + rest < bound  <=>  d > reach.
         best = one(conn, "SELECT max(stars::float8 / ratings) AS average FROM poster_rating_totals")
         best_poster = max(NEW_POSTER_RATING, best["average"] if best and best["average"] is not None else 0.0)
         ceilings = {"price": 1.0, "urgency": 1.0, "trust": 1.0, "poster_rating": (best_poster - 1) / 4,
                     "category": RECENT_CATEGORY_SCORE if history["recent"] else
                     EXPERIENCED_SCORE if history["done"] > 0 else 0.0}
         rest = sum(WEIGHTS[name] * ceiling for name, ceiling in ceilings.items())
-        reach = radius * (1 - (bound - rest) / WEIGHTS["distance"])
-        return bound, max(0.0, min(radius, reach * (1 + 1e-9) + 1e-9))
+        reach = radius * (1 - (bound - rest) / WEIGHTS["distance"]) if math.isfinite(bound) else 0.0
+        return bound, max(0.0, min(radius, reach * (1 + 1e-9) + 1e-9)), ceilings["poster_rating"]
 
 
-def _scored(filters: list[str], positioned: bool) -> str:
+def _scored(filters: list[str], positioned: bool, source: str = "tasks t") -> str:
     """The candidates (eligible, filtered) with the few columns ranking needs and their score.
     Every fragment is a constant of this module or eligibility's; request values travel as
     parameters."""
     distance = _DISTANCE if positioned else "NULL::float8"
     return f"""
         SELECT t.id, t.created_at, t.price, dist.km AS distance_km, {_RELEVANCE} AS relevance,
-               pr.stars::float8 / pr.ratings AS poster_average_rating, {_POINT} AS position
-          FROM tasks t
+               pr.stars::float8 / pr.ratings AS poster_average_rating
+          FROM {source}
           JOIN escrows e ON e.task_id = t.id
           JOIN users u ON u.id = %(viewer)s
           CROSS JOIN LATERAL (SELECT {distance} AS km) dist
