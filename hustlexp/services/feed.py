@@ -250,13 +250,7 @@ class FeedService(Service):
         the tighter the bound); distance a few more than a page, skipping what the cursor passed."""
         key, _, direction = _ORDER[sort]
         size = PROBE if sort == "relevance" else 2 * (limit + 1)
-        skip = f"AND {_DISTANCE} >= %(after_key)s::float8" if sort == "distance" and "after_key" in params else ""
-        # The nearest tasks alone first (the point index streams them in order), then their
-        # candidates: planned together, a misestimated box could sort the whole radius instead.
-        near = f"""SELECT t.id FROM tasks t
-                    WHERE t.state = 'OPEN' AND t.location_lat IS NOT NULL AND t.location_lng IS NOT NULL
-                      AND {_BOX} AND t.created_at <= %(as_of)s {skip}
-                    ORDER BY {_POINT} <-> point(%(lng)s, %(lat)s) LIMIT %(size)s"""
+        near = nearest_sql(skip_passed=sort == "distance" and "after_key" in params)
         candidates = _scored(filters, True, source="near JOIN tasks t ON t.id = near.id")
         for _ in range(PROBE_ROUNDS):
             row = one(conn, f"""WITH near AS MATERIALIZED ({near})
@@ -289,6 +283,18 @@ class FeedService(Service):
         rest = sum(WEIGHTS[name] * ceiling for name, ceiling in ceilings.items())
         reach = radius * (1 - (bound - rest) / WEIGHTS["distance"]) if math.isfinite(bound) else 0.0
         return bound, max(0.0, min(radius, reach * (1 + 1e-9) + 1e-9)), ceilings["poster_rating"]
+
+
+def nearest_sql(*, skip_passed: bool = False) -> str:
+    """The ids of the %(size)s OPEN tasks nearest (lat, lng) in the box, posted by %(as_of)s;
+    with skip_passed, none nearer than %(after_key)s km. Read alone, first: the point index
+    streams them in order, where planned together with the candidates' joins a misestimated
+    box could have the whole radius sorted instead."""
+    skip = f"AND {_DISTANCE} >= %(after_key)s::float8" if skip_passed else ""
+    return f"""SELECT t.id FROM tasks t
+                WHERE t.state = 'OPEN' AND t.location_lat IS NOT NULL AND t.location_lng IS NOT NULL
+                  AND {_BOX} AND t.created_at <= %(as_of)s {skip}
+                ORDER BY {_POINT} <-> point(%(lng)s, %(lat)s) LIMIT %(size)s"""
 
 
 def _scored(filters: list[str], positioned: bool, source: str = "tasks t") -> str:
