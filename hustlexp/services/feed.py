@@ -53,7 +53,7 @@ NEUTRAL_URGENCY_BIAS = 0.5
 # First stage: how many nearest tasks relevance reads (more give a tighter bound, so a smaller
 # second stage, but cost more themselves), and how often it reads 4 times more when too few of
 # them are candidates.
-PROBE, PROBE_ROUNDS = 500, 3
+PROBE, PROBE_ROUNDS = 300, 3
 
 # Must be the expression tasks_search_idx indexes, character for character.
 SEARCH_DOCUMENT = "to_tsvector('english', t.title || ' ' || t.description)"
@@ -193,7 +193,7 @@ class FeedService(Service):
             if lat is not None:
                 params |= _bbox(lat, lng or 0.0, radius)
                 # The box in the point index's own expression, so the index answers it.
-                filters += [_BOX, "dist.km <= %(radius)s"]
+                filters.append("dist.km <= %(radius)s")  # the box comes with the source: see _scored
             if query is not None:
                 filters.append(f"{SEARCH_DOCUMENT} @@ websearch_to_tsquery('english', %(q)s)")
             for name, clause in (("category", "t.category = %(category)s"), ("min_price", "t.price >= %(min_price)s"),
@@ -217,9 +217,6 @@ class FeedService(Service):
                 if sort == "relevance":
                     # Margin: the ceiling may only ever keep a task the exact score would drop.
                     scored = _scored([*filters, f"{_RELEVANCE_CEILING} >= %(bound)s - 1e-9"], True)
-            # prepare=False: planned with this request's box and bound every time. A prepared
-            # statement would switch to a generic plan after a few runs, one that cannot know how
-            # small the box is and may scan every escrow.
             rows = conn.execute(f"""
                 WITH page AS (
                     SELECT f.*, {key} AS sort_key FROM ({scored}) f
@@ -232,7 +229,7 @@ class FeedService(Service):
                        p.avatar_url AS poster_avatar_url, p.trust_tier AS poster_trust_tier,
                        p.is_verified AS poster_is_verified, f.poster_average_rating
                   FROM page f JOIN tasks t ON t.id = f.id JOIN users p ON p.id = t.poster_id
-                 ORDER BY f.sort_key {direction}, f.id {direction}""", params, prepare=False).fetchall()
+                 ORDER BY f.sort_key {direction}, f.id {direction}""", params).fetchall()
         has_more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = None
@@ -299,9 +296,13 @@ def nearest_sql(*, skip_passed: bool = False) -> str:
 
 def _scored(filters: list[str], positioned: bool, source: str = "tasks t") -> str:
     """The candidates (eligible, filtered) with the few columns ranking needs and their score.
-    Every fragment is a constant of this module or eligibility's; request values travel as
-    parameters."""
+    With a position they come from the box (the point index), or from `source` when that
+    already holds only tasks of the box (the first stage's nearest): then no box is offered to
+    the planner, whose estimate of it is a guess, so the few tasks are looked up by id. Every
+    fragment is a constant of this module or eligibility's; request values travel as parameters."""
     distance = _DISTANCE if positioned else "NULL::float8"
+    if positioned and source == "tasks t":
+        filters = [*filters, _BOX]
     return f"""
         SELECT t.id, t.created_at, t.price, dist.km AS distance_km, {_RELEVANCE} AS relevance,
                pr.stars::float8 / pr.ratings AS poster_average_rating
