@@ -10,12 +10,16 @@ now, searchable, near a position, ranked, in pages of a cursor.
   The poster rating is the average of poster_rating_totals (kept by a trigger: what workers
   rated the poster, counted once the task's pair of ratings is complete, so a rating whose
   window closed counts from the hourly auto-rating on), never an aggregate per request.
-- Two stages with a position (relevance and distance, no search): the nearest PROBE candidates
-  (the point index streams them nearest first) bound the page's last key; the second stage
-  scores only what can still reach that bound: for distance the disk of that radius, for
-  relevance the disk outside of which even a perfect task (every other component at its
-  ceiling) scores below it. The page is the exact one a full scan would give; the work is a
-  neighbourhood, not the whole radius.
+- Two stages with a position (relevance and distance, no search). First, the candidates among
+  the tasks nearest the position (the point index streams them nearest first) give the
+  (limit+1)-th best key: no page item can be worse. Second, only what can still reach that
+  bound is scored: for distance the disk of that radius; for relevance the disk outside of
+  which even a task with every other component at its ceiling (the best poster average there
+  is) scores below it, and inside it only tasks whose score with the poster at that ceiling
+  reaches it get their poster looked up. The page is exactly the one scoring the whole radius
+  gives; the work is a neighbourhood, whose size grows with how far the page's scores are
+  from the ceiling (posters rated far apart widen it: bench_feed.py --rated).
+  Without a position, relevance still scores every candidate (no bound narrows the set).
 - Cursor pagination: the cursor carries the sort key and id of the last item and the instant the
   first page was scored at, so later pages score with the same clock and skip tasks posted since:
   no item repeats or goes missing while others insert."""
