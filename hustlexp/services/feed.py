@@ -62,6 +62,9 @@ PROBE, PROBE_ROUNDS = 300, 3
 # Must be the expression tasks_search_idx indexes, character for character.
 SEARCH_DOCUMENT = "to_tsvector('english', t.title || ' ' || t.description)"
 
+# What ranking and eligibility read of a task: all in tasks_open_point_idx (key or INCLUDE).
+_RANKED_COLUMNS = ("t.id, t.poster_id, t.price, t.category, t.deadline, t.created_at, t.risk_level, "
+                   "t.required_trust_tier, t.state, t.location_lat, t.location_lng")
 # The index expression of tasks_open_point_idx, character for character. Coordinates are read
 # back from it ([0] lng, [1] lat): float8 already, where casting the numeric columns per row
 # would cost more than the trigonometry.
@@ -252,7 +255,7 @@ class FeedService(Service):
         key, _, direction = _ORDER[sort]
         size = PROBE if sort == "relevance" else 2 * (limit + 1)
         near = nearest_sql(skip_passed=sort == "distance" and "after_key" in params)
-        candidates = _scored(filters, True, source="near JOIN tasks t ON t.id = near.id")
+        candidates = _scored(filters, True, source="near t")
         for _ in range(PROBE_ROUNDS):
             row = one(conn, f"""WITH near AS MATERIALIZED ({near})
                                 SELECT (SELECT count(*) FROM near) AS seen,
@@ -287,12 +290,13 @@ class FeedService(Service):
 
 
 def nearest_sql(*, skip_passed: bool = False) -> str:
-    """The ids of the %(size)s OPEN tasks nearest (lat, lng) in the box, posted by %(as_of)s;
-    with skip_passed, none nearer than %(after_key)s km. Read alone, first: the point index
-    streams them in order, where planned together with the candidates' joins a misestimated
-    box could have the whole radius sorted instead."""
+    """The %(size)s OPEN tasks nearest (lat, lng) in the box, posted by %(as_of)s (with
+    skip_passed, none nearer than %(after_key)s km), with what ranking reads. Read alone,
+    first: the point index streams them in order and holds every column asked (no table
+    visit), where planned together with the candidates' joins a misestimated box could have
+    the whole radius sorted instead."""
     skip = f"AND {_DISTANCE} >= %(after_key)s::float8" if skip_passed else ""
-    return f"""SELECT t.id FROM tasks t
+    return f"""SELECT {_RANKED_COLUMNS} FROM tasks t
                 WHERE t.state = 'OPEN' AND t.location_lat IS NOT NULL AND t.location_lng IS NOT NULL
                   AND {_BOX} AND t.created_at <= %(as_of)s {skip}
                 ORDER BY {_POINT} <-> point(%(lng)s, %(lat)s) LIMIT %(size)s"""
