@@ -175,21 +175,22 @@ class FeedService(Service):
         radius = radius_km if radius_km is not None else DEFAULT_RADIUS_KM
         query = (q or "").strip() or None
         with self.db.transaction() as conn:
-            worker = one(conn, "SELECT id, trust_tier, urgency_bias FROM users WHERE id = %s", (worker_id,))
+            # One round trip per stage: on a busy machine each costs more than the query.
+            worker = one(conn, """SELECT u.id, u.trust_tier, u.urgency_bias, h.done, h.recent
+                                    FROM users u CROSS JOIN LATERAL (
+                                         SELECT count(*) AS done,
+                                                coalesce(array_agg(DISTINCT category) FILTER (
+                                                    WHERE completed_at >= %s - interval '30 days'
+                                                      AND category IS NOT NULL), '{}') AS recent
+                                           FROM tasks WHERE worker_id = u.id AND state = 'COMPLETED') h
+                                   WHERE u.id = %s""", (as_of, worker_id))
             if worker is None:
                 raise NotFound("No such user.", code="HX504")
-            history = one(conn, """SELECT count(*) AS done,
-                                          coalesce(array_agg(DISTINCT category) FILTER (
-                                              WHERE completed_at >= %s - interval '30 days'
-                                                AND category IS NOT NULL), '{}') AS recent
-                                     FROM tasks WHERE worker_id = %s AND state = 'COMPLETED'""",
-                          (as_of, worker_id))
-            assert history is not None
             params: dict[str, Any] = {
                 "viewer": worker_id, "risk_clearance": risk_clearance(worker["trust_tier"]),
                 "lat": lat, "lng": lng, "radius": radius, "earth_km": EARTH_RADIUS_KM, "q": query,
                 "category": category, "min_price": min_price, "max_price": max_price, "as_of": as_of,
-                "recent_categories": list(history["recent"]), "experienced": history["done"] > 0,
+                "recent_categories": list(worker["recent"]), "experienced": worker["done"] > 0,
                 "recent_score": RECENT_CATEGORY_SCORE, "experienced_score": EXPERIENCED_SCORE,
                 "new_poster": NEW_POSTER_RATING, "urgency_hours": URGENCY_HOURS,
                 "urgency_bias": float(worker["urgency_bias"]) if worker["urgency_bias"] is not None
@@ -216,7 +217,7 @@ class FeedService(Service):
             scored = _scored(filters, lat is not None)
             reach = None
             if lat is not None and query is None and sort in ("relevance", "distance"):
-                reach = self._reach(conn, sort, filters, page, params, history, limit)
+                reach = self._reach(conn, sort, filters, page, params, worker, limit)
             if reach is not None and lat is not None:
                 bound, reach_km, poster_ceiling = reach
                 params |= _bbox(lat, lng or 0.0, reach_km) | {"bound": bound, "poster_ceiling": poster_ceiling}
@@ -251,7 +252,8 @@ class FeedService(Service):
         position bounds the page's last key, which puts the page within a radius: returns
         (bound, that radius, the poster component's ceiling), or None when no bound was found
         (the second stage then scores the whole radius). Relevance reads PROBE tasks (the more,
-        the tighter the bound); distance a few more than a page, skipping what the cursor passed."""
+        the tighter the bound); distance a few more than a page, skipping what the cursor passed.
+        `history` ({done, recent}: the worker's completed tasks) sets the category's ceiling."""
         key, _, direction = _ORDER[sort]
         size = PROBE if sort == "relevance" else 2 * (limit + 1)
         near = nearest_sql(skip_passed=sort == "distance" and "after_key" in params)
@@ -259,7 +261,8 @@ class FeedService(Service):
         for _ in range(PROBE_ROUNDS):
             row = one(conn, f"""WITH near AS MATERIALIZED ({near})
                                 SELECT (SELECT count(*) FROM near) AS seen,
-                                       array(SELECT {key} FROM ({candidates}) f WHERE {page}) AS keys""",
+                                       array(SELECT {key} FROM ({candidates}) f WHERE {page}) AS keys,
+                                       (SELECT max(stars::float8 / ratings) FROM poster_rating_totals) AS best""",
                       params | {"size": size})
             assert row is not None
             keys = sorted(row["keys"], reverse=direction == "DESC")
@@ -279,8 +282,7 @@ class FeedService(Service):
             return bound, max(0.0, min(radius, bound * (1 + 1e-9) + 1e-9)), 1.0
         # Relevance: beyond `reach` km, even a task at every other component's ceiling scores
         # below the bound: w_distance * (1 - d / radius) + rest < bound  <=>  d > reach.
-        best = one(conn, "SELECT max(stars::float8 / ratings) AS average FROM poster_rating_totals")
-        best_poster = max(NEW_POSTER_RATING, best["average"] if best and best["average"] is not None else 0.0)
+        best_poster = max(NEW_POSTER_RATING, row["best"] if row["best"] is not None else 0.0)
         ceilings = {"price": 1.0, "urgency": 1.0, "trust": 1.0, "poster_rating": (best_poster - 1) / 4,
                     "category": RECENT_CATEGORY_SCORE if history["recent"] else
                     EXPERIENCED_SCORE if history["done"] > 0 else 0.0}
