@@ -224,3 +224,17 @@ def test_nearest_first_reads_the_point_index(services):
             plan = "\n".join(r["QUERY PLAN"] for r in conn.execute(
                 "EXPLAIN " + nearest_sql(skip_passed=skip), params).fetchall())
             assert "tasks_open_point_idx" in plan and "Order By" in plan and "Sort" not in plan, plan
+
+
+def test_first_stage_reads_further_when_the_nearest_are_not_candidates(services, stripe_fake, monkeypatch):
+    worker = flows.user(services)  # tier 1: medium-risk tasks are not for them
+    for n in range(8):
+        flows.funded_task(services, stripe_fake, risk_level="medium", **north(0.2 + 0.05 * n))
+    far = [flows.funded_task(services, stripe_fake, price=3000 + 500 * n, **north(3 + n))[1]["id"] for n in range(5)]
+    monkeypatch.setattr(feed_module, "PROBE", 6)
+    for sort in ("relevance", "distance"):
+        page = feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=20, sort=sort, limit=3)
+        rest = feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=20, sort=sort, limit=3,
+                    cursor=page["next_cursor"])
+        assert sorted(map(str, ids(page) + ids(rest))) == sorted(map(str, far)) and not rest["has_more"]
+    assert ids(feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=20, sort="distance", limit=3)) == far[:3]
