@@ -200,8 +200,8 @@ class FeedService(Service):
             filters = ["t.created_at <= %(as_of)s"]
             if lat is not None:
                 params |= _bbox(lat, lng or 0.0, radius)
-                # The box in the point index's own expression, so the index answers it.
-                filters.append("dist.km <= %(radius)s")  # the box comes with the source: see _scored
+                # The box itself comes with where the candidates are read from: see _scored.
+                filters.append("dist.km <= %(radius)s")
             if query is not None:
                 filters.append(f"{SEARCH_DOCUMENT} @@ websearch_to_tsquery('english', %(q)s)")
             for name, clause in (("category", "t.category = %(category)s"), ("min_price", "t.price >= %(min_price)s"),
@@ -306,10 +306,11 @@ def nearest_sql(*, skip_passed: bool = False) -> str:
 
 def _scored(filters: list[str], positioned: bool, source: str = "tasks t") -> str:
     """The candidates (eligible, filtered) with the few columns ranking needs and their score.
-    With a position they come from the box (the point index), or from `source` when that
-    already holds only tasks of the box (the first stage's nearest): then no box is offered to
-    the planner, whose estimate of it is a guess, so the few tasks are looked up by id. Every
-    fragment is a constant of this module or eligibility's; request values travel as parameters."""
+    With a position they come from the box (the point index answers it, in its own expression),
+    or from `source` when that already holds only tasks of the box (the first stage's nearest):
+    then no box is offered to the planner, whose estimate of one is a guess and could make it
+    read the whole box again. Every fragment is a constant of this module or eligibility's;
+    request values travel as parameters."""
     distance = _DISTANCE if positioned else "NULL::float8"
     if positioned and source == "tasks t":
         filters = [*filters, _BOX]
