@@ -489,7 +489,7 @@ CREATE TABLE evidence (
 );
 
 -- ---------------------------------------------------------------------------
--- uploads (1.6.0): direct uploads to object storage (STORAGE_SPEC §4). A row is the intent
+-- uploads (1.7.0): direct uploads to object storage (STORAGE_SPEC §4). A row is the intent
 -- (PENDING: a presigned PUT was handed out), then CONFIRMED once the server fetched, measured,
 -- decoded and hashed the object, then ATTACHED once a proof, a message, a dispute or the
 -- profile uses it. expires_at is when a row not yet ATTACHED stops waiting for its next step:

@@ -1,4 +1,4 @@
--- 1.6.0: direct uploads to object storage (issue 14): presign, upload, confirm, attach.
+-- 1.7.0: direct uploads to object storage (issue 14): presign, upload, confirm, attach.
 
 CREATE TABLE uploads (
     id                  UUID PRIMARY KEY DEFAULT gen_random_uuid(),
