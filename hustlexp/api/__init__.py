@@ -9,8 +9,8 @@ import importlib
 
 from flask_smorest import Api
 
-ROUTERS = ("health", "webhooks", "users", "notifications", "messages", "tasks", "escrows", "proofs", "disputes",
-           "ratings", "feed", "inbox", "progress", "admin")
+ROUTERS = ("health", "webhooks", "users", "devices", "notifications", "messages", "tasks", "escrows", "proofs",
+           "disputes", "ratings", "feed", "inbox", "progress", "admin")
 
 
 def register_routers(api: Api) -> None:

@@ -22,6 +22,7 @@ from hustlexp.api.base import (
     services,
     validate,
 )
+from hustlexp.api.limits import rate_limited
 from hustlexp.api.schemas import (
     TASK_STATES,
     DisputeCoreSchema,
@@ -206,6 +207,7 @@ class ProofPhotoFileSchema(Schema):
 @blp.route("")
 class Tasks(MethodView):
     @requires_user
+    @rate_limited("tasks.create")
     @blp.arguments(TaskCreateSchema)
     @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.response(201, TaskCreatedSchema)

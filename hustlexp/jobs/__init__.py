@@ -16,6 +16,8 @@ money rows are claimed with SKIP LOCKED):
 - purge-*      retention (hustlexp.services.retention): notifications, message locations,
                              messages, proof photos, processed Stripe events
 - anonymize-accounts hourly: closed accounts past their 7-day grace are anonymised
+- push         every minute: notifications whose push is due (held, retried, missed) -> FCM
+- purge-rate-limits every 10 min: request-limit counters whose windows are over
 
 `run_pass(name, services)` runs one pass now; the procrastinate app schedules them.
 
@@ -59,6 +61,11 @@ PASSES: dict[str, tuple[str, Callable[[Services], Any]]] = {
     "purge-stripe-events": ("40 3 * * *", lambda s: s.retention.purge_stripe_events()),
     # Closed accounts past their 7-day grace lose their identity (hustlexp.services.account).
     "anonymize-accounts": ("25 * * * *", lambda s: s.accounts.anonymize_due()),
+    # Pushes due by now (hustlexp.services.push): held ones whose hold ended, retries, and any
+    # the dispatcher did not hear of. The dispatcher sends fresh ones within a second.
+    "push": ("* * * * *", lambda s: s.pushes.send_due(limit=500)),
+    # Request-limit counters whose windows are over (hustlexp.services.limits).
+    "purge-rate-limits": ("*/10 * * * *", lambda s: s.limits.purge()),
 }
 
 

@@ -46,14 +46,14 @@ def _services(settings: config.Settings, *, send_inline: bool = False, connectio
               ) -> tuple[Services, Any]:
     import dataclasses
 
-    from hustlexp.app import init_db, init_payments
+    from hustlexp.app import init_db, init_payments, init_push
     from hustlexp.services import Services
 
     if connections > settings.db_pool_max:
         settings = dataclasses.replace(settings, db_pool_max=connections)
     db, server = init_db(settings)
     services = Services(db, payments=init_payments(settings), webhook_secret=settings.stripe_webhook_secret,
-                        storage_dir=settings.storage_dir, send_inline=send_inline)
+                        storage_dir=settings.storage_dir, send_inline=send_inline, push=init_push(settings))
     return services, server
 
 

@@ -1,5 +1,7 @@
-"""The money dispatcher: sends money_outbox rows moments after the transaction that wrote
-them commits, so no API request waits on a Stripe transfer or refund (DESIGN §7.16).
+"""The dispatcher: sends money_outbox rows moments after the transaction that wrote them
+commits, so no API request waits on a Stripe transfer or refund (DESIGN §7.16); and, on a
+second channel, the pushes of notifications just recorded (hustlexp.services.push), so no
+request waits on FCM either.
 
 It LISTENs on the outbox channel; every notification names the rows just made due, and each
 is sent on a small thread pool (`MoneyOutbox.dispatch` claims a row with SKIP LOCKED, so any
@@ -20,6 +22,7 @@ from uuid import UUID
 import psycopg
 
 from hustlexp.services.outbox import CHANNEL
+from hustlexp.services.push import CHANNEL as PUSH_CHANNEL
 
 if TYPE_CHECKING:
     from hustlexp.services import Services
@@ -61,13 +64,23 @@ class Dispatcher:
     def _listen(self) -> None:
         with psycopg.connect(self.services.db.conninfo, autocommit=True) as conn:
             conn.execute(f"LISTEN {CHANNEL}")
+            conn.execute(f"LISTEN {PUSH_CHANNEL}")
             next_sweep = 0.0
             while not self.stop_event.is_set():
                 if time.monotonic() >= next_sweep:
                     self._send(self._never_attempted(conn))
+                    # Every push due by now: held ones whose hold ended, retries, missed wake-ups.
+                    self._pool.submit(self._push, None)
                     next_sweep = time.monotonic() + SWEEP_SECONDS
+                pushes: list[str] = []
                 for note in conn.notifies(timeout=1.0):
-                    self._send(note.payload.split(","))
+                    if note.channel == PUSH_CHANNEL:
+                        pushes.extend(note.payload.split(","))
+                    else:
+                        self._send(note.payload.split(","))
+                if pushes:
+                    # One FCM batch for all the pushes that arrived together.
+                    self._pool.submit(self._push, pushes)
 
     @staticmethod
     def _never_attempted(conn: psycopg.Connection[Any]) -> list[str]:
@@ -84,6 +97,14 @@ class Dispatcher:
                 log.warning("ignoring notification %r: not an outbox id", text)
                 continue
             self._pool.submit(self._dispatch, outbox_id)
+
+    def _push(self, ids: list[str] | None) -> None:
+        try:
+            counts = self.services.pushes.send_due(ids).unwrap()
+            if counts["claimed"]:
+                log.info("push: %s", counts)
+        except Exception:  # the rows stay due; the next sweep or the push job sends them
+            log.exception("sending pushes failed")
 
     def _dispatch(self, outbox_id: UUID) -> None:
         try:
