@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -147,22 +148,26 @@ def build_message(row: dict[str, Any], token: str, *, title: str, body: str, bad
             "priority": row["priority"]}
     if row["task_id"] is not None:
         data["task_id"] = str(row["task_id"])
-    return messaging.Message(
-        token=token,
-        notification=messaging.Notification(title=title, body=body),
-        data=data,
-        android=messaging.AndroidConfig(
-            priority="high" if urgent else "normal", collapse_key=collapse,
-            notification=messaging.AndroidNotification(
-                channel_id=_channel_id(row["category"], kind.bucket if kind else None), tag=collapse,
-                default_sound=not quiet)),
-        apns=messaging.APNSConfig(
-            headers={"apns-priority": "10" if urgent else "5", "apns-collapse-id": collapse},
-            payload=messaging.APNSPayload(aps=messaging.Aps(
-                thread_id=thread, category=row["category"], badge=badge, sound=None if quiet else "default"))),
-        webpush=messaging.WebpushConfig(headers={"Urgency": "high" if urgent else "normal",
-                                                  "Topic": UUID(str(group)).hex}),
-    )
+    channel = _channel_id(row["category"], kind.bucket if kind else None)
+    with warnings.catch_warnings():
+        # firebase-admin 7.7 deprecates `token` for Firebase installation ids (`fid`); the apps
+        # register FCM registration tokens, which FCM HTTP v1 still addresses as `token`.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return messaging.Message(
+            token=token,
+            notification=messaging.Notification(title=title, body=body),
+            data=data,
+            android=messaging.AndroidConfig(
+                priority="high" if urgent else "normal", collapse_key=collapse,
+                notification=messaging.AndroidNotification(channel_id=channel, tag=collapse,
+                                                           default_sound=not quiet)),
+            apns=messaging.APNSConfig(
+                headers={"apns-priority": "10" if urgent else "5", "apns-collapse-id": collapse},
+                payload=messaging.APNSPayload(aps=messaging.Aps(
+                    thread_id=thread, category=row["category"], badge=badge, sound=None if quiet else "default"))),
+            webpush=messaging.WebpushConfig(headers={"Urgency": "high" if urgent else "normal",
+                                                      "Topic": UUID(str(group)).hex}),
+        )
 
 
 class PushService(Service):

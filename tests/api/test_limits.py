@@ -61,7 +61,8 @@ def test_limits_webhooks_are_exempt(client, conn):
 def test_limits_sliding_window_weighs_the_previous_window():
     assert judge("tasks.create", 5, 10, 30.0).allowed  # 10 * 0.5 + 5 = 10
     late = judge("tasks.create", 6, 10, 30.0)
-    assert not late.allowed and late.remaining == 0 and late.retry_after == 12  # 7 fit once the previous 10 weigh 3: 42 s in
+    # 7 fit once the previous 10 weigh 3, 42 s into the window
+    assert not late.allowed and late.remaining == 0 and late.retry_after == 12
     full = judge("tasks.create", 11, 0, 10.0)
     assert not full.allowed and full.retry_after == 50 + 11  # next window, once 11 * weight + 1 <= 10
 
