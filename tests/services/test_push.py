@@ -217,3 +217,12 @@ def test_device_token_moves_to_the_newest_user(pusher, conn):
 def test_device_bad_input_is_refused(pusher, conn, token, platform, field):
     result = pusher.pushes.register_device(f.user(conn), token, platform)
     assert result.code == "VALIDATION_ERROR" and field in result.error.details
+
+
+def test_push_job_pass_sends_what_is_due(pusher, fcm, ids):
+    from hustlexp.jobs import run_pass
+
+    device(pusher, ids["poster"], "tok-p")
+    pusher.notifications.notify(ids["poster"], "TASK_ACCEPTED", task_id=ids["task"]).unwrap()
+    assert run_pass("push", pusher)["sent"] == 1
+    assert len(fcm.sent_to("tok-p")) == 1
