@@ -267,6 +267,7 @@ class TaskProof(MethodView):
 @blp.route("/<uuid:task_id>/proof/photos")
 class TaskProofPhotos(MethodView):
     @requires_user
+    @rate_limited("uploads")
     @blp.arguments(PhotoUploadSchema, location="form")
     @blp.arguments(ProofPhotoFileSchema, location="files")
     @blp.response(201, PhotoSchema)

@@ -4,6 +4,7 @@ devices routes."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from hustlexp.services.limits import RULES, judge
@@ -96,3 +97,12 @@ def test_devices_bad_input_is_a_validation_error(client, register):
                         ({"token": "   ", "platform": "web"}, "token")):
         response = client.post("/api/users/me/devices", json=body, headers=headers)
         assert response.status_code == 400 and field in error(response)["details"]
+
+
+def test_limits_uploads_are_counted_per_user(client, register, conn):
+    user, headers = register(client)
+    # Far over the rule in this window and the last, so a minute turning meanwhile changes nothing.
+    conn.execute("INSERT INTO rate_limit_counters (key, window_start, window_seconds, hits, previous_hits) "
+                 "VALUES (%s, date_bin('60 seconds', now(), 'epoch'), 60, 100, 100)", (f"uploads:{user['id']}",))
+    response = client.post(f"/api/tasks/{uuid.uuid4()}/proof/photos", headers=headers)
+    assert response.status_code == 429 and response.headers["RateLimit-Limit"] == str(RULES["uploads"].limit)
