@@ -56,3 +56,15 @@ def test_serve_in_production_with_the_public_webhook_secret_exits_2_in_one_line(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "STRIPE_WEBHOOK_SECRET" in lines[0], done.stderr
     assert not (tmp_path / "pg").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize(("name", "value"), [("FCM_API_BASE", "http://127.0.0.1:9"), ("HUSTLEXP_RATE_LIMITS", "off")])
+def test_production_refuses_a_fake_fcm_or_no_request_limits(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        config.load(SAFE | {name: value})
+
+
+@pytest.mark.parametrize(("name", "value"), [("HUSTLEXP_RATE_LIMITS", "maybe"), ("HUSTLEXP_TRUSTED_PROXIES", "9")])
+def test_limit_settings_out_of_range_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        config.load({name: value})
