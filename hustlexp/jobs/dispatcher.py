@@ -92,8 +92,8 @@ class Dispatcher:
     def _listen(self) -> None:
         with psycopg.connect(self.services.db.conninfo, autocommit=True,
                              connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
-            conn.execute(f"LISTEN {CHANNEL}")
             conn.execute(f"LISTEN {PUSH_CHANNEL}")
+            conn.execute(f"LISTEN {CHANNEL}")
             log.info("dispatcher listening")
             next_sweep = 0.0  # at once: what became due while nobody listened
             while not self.stop_event.is_set():
