@@ -583,7 +583,7 @@ CREATE TABLE notifications (
     group_position  INTEGER,
     expires_at      TIMESTAMPTZ NOT NULL DEFAULT now() + interval '30 days',
     created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
-    -- Push delivery (1.6.0): when the push is due (now, or when a quiet-hours / cap hold ends,
+    -- Push delivery (1.7.0): when the push is due (now, or when a quiet-hours / cap hold ends,
     -- or a retry's back-off); NULL once sent, given up, or when nothing is to be pushed.
     push_due_at     TIMESTAMPTZ,
     push_attempts   INTEGER NOT NULL DEFAULT 0
@@ -620,7 +620,7 @@ CREATE TABLE notification_preferences (
 );
 
 -- ---------------------------------------------------------------------------
--- push_devices: where a user's pushes go (FCM registration tokens, 1.6.0). A token belongs to
+-- push_devices: where a user's pushes go (FCM registration tokens, 1.7.0). A token belongs to
 -- one user at a time: the newest to register it (a shared phone changes hands).
 -- ---------------------------------------------------------------------------
 
@@ -637,7 +637,7 @@ CREATE TABLE push_devices (
 CREATE INDEX push_devices_user_idx ON push_devices (user_id);
 
 -- ---------------------------------------------------------------------------
--- rate_limit_counters: request limits shared by every API host (DESIGN §7.17, 1.6.0). One row
+-- rate_limit_counters: request limits shared by every API host (DESIGN §7.17, 1.7.0). One row
 -- per limited key (rule + user or IP), a sliding window over the current and previous fixed
 -- window. UNLOGGED: no WAL, so counting costs little; a crash empties it, which only forgives.
 -- ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
--- 1.6.0: beyond one machine (issue 14): push delivery, devices, request limits shared by every host.
+-- 1.7.0: beyond one machine (issue 14): push delivery, devices, request limits shared by every host.
 
 -- Push delivery state per notification.
 ALTER TABLE notifications ADD COLUMN push_due_at TIMESTAMPTZ;
