@@ -14,12 +14,14 @@ from hustlexp import config as config_mod
 from hustlexp.api import register_routers
 from hustlexp.api.auth import TokenVerifier
 from hustlexp.api.base import EXTENSION, init_api
+from hustlexp.api.limits import init_limits
 from hustlexp.db import Database, embedded
 from hustlexp.services import Services
 from hustlexp.services.storage import build_storage
 
 if TYPE_CHECKING:
     from hustlexp.services.payments import PaymentsGateway
+    from hustlexp.services.push import PushGateway
 
 log = logging.getLogger("hustlexp.app")
 
@@ -63,6 +65,11 @@ def create_app(config: config_mod.Settings | Mapping[str, str] | None = None, *,
     api = init_api(app, title="HustleXP API", version=settings.app_version)
     register_routers(api)
     init_observability(app, db)
+    init_limits(app)
+    if settings.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     init_stripe_budget(app, settings.stripe_timeout)
     return app
 
@@ -109,6 +116,20 @@ def init_payments(settings: config_mod.Settings) -> PaymentsGateway:
     return PaymentsGateway(settings.stripe_secret_key, api_base=settings.stripe_api_base,
                            webhook_secret=settings.stripe_webhook_secret, read_timeout=settings.stripe_timeout,
                            max_network_retries=settings.stripe_max_network_retries)
+
+
+def init_push(settings: config_mod.Settings) -> PushGateway | None:
+    """FCM for push delivery, when a service account is configured (FCM_CREDENTIALS, else
+    FIREBASE_ADMIN_KEY); None leaves pushes waiting in the notifications."""
+    key = settings.fcm_credentials or settings.firebase_admin_key
+    if not key:
+        return None
+    import json
+
+    from hustlexp.services.push import PushGateway
+
+    account = json.loads(key) if key.lstrip().startswith("{") else key
+    return PushGateway(account, api_base=settings.fcm_api_base)
 
 
 def close_app(app: Flask) -> None:

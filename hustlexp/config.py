@@ -48,6 +48,16 @@ class Settings:
     # GET /metrics needs `Authorization: Bearer <token>` when set; in production it is
     # served only when set (otherwise 404: scrape it on a private network with a token).
     metrics_token: str | None = None
+    # Request limits (hustlexp.services.limits); off only outside production (benchmarks).
+    rate_limits: bool = True
+    # Proxies (load balancers) in front of the API whose X-Forwarded-For is trusted: the
+    # client address of per-IP limits is the one the nearest of them saw. 0: none.
+    trusted_proxies: int = 0
+    # Another FCM-compatible server for push delivery (a local fake in tests); development and
+    # tests only. Pushes go out only with FIREBASE_ADMIN_KEY (a service account) set.
+    fcm_api_base: str | None = None
+    # The service account pushes are sent with (path or JSON); default FIREBASE_ADMIN_KEY.
+    fcm_credentials: str | None = None
 
     @property
     def production(self) -> bool:
@@ -85,7 +95,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         stripe_max_network_retries=_number(get, "STRIPE_MAX_NETWORK_RETRIES", int, 2, 0, 5),
         log_format=get("HUSTLEXP_LOG_FORMAT") or ("json" if get("HUSTLEXP_ENV") == "production" else "text"),
         metrics_token=get("HUSTLEXP_METRICS_TOKEN"),
+        rate_limits=(get("HUSTLEXP_RATE_LIMITS") or "on").lower() != "off",
+        trusted_proxies=_number(get, "HUSTLEXP_TRUSTED_PROXIES", int, 0, 0, 5),
+        fcm_api_base=get("FCM_API_BASE"),
+        fcm_credentials=get("FCM_CREDENTIALS"),
     )
+    if (get("HUSTLEXP_RATE_LIMITS") or "on").lower() not in ("on", "off"):
+        raise ConfigError("HUSTLEXP_RATE_LIMITS must be on or off")
     if settings.log_format not in ("json", "text"):
         raise ConfigError(f"HUSTLEXP_LOG_FORMAT must be json or text, not {settings.log_format!r}")
     if settings.storage not in ("local", "s3"):
@@ -141,5 +157,9 @@ def _check_production(env: Mapping[str, str]) -> None:
         problems.append(f"STRIPE_SECRET_KEY is a Stripe test key; set {STRIPE_TEST_MODE}=1 on a staging deployment")
     if env.get("STRIPE_API_BASE"):
         problems.append("STRIPE_API_BASE is set: production must talk to Stripe itself")
+    if env.get("FCM_API_BASE", "").strip():
+        problems.append("FCM_API_BASE is set: production must push through FCM itself")
+    if env.get("HUSTLEXP_RATE_LIMITS", "").strip().lower() == "off":
+        problems.append("HUSTLEXP_RATE_LIMITS is off: production keeps its request limits")
     if problems:
         raise ConfigError("refusing to start in production: " + "; ".join(problems))

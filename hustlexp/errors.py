@@ -73,9 +73,13 @@ class Conflict(DomainError):
 class RateLimited(DomainError):
     code, status = "RATE_LIMITED", 429
 
-    def __init__(self, message: str, *, retry_after: int, **kw: Any) -> None:
+    def __init__(self, message: str, *, retry_after: int, limit: int | None = None, window: int | None = None,
+                 **kw: Any) -> None:
         super().__init__(message, **kw)
         self.retry_after = retry_after
+        # The rule that refused (requests per `window` seconds), for the RateLimit-* headers.
+        self.limit = limit
+        self.window = window
 
 
 class PaymentProviderError(DomainError):

@@ -621,6 +621,12 @@ CREATE TABLE notifications (
     group_position  INTEGER,
     expires_at      TIMESTAMPTZ NOT NULL DEFAULT now() + interval '30 days',
     created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- Push delivery (1.8.0): when the push is due (now, or when a quiet-hours / cap hold ends,
+    -- or a retry's back-off); NULL once sent, given up, or when nothing is to be pushed.
+    push_due_at     TIMESTAMPTZ,
+    push_attempts   INTEGER NOT NULL DEFAULT 0
+        CONSTRAINT notifications_push_attempts_check CHECK (push_attempts >= 0),
+    push_error      VARCHAR(200),
 
     CONSTRAINT notifications_sent_after_created CHECK (sent_at >= created_at),
     CONSTRAINT notifications_delivered_after_sent CHECK (delivered_at >= sent_at),
@@ -634,6 +640,8 @@ CREATE INDEX notifications_created_idx ON notifications (created_at);
 -- notify()'s duplicate and grouping checks: one recipient's latest rows of one category and task,
 -- read straight from the index whatever the recipient's history holds.
 CREATE INDEX notifications_recent_idx ON notifications (user_id, category, task_id, created_at DESC);
+-- The push sender's queue: only rows still waiting for a push are in it.
+CREATE INDEX notifications_push_due_idx ON notifications (push_due_at) WHERE push_due_at IS NOT NULL;
 
 CREATE TABLE notification_preferences (
     id                      UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -648,6 +656,40 @@ CREATE TABLE notification_preferences (
     created_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at              TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- ---------------------------------------------------------------------------
+-- push_devices: where a user's pushes go (FCM registration tokens, 1.8.0). A token belongs to
+-- one user at a time: the newest to register it (a shared phone changes hands).
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE push_devices (
+    token           VARCHAR(4096) PRIMARY KEY,
+    user_id         UUID NOT NULL
+        CONSTRAINT push_devices_user_id_fkey REFERENCES users(id) ON DELETE CASCADE,
+    platform        VARCHAR(10) NOT NULL
+        CONSTRAINT push_devices_platform_check CHECK (platform IN ('ios', 'android', 'web')),
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE INDEX push_devices_user_idx ON push_devices (user_id);
+
+-- ---------------------------------------------------------------------------
+-- rate_limit_counters: request limits shared by every API host (DESIGN §7.17, 1.8.0). One row
+-- per limited key (rule + user or IP), a sliding window over the current and previous fixed
+-- window. UNLOGGED: no WAL, so counting costs little; a crash empties it, which only forgives.
+-- ---------------------------------------------------------------------------
+
+CREATE UNLOGGED TABLE rate_limit_counters (
+    key             VARCHAR(200) PRIMARY KEY,
+    window_start    TIMESTAMPTZ NOT NULL,
+    window_seconds  INTEGER NOT NULL
+        CONSTRAINT rate_limit_counters_window_check CHECK (window_seconds > 0),
+    hits            INTEGER NOT NULL,
+    previous_hits   INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE INDEX rate_limit_counters_window_idx ON rate_limit_counters (window_start);
 
 -- ---------------------------------------------------------------------------
 -- task_ratings: poster and worker rate each other after completion (RATE-1..8).
@@ -726,6 +768,8 @@ CREATE TRIGGER money_outbox_updated_at BEFORE UPDATE ON money_outbox
 CREATE TRIGGER ai_jobs_updated_at BEFORE UPDATE ON ai_jobs
     FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
 CREATE TRIGGER notification_preferences_updated_at BEFORE UPDATE ON notification_preferences
+    FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
+CREATE TRIGGER push_devices_updated_at BEFORE UPDATE ON push_devices
     FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
 
 -- Terminal task: state, price, poster, worker, title, description frozen (HX001).

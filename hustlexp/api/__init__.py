@@ -9,9 +9,8 @@ import importlib
 
 from flask_smorest import Api
 
-ROUTERS = ("health", "webhooks", "users", "notifications", "messages", "tasks", "escrows", "proofs", "disputes",
-           "ratings", "feed", "inbox", "progress", "uploads",
-           "objects", "admin")
+ROUTERS = ("health", "webhooks", "users", "devices", "notifications", "messages", "tasks", "escrows", "proofs",
+           "disputes", "ratings", "feed", "inbox", "progress", "uploads", "objects", "admin")
 
 
 def register_routers(api: Api) -> None:

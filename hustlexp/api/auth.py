@@ -39,6 +39,7 @@ from firebase_admin import credentials as fb_credentials
 from flask import current_app, g, request
 from google.auth.credentials import AnonymousCredentials
 
+from hustlexp.api import limits
 from hustlexp.api.base import BEARER_SCHEME, EXTENSION, services
 from hustlexp.config import ConfigError, Settings
 from hustlexp.domain import AccountStatus, User
@@ -154,7 +155,13 @@ def _bearer_token() -> str:
 def _authenticate() -> dict[str, Any]:
     claims: dict[str, Any] | None = g.get("hx_claims")
     if claims is None:
-        claims = _verifier().verify(_bearer_token())
+        token = _bearer_token()
+        limits.refuse_blocked_address()
+        try:
+            claims = _verifier().verify(token)
+        except AuthInvalid:
+            limits.count_auth_failure()
+            raise
         g.hx_claims = claims
     return claims
 
@@ -168,6 +175,7 @@ def _load_user(*, allow_paused: bool = False, allow_closed: bool = False) -> Use
             raise result.error
         user = User.from_row(cast(dict[str, Any], result.data))
         g.hx_user = user
+        limits.count_write(user.id)
     if user.account_status == AccountStatus.SUSPENDED:
         raise AccountSuspended("This account is suspended.")
     if user.account_status == AccountStatus.CLOSED and not allow_closed:
@@ -208,7 +216,7 @@ def _documented(wrapper: Any, *, codes: tuple[int, ...]) -> None:
     doc = copy.deepcopy(getattr(wrapper, "_apidoc", {}))
     doc["manual_doc"] = deepupdate(doc.get("manual_doc", {}), {"security": [{BEARER_SCHEME: []}]})
     responses = doc.setdefault("response", {}).setdefault("responses", {})
-    names = {401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND"}
+    names = {401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND", 429: "TOO_MANY_REQUESTS"}
     for code in codes:
         entries = responses.setdefault(code, [])
         if names[code] not in entries:
@@ -224,7 +232,7 @@ def requires_token(fn: F) -> F:
         _authenticate()
         return fn(*args, **kwargs)
 
-    _documented(wrapper, codes=(401,))
+    _documented(wrapper, codes=(401, 429))
     return cast(F, wrapper)
 
 
@@ -247,7 +255,7 @@ def requires_user(fn: Any = None, /, *, allow_paused: bool = False, allow_closed
             _load_user(allow_paused=allow_paused, allow_closed=allow_closed)
             return view(*args, **kwargs)
 
-        _documented(wrapper, codes=(401, 403, 404))
+        _documented(wrapper, codes=(401, 403, 404, 429))
         return cast(F, wrapper)
 
     return decorator(fn) if fn is not None else decorator
@@ -272,7 +280,7 @@ def requires_admin(flag: str | None) -> Callable[[F], F]:
             g.hx_admin = role
             return fn(*args, **kwargs)
 
-        _documented(wrapper, codes=(401, 403, 404))
+        _documented(wrapper, codes=(401, 403, 404, 429))
         return cast(F, wrapper)
 
     return decorator

@@ -282,6 +282,11 @@ def domain_error_response(err: DomainError) -> ResponseReturnValue:
     headers: dict[str, str] = {}
     if isinstance(err, RateLimited | Unavailable):
         headers["Retry-After"] = str(max(1, int(err.retry_after)))
+    if isinstance(err, RateLimited) and err.limit is not None:
+        headers.update({"RateLimit-Limit": str(err.limit), "RateLimit-Remaining": "0",
+                        "RateLimit-Reset": headers["Retry-After"]})
+        if err.window is not None:
+            headers["RateLimit-Policy"] = f"{err.limit};w={err.window}"
     if isinstance(err, AuthInvalid):
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     elif isinstance(err, AuthRequired):

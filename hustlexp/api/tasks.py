@@ -22,6 +22,7 @@ from hustlexp.api.base import (
     services,
     validate,
 )
+from hustlexp.api.limits import rate_limited
 from hustlexp.api.schemas import (
     TASK_STATES,
     DisputeCoreSchema,
@@ -209,6 +210,7 @@ class ProofPhotoFileSchema(Schema):
 @blp.route("")
 class Tasks(MethodView):
     @requires_user
+    @rate_limited("tasks.create")
     @blp.arguments(TaskCreateSchema)
     @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.response(201, TaskCreatedSchema)
@@ -268,6 +270,7 @@ class TaskProof(MethodView):
 @blp.route("/<uuid:task_id>/proof/photos")
 class TaskProofPhotos(MethodView):
     @requires_user
+    @rate_limited("uploads")
     @blp.arguments(PhotoUploadSchema, location="form")
     @blp.arguments(ProofPhotoFileSchema, location="files")
     @blp.response(201, PhotoSchema)

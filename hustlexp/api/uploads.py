@@ -14,6 +14,7 @@ from uuid import UUID
 
 from hustlexp.api.auth import current_user, requires_user
 from hustlexp.api.base import Blueprint, MethodView, Schema, fields, respond, services, validate
+from hustlexp.api.limits import rate_limited
 from hustlexp.api.schemas import PhotoSchema
 from hustlexp.services.uploads import BUCKETS
 
@@ -84,6 +85,7 @@ class ReadUrlSchema(Schema):
 @blp.route("")
 class Uploads(MethodView):
     @requires_user
+    @rate_limited("uploads")
     @blp.arguments(UploadCreateSchema)
     @blp.response(201, UploadTargetSchema)
     @blp.alt_response(409, response="CONFLICT", description="proofs: the task is not ACCEPTED")

@@ -17,6 +17,8 @@ money rows are claimed with SKIP LOCKED):
                              messages, proof photos, processed Stripe events,
                              stale upload intents
 - anonymize-accounts hourly: closed accounts past their 7-day grace are anonymised
+- push         every minute: notifications whose push is due (held, retried, missed) -> FCM
+- purge-rate-limits every 10 min: request-limit counters whose windows are over
 
 `run_pass(name, services)` runs one pass now; the procrastinate app schedules them.
 
@@ -62,6 +64,11 @@ PASSES: dict[str, tuple[str, Callable[[Services], Any]]] = {
     "purge-upload-intents": ("45 * * * *", lambda s: s.retention.purge_upload_intents()),
     # Closed accounts past their 7-day grace lose their identity (hustlexp.services.account).
     "anonymize-accounts": ("25 * * * *", lambda s: s.accounts.anonymize_due()),
+    # Pushes due by now (hustlexp.services.push): held ones whose hold ended, retries, and any
+    # the dispatcher did not hear of. The dispatcher sends fresh ones within a second.
+    "push": ("* * * * *", lambda s: s.pushes.send_due(limit=500)),
+    # Request-limit counters whose windows are over (hustlexp.services.limits).
+    "purge-rate-limits": ("*/10 * * * *", lambda s: s.limits.purge()),
 }
 
 

@@ -53,7 +53,7 @@ def _services(settings: config.Settings, *, send_inline: bool = False, connectio
               ) -> tuple[Services, Any]:
     import dataclasses
 
-    from hustlexp.app import init_db, init_payments
+    from hustlexp.app import init_db, init_payments, init_push
     from hustlexp.services import Services
     from hustlexp.services.storage import build_storage
 
@@ -61,7 +61,7 @@ def _services(settings: config.Settings, *, send_inline: bool = False, connectio
         settings = dataclasses.replace(settings, db_pool_max=connections)
     db, server = init_db(settings)
     services = Services(db, payments=init_payments(settings), webhook_secret=settings.stripe_webhook_secret,
-                        storage=build_storage(settings), send_inline=send_inline)
+                        storage=build_storage(settings), send_inline=send_inline, push=init_push(settings))
     return services, server
 
 

@@ -1,5 +1,7 @@
-"""The money dispatcher: sends money_outbox rows moments after the transaction that wrote
-them commits, so no API request waits on a Stripe transfer or refund (DESIGN §7.16).
+"""The dispatcher: sends money_outbox rows moments after the transaction that wrote them
+commits, so no API request waits on a Stripe transfer or refund (DESIGN §7.16); and, on a
+second channel, the pushes of notifications just recorded (hustlexp.services.push, batched per
+wait), so no request waits on FCM either. Every sweep also sends every push due by then.
 
 It LISTENs on the outbox channel; every notification names the rows just made due, and each
 is sent on a small thread pool (`MoneyOutbox.dispatch` claims a row with SKIP LOCKED, so any
@@ -30,6 +32,7 @@ import psycopg
 
 from hustlexp.errors import Unavailable
 from hustlexp.services.outbox import CHANNEL
+from hustlexp.services.push import CHANNEL as PUSH_CHANNEL
 
 if TYPE_CHECKING:
     from hustlexp.services import Services
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hustlexp.dispatcher")
 
 SWEEP_SECONDS = 60.0
+PUSH_SWEEP_SECONDS = 10.0
 RECONNECT_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 5.0
 CONNECT_TIMEOUT_SECONDS = 5
@@ -53,6 +57,7 @@ class Dispatcher:
         # Rows handed to the thread pool and not finished: a sweep does not queue them twice.
         self._queued: set[UUID] = set()
         self._queued_lock = threading.Lock()
+        self._next_push_sweep = 0.0
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -87,6 +92,7 @@ class Dispatcher:
     def _listen(self) -> None:
         with psycopg.connect(self.services.db.conninfo, autocommit=True,
                              connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+            conn.execute(f"LISTEN {PUSH_CHANNEL}")
             conn.execute(f"LISTEN {CHANNEL}")
             log.info("dispatcher listening")
             next_sweep = 0.0  # at once: what became due while nobody listened
@@ -94,11 +100,23 @@ class Dispatcher:
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self._sweep()
                 wait = min(LISTEN_SLICE_SECONDS, max(0.0, next_sweep - time.monotonic()))
+                pushes: list[str] = []
                 for note in conn.notifies(timeout=wait):
-                    self._send(note.payload.split(","))
+                    if note.channel == PUSH_CHANNEL:
+                        pushes.extend(note.payload.split(","))
+                    else:
+                        self._send(note.payload.split(","))
+                if pushes:
+                    # One FCM batch for all the pushes that arrived together.
+                    self._pool.submit(self._push, pushes)
 
     def _sweep(self) -> float:
         """Queue what is due without a notification; seconds until the next sweep."""
+        # Every push due by now: held ones whose hold ended, retries, missed wake-ups (at most
+        # every PUSH_SWEEP_SECONDS, however often money rows fall due).
+        if time.monotonic() >= self._next_push_sweep:
+            self._next_push_sweep = time.monotonic() + PUSH_SWEEP_SECONDS
+            self._pool.submit(self._push, None)
         found = self.services.outbox.dispatcher_due().unwrap()
         self._send([str(i) for i in found["due"]])
         next_in = found["next_in"]
@@ -116,6 +134,14 @@ class Dispatcher:
                     continue
                 self._queued.add(outbox_id)
             self._pool.submit(self._dispatch, outbox_id)
+
+    def _push(self, ids: list[str] | None) -> None:
+        try:
+            counts = self.services.pushes.send_due(ids).unwrap()
+            if counts["claimed"]:
+                log.info("push: %s", counts)
+        except Exception:  # the rows stay due; the next sweep or the push job sends them
+            log.exception("sending pushes failed")
 
     def _dispatch(self, outbox_id: UUID) -> None:
         try:

@@ -18,12 +18,14 @@ if TYPE_CHECKING:
     from hustlexp.services.escrow import EscrowService
     from hustlexp.services.feed import FeedService
     from hustlexp.services.inbox import InboxService
+    from hustlexp.services.limits import RateLimits
     from hustlexp.services.messaging import MessagingService
     from hustlexp.services.moderation import ModerationService
     from hustlexp.services.notification import NotificationService
     from hustlexp.services.outbox import MoneyOutbox
     from hustlexp.services.payments import PaymentsGateway
     from hustlexp.services.proof import ProofService
+    from hustlexp.services.push import PushGateway, PushService
     from hustlexp.services.rating import RatingService
     from hustlexp.services.readiness import ReadinessService
     from hustlexp.services.retention import RetentionService
@@ -45,8 +47,10 @@ class Services:
     def __init__(self, db: Database, *, payments: PaymentsGateway | None = None,
                  storage: Storage | None = None, webhook_secret: str = "whsec_local",
                  clock: Callable[[], datetime] = _utcnow, storage_dir: Path | None = None,
-                 send_inline: bool = False) -> None:
+                 send_inline: bool = False, push: PushGateway | None = None) -> None:
         self.db = db
+        # FCM, when configured (FIREBASE_ADMIN_KEY); without it pushes wait in the notifications.
+        self.push = push
         # Money rows are sent by a dispatcher (hustlexp.jobs.dispatcher); True sends them from
         # the writing thread right after commit instead (tests, one-shot CLI passes).
         self.send_inline = send_inline
@@ -130,6 +134,14 @@ class Services:
     @cached_property
     def outbox(self) -> MoneyOutbox:
         return self._build("outbox", "MoneyOutbox")
+
+    @cached_property
+    def limits(self) -> RateLimits:
+        return self._build("limits", "RateLimits")
+
+    @cached_property
+    def pushes(self) -> PushService:
+        return self._build("push", "PushService")
 
     @cached_property
     def admin_roles(self) -> AdminRoleService:

@@ -42,6 +42,8 @@ EXPORT_SECTIONS: tuple[tuple[str, str], ...] = (
     ("trust_history", "SELECT * FROM trust_ledger WHERE user_id = %(id)s ORDER BY changed_at"),
     ("notifications", "SELECT * FROM notifications WHERE user_id = %(id)s ORDER BY created_at"),
     ("notification_preferences", "SELECT * FROM notification_preferences WHERE user_id = %(id)s"),
+    ("push_devices", "SELECT platform, created_at, updated_at FROM push_devices WHERE user_id = %(id)s "
+                     "ORDER BY created_at"),
     ("payouts", "SELECT * FROM money_outbox WHERE recipient_id = %(id)s ORDER BY created_at"),
     ("ratings", "SELECT NULL LIMIT 0"),  # no ratings are stored yet; the section says so
 )
@@ -159,7 +161,9 @@ class AccountService(Service):
             closed = one(conn, "UPDATE users SET account_status = 'CLOSED', closed_at = %s, paused_at = NULL "
                                "WHERE id = %s RETURNING *", (self.s.clock(), user["id"]))
             assert closed is not None
-            # Nothing is pushed to a closed account; its inbox goes at anonymisation.
+            # Nothing is pushed to a closed account (its devices are forgotten; the app registers
+            # again after a resume); its inbox goes at anonymisation.
+            conn.execute("DELETE FROM push_devices WHERE user_id = %s", (user["id"],))
             return self._closed(closed)
 
     @returns_result
@@ -194,6 +198,7 @@ class AccountService(Service):
             conn.execute("DELETE FROM notifications WHERE task_id IN "
                          "(SELECT id FROM tasks WHERE poster_id = %s OR worker_id = %s)", (uid, uid))
             conn.execute("DELETE FROM notification_preferences WHERE user_id = %s", (uid,))
+            conn.execute("DELETE FROM push_devices WHERE user_id = %s", (uid,))
             conn.execute("DELETE FROM admin_roles WHERE user_id = %s", (uid,))
             # Addresses of their tasks; the tasks themselves stay (money and XP point at them).
             conn.execute("UPDATE tasks SET location = NULL, location_lat = NULL, location_lng = NULL, "

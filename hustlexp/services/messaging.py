@@ -321,10 +321,12 @@ class MessagingService(Service):
         if len(hour) >= PER_TASK_PER_HOUR:
             free = hour[-PER_TASK_PER_HOUR]["created_at"] + timedelta(hours=1)
             raise RateLimited("Too many messages on this task; wait a little.",
-                              retry_after=_retry_after(free, now), details={"limit": "10 per hour per task"})
+                              retry_after=_retry_after(free, now), limit=PER_TASK_PER_HOUR, window=3600,
+                              details={"limit": "10 per hour per task"})
         if len(day) >= PER_DAY:
             free = day[-PER_DAY]["created_at"] + timedelta(days=1)
             raise RateLimited("Daily message limit reached.", retry_after=_retry_after(free, now),
+                              limit=PER_DAY, window=86400,
                               details={"limit": "100 messages per day"})
         wanted = len(payload["photos"] or [])
         if wanted:
@@ -337,6 +339,7 @@ class MessagingService(Service):
                         free = r["created_at"] + timedelta(days=1)
                         break
                 raise RateLimited("Daily photo limit reached.", retry_after=_retry_after(free, now),
+                                  limit=PHOTOS_PER_DAY, window=86400,
                                   details={"limit": "50 photos per day"})
         if payload["message_type"] == MessageType.LOCATION:
             shared = [r for r in in_task if r["message_type"] == MessageType.LOCATION
@@ -344,7 +347,8 @@ class MessagingService(Service):
             if shared:
                 free = shared[-1]["created_at"] + LOCATION_EVERY
                 raise RateLimited("A location can be shared once every 15 minutes.",
-                                  retry_after=_retry_after(free, now),
+                                  retry_after=_retry_after(free, now), limit=1,
+                                  window=int(LOCATION_EVERY.total_seconds()),
                                   details={"limit": "1 location per 15 minutes"})
 
     @staticmethod

@@ -23,6 +23,7 @@ from hustlexp.domain import AccountStatus, NotificationChannel, NotificationPrio
 from hustlexp.errors import Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, one, page_params, returns_result
+from hustlexp.services.push import CHANNEL as PUSH_CHANNEL
 from hustlexp.services.user import parse_uuid
 
 P = NotificationPriority
@@ -464,18 +465,24 @@ class NotificationService(Service):
 
         new_id = uuid.uuid4()
         group_id, position = _group(last, new_id)
+        # The push goes now, when the hold ends, or never (hustlexp.services.push sends it);
+        # one due now wakes the push dispatcher at commit.
+        push_due = now if NotificationChannel.PUSH.value in channels else push_after
         row = one(conn, """
-            INSERT INTO notifications (id, user_id, category, title, body, deep_link, task_id, metadata,
-                                       channels, priority, group_id, group_position, expires_at,
-                                       created_at)
-            VALUES (%(id)s, %(user_id)s, %(category)s, %(title)s, %(body)s, %(link)s, %(task_id)s,
-                    %(metadata)s, %(channels)s, %(priority)s, %(group_id)s, %(position)s,
-                    %(expires)s, %(now)s)
-            RETURNING *""", {
+            WITH row AS (
+                INSERT INTO notifications (id, user_id, category, title, body, deep_link, task_id, metadata,
+                                           channels, priority, group_id, group_position, expires_at,
+                                           created_at, push_due_at)
+                VALUES (%(id)s, %(user_id)s, %(category)s, %(title)s, %(body)s, %(link)s, %(task_id)s,
+                        %(metadata)s, %(channels)s, %(priority)s, %(group_id)s, %(position)s,
+                        %(expires)s, %(now)s, %(push_due)s)
+                RETURNING *)
+            SELECT row.*, CASE WHEN %(wake)s THEN pg_notify(%(channel)s, row.id::text) END AS woke FROM row""", {
             "id": new_id, "user_id": recipient_id, "category": category, "title": final_title,
             "body": final_body, "link": link, "task_id": task_uuid, "metadata": _json(meta),
             "channels": channels, "priority": level, "group_id": group_id, "position": position,
-            "expires": now + RETENTION, "now": now})
+            "expires": now + RETENTION, "now": now, "push_due": push_due, "wake": push_due == now,
+            "channel": PUSH_CHANNEL})
         assert row is not None
         return notification_item(row)
 

@@ -68,3 +68,15 @@ def test_storage_is_local_by_default_and_s3_needs_a_bucket() -> None:
         config.load({"HUSTLEXP_STORAGE": "s3"})
     with pytest.raises(ConfigError, match="HUSTLEXP_STORAGE"):
         config.load({"HUSTLEXP_STORAGE": "ftp"})
+
+
+@pytest.mark.parametrize(("name", "value"), [("FCM_API_BASE", "http://127.0.0.1:9"), ("HUSTLEXP_RATE_LIMITS", "off")])
+def test_production_refuses_a_fake_fcm_or_no_request_limits(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        config.load(SAFE | {name: value})
+
+
+@pytest.mark.parametrize(("name", "value"), [("HUSTLEXP_RATE_LIMITS", "maybe"), ("HUSTLEXP_TRUSTED_PROXIES", "9")])
+def test_limit_settings_out_of_range_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        config.load({name: value})

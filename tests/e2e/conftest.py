@@ -43,7 +43,7 @@ STOP_TIMEOUT = 40.0
 # Variables that would change what the served process talks to or how it verifies tokens.
 SCRUBBED = ("DATABASE_URL", "STRIPE_API_BASE", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
             "FIREBASE_PROJECT_ID", "FIREBASE_AUTH_EMULATOR_HOST", "FIREBASE_ADMIN_KEY", "HUSTLEXP_ENV",
-            "HUSTLEXP_STORAGE_DIR", "HUSTLEXP_PGDATA")
+            "HUSTLEXP_STORAGE_DIR", "HUSTLEXP_PGDATA", "FCM_API_BASE", "FCM_CREDENTIALS", "HUSTLEXP_RATE_LIMITS")
 
 
 def _free_port() -> int:

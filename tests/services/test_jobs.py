@@ -36,7 +36,7 @@ def test_the_passes_exist_with_their_schedules():
         "purge-notifications": "10 3 * * *", "purge-message-locations": "*/15 * * * *",
         "purge-messages": "20 3 * * *", "purge-proof-photos": "30 3 * * *",
         "purge-stripe-events": "40 3 * * *", "purge-upload-intents": "45 * * * *",
-        "anonymize-accounts": "25 * * * *"}
+        "anonymize-accounts": "25 * * * *", "push": "* * * * *", "purge-rate-limits": "*/10 * * * *"}
 
 
 def test_expire_twice_at_once_expires_and_refunds_once(services, stripe_fake, clock):

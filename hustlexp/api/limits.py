@@ -1,0 +1,100 @@
+"""Request limits at the edge (the counting lives in hustlexp.services.limits, shared by every
+API host through PostgreSQL).
+
+- every write (POST/PUT/PATCH/DELETE) by a signed-in user counts against `writes`
+  (hustlexp.api.auth calls `count_write` once the user is known); webhooks sign in nobody and
+  are never limited;
+- ``@rate_limited("tasks.create")`` (or ``"uploads"``) under ``@requires_user`` adds a
+  route's own rule;
+- failed sign-ins count per client address (`auth_failures`): once over, the address gets 429
+  before its token is even checked.
+
+Answers carry the tightest rule's ``RateLimit-Limit``/``-Remaining``/``-Reset``/``-Policy``;
+a refusal is 429 RATE_LIMITED with ``Retry-After`` as well. ``HUSTLEXP_RATE_LIMITS=off``
+switches it all off outside production (benchmarks)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from flask import Flask, Response, current_app, g, request
+
+from hustlexp.api.base import EXTENSION, services
+from hustlexp.services.limits import RULES, Verdict
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def enabled() -> bool:
+    return bool(current_app.extensions[EXTENSION].settings.rate_limits)
+
+
+def client_address() -> str:
+    """The caller's address (behind HUSTLEXP_TRUSTED_PROXIES proxies, ProxyFix has put the
+    forwarded one here)."""
+    return request.remote_addr or "unknown"
+
+
+def _keep(verdict: Verdict) -> None:
+    """Remember the tightest verdict of this request for its headers."""
+    kept: Verdict | None = g.get("hx_limit")
+    if kept is None or verdict.remaining < kept.remaining:
+        g.hx_limit = verdict
+
+
+def count(rule: str, subject: Any) -> None:
+    """Count one attempt against `rule`; raise RateLimited (429) when it refuses."""
+    if not enabled():
+        return
+    verdict = services().limits.hit(rule, subject)
+    if not verdict.allowed:
+        raise verdict.error()
+    _keep(verdict)
+
+
+def count_write(user_id: Any) -> None:
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        count("writes", user_id)
+
+
+def refuse_blocked_address() -> None:
+    """Before a token is checked: 429 for an address with too many failed sign-ins."""
+    if not enabled():
+        return
+    verdict = services().limits.peek("auth_failures", client_address())
+    if not verdict.allowed:
+        raise verdict.error()
+
+
+def count_auth_failure() -> None:
+    if enabled():
+        services().limits.hit("auth_failures", client_address())
+
+
+def rate_limited(rule: str) -> Callable[[F], F]:
+    """A route's own rule, counted per signed-in user (place it under @requires_user)."""
+    if rule not in RULES:
+        raise ValueError(f"unknown rate limit rule {rule!r}; one of {sorted(RULES)}")
+
+    def decorator(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            count(rule, g.hx_user.id)
+            return fn(*args, **kwargs)
+
+        # Its 429 is documented by @requires_user, which every limited route sits under.
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def init_limits(app: Flask) -> None:
+    @app.after_request
+    def limit_headers(response: Response) -> Response:
+        verdict: Verdict | None = g.get("hx_limit")
+        if verdict is not None:
+            for name, value in verdict.headers().items():
+                response.headers.setdefault(name, value)
+        return response

@@ -1,0 +1,102 @@
+"""Two API hosts on one database behave as one service: two `hustlexp serve` processes (each
+with its own dispatcher) share the request limits, the notifications, and push delivery
+(each push sent once, through the real firebase-admin client to a local fake FCM)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from hustlexp.services.limits import RULES
+from tests import pg as pg_helpers
+from tests.api.conftest import SigningKey
+from tests.e2e.conftest import serve_stack
+from tests.e2e.system import Actor, Served, World, data, error
+from tests.fakes.fcm_fake import FakeFCM
+
+DELIVERY_DEADLINE = 60.0  # generous: a bound on waiting, not a performance claim
+
+
+@contextmanager
+def second_host(first: Served, workdir: Path) -> Iterator[Served]:
+    """Another `hustlexp serve` on the first one's database, fake Stripe and fake FCM."""
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import _free_port, _stop, _wait_for_health
+
+    port = _free_port()
+    log_path = workdir / "second.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.server", "--host", "127.0.0.1", "--port",
+                                 str(port), "--workers", "1"], cwd=workdir, env=first.env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        _wait_for_health(base_url, proc, log_path)
+        yield replace(first, base_url=base_url, log_path=log_path, api_pid=proc.pid)
+    finally:
+        _stop(proc)
+
+
+def on(world: World, actor: Actor) -> Actor:
+    """The same signed-in user, talking to another host."""
+    return Actor(world, actor.uid, actor.profile, actor.headers)
+
+
+def test_two_hosts_share_limits_notifications_and_push(pg: pg_helpers.TestServer, cert_url: str,
+                                                       signing_key: SigningKey,
+                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    workdir = tmp_path_factory.mktemp("two-hosts")
+    with ExitStack() as stack:
+        fcm = stack.enter_context(FakeFCM())
+        a = stack.enter_context(serve_stack(pg, cert_url, signing_key, workdir, FCM_API_BASE=fcm.url,
+                                            FCM_CREDENTIALS=json.dumps(fcm.service_account())))
+        b = stack.enter_context(second_host(a, workdir))
+        conn = stack.enter_context(psycopg.connect(a.db_url, autocommit=True, row_factory=dict_row))
+        world_a, world_b = World(a, conn), World(b, conn)
+
+        poster_a = world_a.register("poster")
+        poster_b = on(world_b, poster_a)
+        data(poster_b.post("/api/users/me/devices", json={"token": "phone-1", "platform": "ios"}))
+
+        # One limit across both hosts: creations alternate between them.
+        limit = RULES["tasks.create"].limit
+        tasks = [world_a.post_task(poster_a if n % 2 else poster_b) for n in range(limit)]
+        refused = poster_a.post("/api/tasks", json={"title": "One too many", "description": "x", "price": 5000,
+                                                    "location": "1 Main St", "category": "assembly",
+                                                    "deadline": "2099-01-01T00:00:00Z"})
+        error(refused, 429, "RATE_LIMITED")
+        assert refused.headers["RateLimit-Limit"] == str(limit) and int(refused.headers["Retry-After"]) >= 1
+        error(poster_b.post("/api/tasks", json={}), 429, "RATE_LIMITED")
+
+        # Stripe's webhooks land on either host; each funding notifies the poster (HIGH: pushed now).
+        for n, task in enumerate(tasks):
+            (world_a if n % 2 else world_b).fund(task)
+        listed_on_a = {x["task_id"] for x in poster_a.notifications() if x["type"] == "ESCROW_FUNDED"}
+        listed_on_b = {x["task_id"] for x in poster_b.notifications() if x["type"] == "ESCROW_FUNDED"}
+        assert listed_on_a == listed_on_b == {t["id"] for t in tasks}
+
+        # Both hosts' dispatchers heard every wake-up; each push went out exactly once.
+        deadline = time.monotonic() + DELIVERY_DEADLINE
+        while len(fcm.sent_to("phone-1")) < limit and time.monotonic() < deadline:
+            time.sleep(0.2)
+        pushed = Counter(m["data"]["task_id"] for m in fcm.sent_to("phone-1")
+                         if m["data"]["category"] == "ESCROW_FUNDED")
+        assert pushed == Counter({t["id"]: 1 for t in tasks})
+        rows: list[dict[str, Any]] = conn.execute(
+            "SELECT sent_at, push_due_at, push_error FROM notifications WHERE user_id = %s AND category = "
+            "'ESCROW_FUNDED'", (poster_a.id,)).fetchall()
+        assert len(rows) == limit and all(r["sent_at"] and r["push_due_at"] is None and r["push_error"] is None
+                                          for r in rows)
+        world_a.check_money()
