@@ -38,12 +38,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import loadgen  # noqa: E402
 from hustlexp.devtools import emulator_token  # noqa: E402
-from tests.fakes.stripe_fake import FakeStripe  # noqa: E402
+from tests.fakes.stripe_fake import FakeStripe
+from tests.images import JPEG  # noqa: E402
 from tests.pg import TestServer  # noqa: E402
 
 PROJECT = "hustlexp-bench"
 SECRET = "whsec_bench"
-JPEG = b"\xff\xd8\xff\xe0" + bytes(300)
 SLOW_STRIPE = 0.2
 
 
