@@ -12,10 +12,11 @@ has committed (calling Stripe, for example): it never runs if the transaction ro
 When PostgreSQL is away (down, restarting, unreachable) a transaction raises Unavailable (503,
 retry later) instead of an unhandled psycopg error. The pool checks each connection before
 lending it (without a round trip, see Database._check), so connections killed by a restart are
-replaced, not handed out, and it keeps reconnecting on its own. A transaction waits for a connection in slices of OUTAGE_WAIT_SECONDS
-and gives up at the first slice once the database is known to be away (a lent connection failed
-its check, a connection attempt failed, or a transaction lost its connection) instead of
-waiting the full pool timeout: during an outage requests fail fast, so the workers stay free to
+replaced, not handed out, and it keeps reconnecting on its own. A transaction waits for a
+connection in slices of OUTAGE_WAIT_SECONDS and gives up at the first slice once the database
+is known to be away (a lent connection failed its check, a connection attempt failed, or a
+transaction lost its connection) instead of waiting the full pool timeout: during an outage
+requests fail fast, so the workers stay free to
 answer (GET /health among them)."""
 
 from __future__ import annotations
