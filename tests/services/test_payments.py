@@ -137,7 +137,7 @@ def test_threads_sharing_a_gateway_keep_their_connections_alive(fake: FakeStripe
     def calls(n: int) -> None:
         try:
             for r in range(rounds):
-                start.wait()
+                start.wait(timeout=60)  # a thread that failed breaks the barrier: no hang
                 create_intent(gateway, escrow_id=f"esc_{n}_{r}")
         except BaseException as exc:  # surfaced below, not lost in the thread
             failures.append(exc)
