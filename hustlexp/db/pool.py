@@ -11,7 +11,7 @@ has committed (calling Stripe, for example): it never runs if the transaction ro
 
 When PostgreSQL is away (down, restarting, unreachable) a transaction raises Unavailable (503,
 retry later) instead of an unhandled psycopg error. The pool checks each connection before
-lending it (without a round trip, see Database._check), so connections killed by a restart are
+lending it, so connections killed by a restart are
 replaced, not handed out, and it keeps reconnecting on its own. A transaction waits for a
 connection in slices of OUTAGE_WAIT_SECONDS and gives up at the first slice once the database
 is known to be away (a lent connection failed its check, a connection attempt failed, or a
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -136,16 +135,11 @@ class Database:
 
     def _check(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
         """The pool's check before lending: a connection that fails it is dropped (and replaced);
-        it also tells us the database may be away.
-
-        No round trip for a healthy connection: an idle pooled connection has nothing to read,
-        while one the server ended (restart, terminated backend) has its FATAL message or the
-        end of the stream waiting on its socket. Only a connection with something to read gets
-        the full check (an empty query), which reads it and fails if the server has gone. A round
-        trip per lend was a third of a short request's time under load (py-spy, issue 11)."""
+        it also tells us the database may be away. A round trip (an empty query): polling the
+        socket instead was cheaper but lent connections a restart under load had ended
+        (tests/faults test_postgres_restart_mid_load answered 503), issue 11."""
         try:
-            if conn.closed or not _idle_socket(conn):
-                ConnectionPool.check_connection(conn)
+            ConnectionPool.check_connection(conn)
         except Exception:
             self._mark_away("a pooled connection failed its check")
             raise
@@ -190,13 +184,6 @@ class Database:
     @staticmethod
     def in_transaction() -> bool:
         return _scope.get() is not None
-
-
-def _idle_socket(conn: psycopg.Connection[Any]) -> bool:
-    """True when the connection's socket has nothing to read (the server has said nothing since
-    the last answer): polled, never waited on."""
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    return not readable
 
 
 @contextmanager
