@@ -38,12 +38,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import loadgen  # noqa: E402
 from hustlexp.devtools import emulator_token  # noqa: E402
-from tests.fakes.stripe_fake import FakeStripe  # noqa: E402
+from tests.fakes.stripe_fake import FakeStripe  # noqa: E402  (signs the webhook events)
+from tests.images import JPEG  # noqa: E402
 from tests.pg import TestServer  # noqa: E402
 
 PROJECT = "hustlexp-bench"
 SECRET = "whsec_bench"
-JPEG = b"\xff\xd8\xff\xe0" + bytes(300)
 SLOW_STRIPE = 0.2
 
 
@@ -99,6 +99,89 @@ def lifecycle(client: loadgen.Client, arg: tuple[str, str], deadline: float) -> 
 
 # -- the served processes -----------------------------------------------------------------------
 
+class StripeProcess:
+    """The fake Stripe served by benchmarks/stripe_server.py, a process of its own."""
+
+    def __init__(self, log: Path) -> None:
+        with open(log, "ab") as err:
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "stripe_server.py")],
+                                         stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode().split()
+        if len(line) != 2:
+            self.stop()
+            raise RuntimeError("the fake Stripe did not start")
+        self.url, self.control = line
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def set_latency(self, seconds: float) -> None:
+        http.put(f"{self.control}/latency", data=str(seconds).encode(), timeout=10).raise_for_status()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _postmaster(conn: psycopg.Connection[Any]) -> int:
+    """The pid of the PostgreSQL server behind `conn` (0 when it is not on this machine)."""
+    backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+    try:
+        with open(f"/proc/{backend[0] if backend else 0}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
+def _tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its live descendants, plus
+    the children they already reaped (PostgreSQL's ended backends)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[1] is the parent pid; [11..14] utime, stime, cutime, cstime (proc(5), from state on)
+        stats[int(entry)] = (int(fields[1]), sum(int(x) for x in fields[11:15]) / ticks)
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0.0))[1]
+        todo += children.get(pid, [])
+    return total
+
+
+class Meter:
+    """CPU per request of the process trees that serve a row: the app (its gunicorn and, for
+    hustlexp, the dispatcher), PostgreSQL and the fake Stripe. Load on the shared machine moves
+    req/s a lot and CPU-time per request little."""
+
+    def __init__(self, postgres: int, stripe: int) -> None:
+        self.postgres, self.stripe = postgres, stripe
+        self.app = 0
+
+    def __call__(self, fn: Callable[[], loadgen.Outcome]) -> loadgen.Outcome:
+        roots = (self.app, self.postgres, self.stripe)
+        before = [_tree_cpu(r) for r in roots]
+        outcome = fn()
+        spent = [_tree_cpu(r) - b for r, b in zip(roots, before, strict=True)]
+        outcome.cpu_app, outcome.cpu_db, outcome.cpu_stripe = spent
+        return outcome
+
+
 def _wait(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
     for _ in range(600):
         if proc.poll() is not None:
@@ -113,12 +196,12 @@ def _wait(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
 
 
 @contextmanager
-def served(cmd: list[str], env: dict[str, str], health: str, what: str, log: Path) -> Iterator[None]:
+def served(cmd: list[str], env: dict[str, str], health: str, what: str, log: Path) -> Iterator[int]:
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait(health, proc, what)
-        yield
+        yield proc.pid
     finally:
         proc.terminate()
         try:
@@ -137,16 +220,20 @@ def serve_threads() -> int:
 # -- the bench ---------------------------------------------------------------------------------
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, db_url: str, bare_url: str, fake: FakeStripe) -> None:
-        self.args, self.db_url, self.bare_url, self.fake = args, db_url, bare_url, fake
+    def __init__(self, args: argparse.Namespace, db_url: str, stripe: StripeProcess, meter: Meter,
+                 bare_pid: int) -> None:
+        self.args, self.db_url, self.stripe, self.meter, self.bare_pid = args, db_url, stripe, meter, bare_pid
         self.api = f"http://127.0.0.1:{args.port}"
         self.bare = f"http://127.0.0.1:{args.port + 1}"
         self.use_wrk = loadgen.have_wrk() and not args.python
         self.delays: dict[str, list[tuple[float, float, int, int]]] = {"lifecycle": [], "lifecycle_slow": []}
 
     def load(self, base: str, reqs: list[loadgen.Request], *, cycle: bool) -> loadgen.Outcome:
-        return loadgen.run_requests(base, reqs, self.args.connections, self.args.duration, cycle=cycle,
-                                    use_wrk=self.use_wrk)
+        return self.meter(lambda: loadgen.run_requests(base, reqs, self.args.connections, self.args.duration,
+                                                       cycle=cycle, use_wrk=self.use_wrk))
+
+    def lifecycles(self, pairs: list[tuple[str, str]]) -> loadgen.Outcome:
+        return self.meter(lambda: loadgen.run_python(self.api, lifecycle, pairs, self.args.duration))
 
     def sql(self, query: str, params: Any = None) -> list[dict[str, Any]]:
         from psycopg.rows import dict_row
@@ -183,8 +270,10 @@ class Bench:
     def measure(self) -> dict[str, loadgen.Outcome]:
         out: dict[str, loadgen.Outcome] = {}
         run = uuid.uuid4().hex[:8]
-        self.fake.latency = 0.0
+        self.stripe.set_latency(0.0)
+        app_pid, self.meter.app = self.meter.app, self.bare_pid
         out["bare"] = self.load(self.bare, [("POST", "/transition", {}, b"")], cycle=True)
+        self.meter.app = app_pid
 
         poster_uid = f"poster-{run}"
         poster_id = self.register(poster_uid)
@@ -229,17 +318,17 @@ class Bench:
             self.register(w, payout=True)
             pairs.append((p, w))
         since = self.sql("SELECT now() AS now")[0]["now"]
-        out["lifecycle"] = loadgen.run_python(self.api, lifecycle, pairs, self.args.duration)
+        out["lifecycle"] = self.lifecycles(pairs)
         self.delays["lifecycle"].append(self.dispatch_delay(since))
 
-        self.fake.latency = SLOW_STRIPE
+        self.stripe.set_latency(SLOW_STRIPE)
         try:
             out["create_slow"] = self.load(self.api, create_requests(), cycle=True)
             since = self.sql("SELECT now() AS now")[0]["now"]
-            out["lifecycle_slow"] = loadgen.run_python(self.api, lifecycle, pairs, self.args.duration)
+            out["lifecycle_slow"] = self.lifecycles(pairs)
             self.delays["lifecycle_slow"].append(self.dispatch_delay(since))
         finally:
-            self.fake.latency = 0.0
+            self.stripe.set_latency(0.0)
         return out
 
     def dispatch_delay(self, since: Any) -> tuple[float, float, int, int]:
@@ -306,6 +395,20 @@ def report(runs: list[dict[str, loadgen.Outcome]], tool: str) -> None:
         spread = f"{medians[key]:.0f} ({min(rates):.0f}-{max(rates):.0f})"
         print(f"{label:52} {spread:>22} {p50:8.1f} {p99:8.1f} {errors:7d} {ratio:>7}  {goal} {judge(medians)}")
 
+    print("\nCPU ms per request (per lifecycle for lifecycles), median of the runs; rate/s of each run")
+    head = f"{'endpoint':52} {'app':>7} {'db':>7} {'stripe':>7} {'total':>7}  rate/s per run"
+    print(head)
+    print("-" * len(head))
+    for key, label, *_ in ROWS:
+        def per(o: loadgen.Outcome, spent: float, key: str = key) -> float:
+            done = o.units if key.startswith("lifecycle") else o.requests
+            return spent * 1000 / done if done else 0.0
+
+        cpu = [statistics.median(per(r[key], getattr(r[key], f"cpu_{part}")) for r in runs)
+               for part in ("app", "db", "stripe")]
+        each = " ".join(f"{rate(key, r[key]):.0f}" for r in runs)
+        print(f"{label:52} {cpu[0]:7.2f} {cpu[1]:7.2f} {cpu[2]:7.2f} {sum(cpu):7.2f}  {each}")
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -322,9 +425,9 @@ def main() -> int:
     threads = args.threads or serve_threads()
 
     pg = TestServer()
-    fake = FakeStripe()
     tmp = Path(tempfile.mkdtemp(prefix="hustlexp-bench-"))
     log = tmp / "servers.log"
+    stripe = StripeProcess(log)
     try:
         bare_name = f"bare_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(pg.admin_url, autocommit=True) as conn:
@@ -334,8 +437,9 @@ def main() -> int:
             from benchmarks.bare_app import SCHEMA
 
             conn.execute(SCHEMA)
+            meter = Meter(_postmaster(conn), stripe.pid)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "FIREBASE_", "HUSTLEXP_"))}
-        env |= {"HUSTLEXP_ENV": "development", "STRIPE_API_BASE": fake.serve(),
+        env |= {"HUSTLEXP_ENV": "development", "STRIPE_API_BASE": stripe.url,
                 "STRIPE_SECRET_KEY": "sk_test_bench", "STRIPE_WEBHOOK_SECRET": SECRET,
                 "FIREBASE_PROJECT_ID": PROJECT, "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099",
                 "HUSTLEXP_STORAGE_DIR": str(tmp / "uploads"), "BARE_DATABASE_URL": bare_url,
@@ -355,14 +459,14 @@ def main() -> int:
         use_wrk = False
         delays: dict[str, list[tuple[float, float, int, int]]] = {"lifecycle": [], "lifecycle_slow": []}
         with served([*bare_cmd, "benchmarks.bare_app:app"], env, f"http://127.0.0.1:{args.port + 1}/health",
-                     "bare app", log):
+                     "bare app", log) as bare_pid:
             for n in range(args.runs):
                 # A fresh database each run: the board sizes and the notification history start over.
                 db_url = pg.url_for(pg.create_database())
-                bench = Bench(args, db_url, bare_url, fake)
+                bench = Bench(args, db_url, stripe, meter, bare_pid)
                 use_wrk = bench.use_wrk
                 with served(serve_cmd, env | {"DATABASE_URL": db_url}, f"{bench.api}/health", "hustlexp serve",
-                            log):
+                            log) as meter.app:
                     runs.append(bench.measure())
                 for key, values in bench.delays.items():
                     delays[key] += values
@@ -371,7 +475,7 @@ def main() -> int:
                else f"Python generator, {args.connections} connections")
         report_delays(delays)
     finally:
-        fake.stop()
+        stripe.stop()
         pg.close()
     return 0
 

@@ -37,6 +37,10 @@ class Outcome:
     p50: float | None = None
     p99: float | None = None
     tool: str = "python"
+    # CPU seconds the serving process trees spent during the run (filled in by bench_throughput)
+    cpu_app: float = 0.0
+    cpu_db: float = 0.0
+    cpu_stripe: float = 0.0
 
     @property
     def rate(self) -> float:

@@ -26,11 +26,11 @@ from hustlexp.app import close_app, create_app
 from hustlexp.devtools import emulator_token
 from hustlexp.services.payments import PaymentsGateway
 from tests.fakes.stripe_fake import FakeStripe
+from tests.images import JPEG
 from tests.pg import TestServer
 
 PROJECT = "hustlexp-profile"
 SECRET = "whsec_profile"
-JPEG = b"\xff\xd8\xff\xe0" + bytes(300)
 
 seen: list[str] = []
 _execute = psycopg.Cursor.execute

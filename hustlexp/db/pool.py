@@ -11,11 +11,12 @@ has committed (calling Stripe, for example): it never runs if the transaction ro
 
 When PostgreSQL is away (down, restarting, unreachable) a transaction raises Unavailable (503,
 retry later) instead of an unhandled psycopg error. The pool checks each connection before
-lending it, so connections killed by a restart are replaced, not handed out, and it keeps
-reconnecting on its own. A transaction waits for a connection in slices of OUTAGE_WAIT_SECONDS
-and gives up at the first slice once the database is known to be away (a lent connection failed
-its check, a connection attempt failed, or a transaction lost its connection) instead of
-waiting the full pool timeout: during an outage requests fail fast, so the workers stay free to
+lending it, so connections killed by a restart are
+replaced, not handed out, and it keeps reconnecting on its own. A transaction waits for a
+connection in slices of OUTAGE_WAIT_SECONDS and gives up at the first slice once the database
+is known to be away (a lent connection failed its check, a connection attempt failed, or a
+transaction lost its connection) instead of waiting the full pool timeout: during an outage
+requests fail fast, so the workers stay free to
 answer (GET /health among them)."""
 
 from __future__ import annotations
@@ -134,7 +135,9 @@ class Database:
 
     def _check(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
         """The pool's check before lending: a connection that fails it is dropped (and replaced);
-        it also tells us the database may be away."""
+        it also tells us the database may be away. A round trip (an empty query): polling the
+        socket instead was cheaper but lent connections a restart under load had ended
+        (tests/faults test_postgres_restart_mid_load answered 503), issue 11."""
         try:
             ConnectionPool.check_connection(conn)
         except Exception:

@@ -121,11 +121,12 @@ class EscrowService(Service):
                     log.error("payment %s received %s cents for escrow %s of %s: not funding",
                               payment_intent_id, amount_received, escrow["id"], escrow["amount"])
                     return {"result": "skipped", "reason": "amount_mismatch", "escrow_id": escrow["id"]}
-                conn.execute(
-                    "UPDATE escrows SET state = 'FUNDED', funded_at = now(), "
-                    "stripe_payment_intent_id = coalesce(stripe_payment_intent_id, %s) WHERE id = %s",
-                    (payment_intent_id, escrow["id"]))
-                task = one(conn, "SELECT id, poster_id FROM tasks WHERE id = %s", (escrow["task_id"],))
+                # The poster to notify comes back with the update (one round trip, not two).
+                task = one(conn, """
+                    UPDATE escrows e SET state = 'FUNDED', funded_at = now(),
+                                         stripe_payment_intent_id = coalesce(e.stripe_payment_intent_id, %s)
+                      FROM tasks t WHERE e.id = %s AND t.id = e.task_id
+                    RETURNING t.id, t.poster_id""", (payment_intent_id, escrow["id"]))
                 assert task is not None
                 self._notify(task["poster_id"], "ESCROW_FUNDED", task_id=task["id"],
                              metadata={"amount": escrow["amount"]})

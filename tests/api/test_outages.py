@@ -17,8 +17,9 @@ from tests.api.conftest import data, error
 
 
 def _kill_app_connections(conn: Any) -> int:
-    """What a PostgreSQL restart does to every pooled connection of this database."""
-    rows = conn.execute("SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity "
+    """What a PostgreSQL restart does to every pooled connection of this database: each backend
+    is ended (and gone, as after a restart, before this returns)."""
+    rows = conn.execute("SELECT pg_terminate_backend(pid, 10000) AS killed FROM pg_stat_activity "
                         "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
     return len(rows)
 

@@ -104,6 +104,8 @@ class FakeStripe:
         # Seconds every request served over HTTP waits before it is answered (benchmarks
         # switch it on to see how the API behaves while Stripe is slow).
         self.latency = 0.0
+        # TCP connections accepted over HTTP (clients that keep theirs alive open few).
+        self.connections = 0
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., tuple[int, dict[str, Any]]]]] = [
             ("POST", re.compile(r"/v1/payment_intents"), self._create_payment_intent),
             ("GET", re.compile(r"/v1/payment_intents/(?P<pi_id>[^/]+)"), self._retrieve_payment_intent),
@@ -517,7 +519,14 @@ class FakeStripeHTTPClient(stripe.HTTPClient):
 
 class _FakeStripeRequestHandler(BaseHTTPRequestHandler):
     stripe_fake: FakeStripe
-    protocol_version = "HTTP/1.0"
+    # Keep-alive, as Stripe's API: a client that reuses its connections is served on them (every
+    # answer carries its Content-Length); a new connection costs a thread here and a handshake.
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        with self.stripe_fake._lock:
+            self.stripe_fake.connections += 1
     # Headers and body leave in separate writes; with Nagle's algorithm on, the body waits for
     # the client's delayed ACK (~40 ms a call).
     disable_nagle_algorithm = True

@@ -125,6 +125,33 @@ def test_create_payment_intent_concurrent_same_key_creates_one(gateway: Payments
     assert list(fake.payment_intents) == results[:1]
 
 
+def test_threads_sharing_a_gateway_keep_their_connections_alive(fake: FakeStripe) -> None:
+    """A worker's threads share one gateway: each keeps its connection to Stripe for the next
+    call instead of opening one per call (requests' default pool kept 10 for 16 threads)."""
+    gateway = PaymentsGateway("sk_test_x", api_base=fake.serve(), webhook_secret=SECRET)
+    fake.latency = 0.02  # the calls of a round overlap
+    threads, rounds = 16, 4
+    start = threading.Barrier(threads)
+    failures: list[BaseException] = []
+
+    def calls(n: int) -> None:
+        try:
+            for r in range(rounds):
+                start.wait(timeout=60)  # a thread that failed breaks the barrier: no hang
+                create_intent(gateway, escrow_id=f"esc_{n}_{r}")
+        except BaseException as exc:  # surfaced below, not lost in the thread
+            failures.append(exc)
+
+    workers = [threading.Thread(target=calls, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert failures == []
+    assert len(calls_to(fake, "POST", "/v1/payment_intents")) == threads * rounds
+    assert fake.connections <= threads
+
+
 @pytest.mark.parametrize("amount", [0, -500])
 def test_create_payment_intent_refuses_non_positive_amount(gateway: PaymentsGateway, fake: FakeStripe,
                                                            amount: int) -> None:
