@@ -37,6 +37,9 @@ NO_ACCOUNT_RECHECK = timedelta(hours=1)
 STALE_PROCESSING = timedelta(minutes=10)
 # NOTIFY channel whose payload is a comma-separated list of money_outbox ids now due.
 CHANNEL = "hustlexp_money_outbox"
+# last_error of a PENDING transfer waiting for its worker's payout account (the admin desk's
+# WAITING_FOR_ACCOUNT).
+NO_ACCOUNT = "NO_PAYOUT_ACCOUNT"
 
 
 class NoPayoutAccount(Exception):
@@ -59,8 +62,9 @@ class MoneyOutbox(Service):
         with self.db.transaction() as conn:
             ids = [r["id"] for r in conn.execute(
                 """SELECT id FROM money_outbox
-                    WHERE (status = 'PENDING' AND next_attempt_at <= %(now)s)
-                       OR (status = 'PROCESSING' AND last_attempt_at < %(stale)s)
+                    WHERE ((status = 'PENDING' AND next_attempt_at <= %(now)s)
+                        OR (status = 'PROCESSING' AND last_attempt_at < %(stale)s))
+                      AND NOT held_by_chargeback(escrow_id, kind)
                     ORDER BY next_attempt_at LIMIT %(limit)s""",
                 {"now": now, "stale": now - STALE_PROCESSING, "limit": limit}).fetchall()]
         counts = {"due": len(ids), "succeeded": 0, "failed": 0, "waiting": 0, "skipped": 0}
@@ -98,6 +102,12 @@ class MoneyOutbox(Service):
                 self._after_commit(ids)
         return {"due": len(ids)}
 
+    def wake(self, conn: Any, ids: list[Any]) -> None:
+        """Rows the caller just made due (in its transaction): the dispatcher hears of them at commit."""
+        if ids:
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ",".join(str(i) for i in ids)))
+            self._after_commit(ids)
+
     def _after_commit(self, ids: list[Any]) -> None:
         if self.s.send_inline:
             self.db.after_commit(lambda: [self.dispatch(i) for i in ids])
@@ -120,6 +130,7 @@ class MoneyOutbox(Service):
                          WHERE id = %(id)s
                            AND ((status = 'PENDING' AND next_attempt_at <= %(now)s)
                              OR (status = 'PROCESSING' AND last_attempt_at < %(stale)s))
+                           AND NOT held_by_chargeback(escrow_id, kind)
                          FOR UPDATE SKIP LOCKED) due
                  WHERE o.id = due.id
              RETURNING o.*""", {"id": outbox_id, "now": now, "stale": now - STALE_PROCESSING})
@@ -186,8 +197,8 @@ class MoneyOutbox(Service):
     def _wait_for_account(self, row: dict[str, Any]) -> dict[str, Any]:
         with self.db.transaction() as conn:
             conn.execute("""UPDATE money_outbox SET status = 'PENDING', attempt_count = attempt_count - 1,
-                                   next_attempt_at = %s, last_error = 'NO_PAYOUT_ACCOUNT' WHERE id = %s""",
-                         (self.s.clock() + NO_ACCOUNT_RECHECK, row["id"]))
+                                   next_attempt_at = %s, last_error = %s WHERE id = %s""",
+                         (self.s.clock() + NO_ACCOUNT_RECHECK, NO_ACCOUNT, row["id"]))
         log.info("outbox %s: worker %s has no payout account yet; transfer waits", row["id"],
                  row["recipient_id"])
         return {"id": row["id"], "status": "WAITING"}
