@@ -49,7 +49,8 @@ class PayoutIncidentService(Service):
             return {"result": "skipped", "reason": f"{kind.lower()} already recorded"}
         task_id = escrow["task_id"] if escrow and escrow["worker_id"] == user_id else None
         # One notice per incident and amount: a grown reversal is news, not a repeat.
-        metadata = {"notice_key": f"{row['id']}:{amount}", "incident_id": row["id"], "incident": kind, "stripe_object_id": object_id, "amount": amount,
+        metadata = {"notice_key": f"{row['id']}:{amount}", "incident_id": row["id"], "incident": kind,
+                    "stripe_object_id": object_id, "amount": amount,
                     "escrow_id": escrow and escrow["id"], "title": escrow and escrow["title"],
                     "failure_code": failure_code, "stripe_account_id": account}
         if user_id is not None:

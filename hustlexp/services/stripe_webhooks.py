@@ -106,7 +106,19 @@ class StripeWebhookHandler(Service):
         charge = event["data"]["object"].get("latest_charge")
         if isinstance(charge, dict):
             return {"risk_level": (charge.get("outcome") or {}).get("risk_level")}
-        return {"risk_level": self.s.payments.charge_risk_level(charge) if charge else None}
+        if not charge:
+            return {"risk_level": None}
+        from hustlexp.services.payments import PaymentError
+
+        try:
+            return {"risk_level": self.s.payments.charge_risk_level(charge)}
+        except PaymentError as exc:
+            if exc.retryable:
+                raise
+            # Stripe will never show us this charge: fund without a verdict rather than refuse forever.
+            log.warning("charge %s of event %s unreadable (%s): funding without a risk level", charge,
+                        event["id"], exc.stripe_code)
+            return {"risk_level": None}
 
     def _money_event(self, event: dict[str, Any], looked_up: dict[str, Any]) -> dict[str, Any]:
         obj = event["data"]["object"]

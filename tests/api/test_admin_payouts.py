@@ -36,7 +36,8 @@ def _failed_payout(world):
     world.fake.fail_next("/v1/transfers", kind="invalid_request", method="POST")
     task = world.completed()
     world.client.application.extensions["hustlexp"].services.outbox.retry_due().unwrap()
-    row = world.conn.execute("SELECT id, status FROM money_outbox WHERE escrow_id = %s", (task["escrow_id"],)).fetchone()
+    row = world.conn.execute("SELECT id, status FROM money_outbox WHERE escrow_id = %s",
+                             (task["escrow_id"],)).fetchone()
     assert row["status"] == "FAILED_PERMANENT"
     return task, str(row["id"])
 

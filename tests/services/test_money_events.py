@@ -114,7 +114,7 @@ def test_chargeback_lost_keeps_the_money_held_for_good_and_ends_the_task(service
 
 
 def test_dispute_closed_before_created_applies_the_outcome_once(services, stripe_fake, admin):
-    poster, task = flows.funded_task(services, stripe_fake)
+    _, task = flows.funded_task(services, stripe_fake)
     created = stripe_fake.open_dispute(task["payment_intent_id"])
     closed = stripe_fake.close_dispute(created["data"]["object"]["id"], "lost")
     assert flows.deliver(services, closed)["status"] == "LOST"
@@ -322,3 +322,10 @@ def test_malformed_dispute_is_refused_once(services, stripe_fake, obj, field):
     result = services.webhooks.handle(payload, header)
     assert result.code == "VALIDATION_ERROR" and field in result.error.details
     assert flows.row(services, "SELECT count(*) AS n FROM processed_stripe_events")["n"] == 0
+
+
+def test_a_charge_stripe_will_never_show_funds_without_a_verdict(services, stripe_fake):
+    task = flows.post(services, flows.user(services))
+    stripe_fake.fail_next("/v1/charges", kind="invalid_request")
+    assert flows.deliver(services, stripe_fake.succeed_payment(task["payment_intent_id"]))["state"] == "FUNDED"
+    assert _escrow(services, task["escrow_id"])["payment_risk_level"] is None
