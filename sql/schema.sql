@@ -159,10 +159,13 @@ CREATE UNIQUE INDEX tasks_poster_idempotency_key ON tasks (poster_id, idempotenc
 -- position; both only over OPEN tasks, the only ones the feed shows.
 CREATE INDEX tasks_open_search_idx ON tasks USING gin (to_tsvector('english', title || ' ' || description))
     WHERE state = 'OPEN';
--- It also carries what ranking reads, so scoring a neighbourhood never visits the table.
-CREATE INDEX tasks_open_location_idx ON tasks (location_lat, location_lng)
-    INCLUDE (id, poster_id, price, category, deadline, created_at, risk_level, required_trust_tier, state)
-    WHERE state = 'OPEN' AND location_lat IS NOT NULL;
+-- The position as a point (x = lng, y = lat; core GiST, no extension): answers the bounding
+-- box and streams tasks nearest first (ORDER BY <->), which the feed's first stage reads. It
+-- also carries what ranking reads, so scoring a neighbourhood never visits the table.
+CREATE INDEX tasks_open_point_idx ON tasks USING gist (point(location_lng::float8, location_lat::float8))
+    INCLUDE (id, poster_id, price, category, deadline, created_at, risk_level, required_trust_tier, state,
+             location_lat, location_lng)
+    WHERE state = 'OPEN' AND location_lat IS NOT NULL AND location_lng IS NOT NULL;
 
 -- ---------------------------------------------------------------------------
 -- escrows (exactly one per task; amount = task price, frozen from creation)
@@ -695,6 +698,20 @@ CREATE TABLE task_ratings (
 CREATE INDEX task_ratings_ratee_idx ON task_ratings (ratee_id, created_at DESC, id DESC);
 CREATE INDEX task_ratings_rater_idx ON task_ratings (rater_id, created_at DESC, id DESC);
 
+-- poster_rating_totals (1.6.0): what workers rated each poster, counted when the task's pair of
+-- ratings is complete (both rated, or the auto-rating closed the window), kept by a trigger
+-- on task_ratings. The feed ranks by it without aggregating rating history per request.
+CREATE TABLE poster_rating_totals (
+    poster_id   UUID PRIMARY KEY REFERENCES users(id),
+    ratings     INTEGER NOT NULL
+        CONSTRAINT poster_rating_totals_ratings_check CHECK (ratings > 0),
+    stars       INTEGER NOT NULL,
+    CONSTRAINT poster_rating_totals_stars_check CHECK (stars BETWEEN ratings AND 5 * ratings)
+);
+
+-- The best average, read in one index step: the feed's bound on what a poster adds to a score.
+CREATE INDEX poster_rating_totals_average_idx ON poster_rating_totals ((stars::float8 / ratings));
+
 -- ---------------------------------------------------------------------------
 -- schema_versions
 -- ---------------------------------------------------------------------------
@@ -1112,6 +1129,29 @@ END $$;
 
 CREATE TRIGGER task_rating_requires_completed_task BEFORE INSERT ON task_ratings
     FOR EACH ROW EXECUTE FUNCTION check_task_rating();
+
+-- A task's pair of ratings completes in exactly one statement: the one inserting the second
+-- rating (or both, as the auto-rating may). Statement level, so a statement inserting both counts
+-- the task once; the task row lock orders two parties rating at the same moment, so the later
+-- one sees the earlier and counts.
+CREATE FUNCTION count_poster_rating() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM tasks WHERE id IN (SELECT task_id FROM inserted_ratings) ORDER BY id FOR UPDATE;
+    INSERT INTO poster_rating_totals AS totals (poster_id, ratings, stars)
+    SELECT w.ratee_id, count(*), sum(w.stars)
+      FROM (SELECT DISTINCT task_id FROM inserted_ratings) i
+      JOIN tasks t ON t.id = i.task_id
+      JOIN task_ratings w ON w.task_id = t.id AND w.rater_id = t.worker_id AND w.ratee_id = t.poster_id
+     WHERE EXISTS (SELECT 1 FROM task_ratings p WHERE p.task_id = t.id AND p.rater_id = t.poster_id)
+     GROUP BY w.ratee_id
+    ON CONFLICT (poster_id) DO UPDATE
+       SET ratings = totals.ratings + EXCLUDED.ratings, stars = totals.stars + EXCLUDED.stars;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER task_ratings_count_poster_rating AFTER INSERT ON task_ratings
+    REFERENCING NEW TABLE AS inserted_ratings
+    FOR EACH STATEMENT EXECUTE FUNCTION count_poster_rating();
 
 -- RATE-4: a rating never changes and is never removed (HX809).
 CREATE TRIGGER task_ratings_no_update BEFORE UPDATE ON task_ratings
