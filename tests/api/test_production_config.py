@@ -56,3 +56,15 @@ def test_serve_in_production_with_the_public_webhook_secret_exits_2_in_one_line(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "STRIPE_WEBHOOK_SECRET" in lines[0], done.stderr
     assert not (tmp_path / "pg").exists()  # refused before anything started
+
+
+def test_storage_is_local_by_default_and_s3_needs_a_bucket() -> None:
+    assert config.load({}).storage == "local"
+    settings = config.load({"HUSTLEXP_STORAGE": "s3", "HUSTLEXP_S3_BUCKET": "hx-prod", "AWS_REGION": "eu-west-1",
+                            "HUSTLEXP_S3_ENDPOINT_URL": "https://r2.example.test"})
+    assert (settings.storage, settings.s3_bucket, settings.s3_region, settings.s3_endpoint_url) == (
+        "s3", "hx-prod", "eu-west-1", "https://r2.example.test")
+    with pytest.raises(ConfigError, match="HUSTLEXP_S3_BUCKET"):
+        config.load({"HUSTLEXP_STORAGE": "s3"})
+    with pytest.raises(ConfigError, match="HUSTLEXP_STORAGE"):
+        config.load({"HUSTLEXP_STORAGE": "ftp"})
