@@ -192,6 +192,16 @@ CREATE TABLE escrows (
     created_at                  TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at                  TIMESTAMPTZ NOT NULL DEFAULT now(),
 
+    -- 1.8.0: a chargeback holds the money (CHARGEBACK) or, lost, took it for good
+    -- (CHARGEBACK_LOST): neither is ever released nor refunded (escrow_chargeback_guard, HX204).
+    chargeback_hold             VARCHAR(20)
+        CONSTRAINT escrows_chargeback_hold_check CHECK (chargeback_hold IN ('CHARGEBACK', 'CHARGEBACK_LOST')),
+    -- 1.8.0: Stripe Radar's risk level of the funding charge; 'elevated' and 'highest' are
+    -- flagged for an admin, and 'highest' blocks acceptance until one clears it.
+    payment_risk_level          VARCHAR(20),
+    risk_cleared_at             TIMESTAMPTZ,
+    risk_cleared_by             UUID CONSTRAINT escrows_risk_cleared_by_fkey REFERENCES users(id),
+
     CONSTRAINT escrow_partial_sum_check CHECK (
         state <> 'REFUND_PARTIAL'
         OR (refund_amount IS NOT NULL AND release_amount IS NOT NULL
@@ -416,6 +426,52 @@ CREATE TABLE money_outbox (
 );
 
 CREATE INDEX money_outbox_due_idx ON money_outbox (next_attempt_at) WHERE status = 'PENDING';
+
+-- ---------------------------------------------------------------------------
+-- chargebacks (1.8.0): Stripe disputes of the poster's charge, one row per dispute.
+-- money_held: the escrow still held the money when it opened (so the escrow was held);
+-- otherwise the money had left and loss_amount records what the platform is out.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE chargebacks (
+    id                          UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    stripe_dispute_id           VARCHAR(255) NOT NULL CONSTRAINT chargebacks_stripe_dispute_id_key UNIQUE,
+    escrow_id                   UUID CONSTRAINT chargebacks_escrow_id_fkey REFERENCES escrows(id),
+    stripe_charge_id            VARCHAR(255),
+    stripe_payment_intent_id    VARCHAR(255),
+    amount                      INTEGER NOT NULL CONSTRAINT chargebacks_amount_check CHECK (amount >= 0),
+    reason                      VARCHAR(100),
+    status                      VARCHAR(10) NOT NULL
+        CONSTRAINT chargebacks_status_check CHECK (status IN ('OPEN', 'WON', 'LOST')),
+    stripe_status               VARCHAR(50),
+    money_held                  BOOLEAN NOT NULL,
+    loss_amount                 INTEGER NOT NULL DEFAULT 0
+        CONSTRAINT chargebacks_loss_amount_check CHECK (loss_amount >= 0),
+    opened_at                   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    closed_at                   TIMESTAMPTZ,
+
+    CONSTRAINT chargebacks_closed_check CHECK ((status = 'OPEN') = (closed_at IS NULL))
+);
+
+CREATE INDEX chargebacks_page_idx ON chargebacks (opened_at DESC, id DESC);
+CREATE INDEX chargebacks_escrow_idx ON chargebacks (escrow_id);
+
+-- payout_incidents (1.8.0): a worker's money that went back (transfer.reversed) or did not
+-- reach the bank (payout.failed on the connected account). One row per Stripe object.
+CREATE TABLE payout_incidents (
+    id                  UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    kind                VARCHAR(20) NOT NULL
+        CONSTRAINT payout_incidents_kind_check CHECK (kind IN ('TRANSFER_REVERSED', 'PAYOUT_FAILED')),
+    stripe_object_id    VARCHAR(255) NOT NULL,
+    stripe_account_id   VARCHAR(255),
+    user_id             UUID CONSTRAINT payout_incidents_user_id_fkey REFERENCES users(id),
+    escrow_id           UUID CONSTRAINT payout_incidents_escrow_id_fkey REFERENCES escrows(id),
+    amount              INTEGER NOT NULL CONSTRAINT payout_incidents_amount_check CHECK (amount >= 0),
+    failure_code        VARCHAR(100),
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    CONSTRAINT payout_incidents_object_key UNIQUE (kind, stripe_object_id)
+);
 
 -- ---------------------------------------------------------------------------
 -- AI tables (gate only: no service writes them in v1)
@@ -878,6 +934,24 @@ END $$;
 CREATE TRIGGER escrow_terminal_guard BEFORE UPDATE ON escrows
     FOR EACH ROW EXECUTE FUNCTION guard_terminal_escrow();
 
+-- A chargeback hold (1.8.0): while an escrow is held its money neither leaves for the worker
+-- nor goes back to the poster, and a lost chargeback's hold is for good (HX204).
+CREATE FUNCTION guard_chargeback_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.chargeback_hold = 'CHARGEBACK_LOST' AND NEW.chargeback_hold IS DISTINCT FROM OLD.chargeback_hold THEN
+        RAISE EXCEPTION 'escrow % lost a chargeback; its hold is permanent', OLD.id USING ERRCODE = 'HX204';
+    END IF;
+    IF NEW.chargeback_hold IS NOT NULL AND NEW.state IS DISTINCT FROM OLD.state
+       AND NEW.state IN ('RELEASED', 'REFUNDED', 'REFUND_PARTIAL') THEN
+        RAISE EXCEPTION 'escrow % is held by a chargeback: no release, no refund', OLD.id
+            USING ERRCODE = 'HX204';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER escrow_chargeback_guard BEFORE UPDATE ON escrows
+    FOR EACH ROW EXECUTE FUNCTION guard_chargeback_hold();
+
 -- INV-2: an escrow is RELEASED only when its task is COMPLETED (HX201).
 CREATE FUNCTION require_completed_task() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -1078,6 +1152,27 @@ END $$;
 
 CREATE TRIGGER money_outbox_immutable BEFORE UPDATE ON money_outbox
     FOR EACH ROW EXECUTE FUNCTION guard_money_outbox_update();
+
+-- Nor through the outbox (1.8.0): no transfer or refund of a held escrow is written or
+-- claimed for sending (HX204). An attempt already at Stripe may still record its outcome.
+-- Whether a movement of `kind` for this escrow may not go out because a chargeback holds it.
+CREATE FUNCTION held_by_chargeback(p_escrow_id UUID, p_kind VARCHAR) RETURNS boolean LANGUAGE sql STABLE AS $$
+    SELECT p_kind IN ('TRANSFER', 'REFUND')
+       AND EXISTS (SELECT 1 FROM escrows WHERE id = p_escrow_id AND chargeback_hold IS NOT NULL)
+$$;
+
+CREATE FUNCTION refuse_money_of_held_escrow() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (TG_OP = 'INSERT' OR NEW.attempt_count > OLD.attempt_count)
+       AND held_by_chargeback(NEW.escrow_id, NEW.kind) THEN
+        RAISE EXCEPTION 'escrow % is held by a chargeback: its % may not be sent', NEW.escrow_id, NEW.kind
+            USING ERRCODE = 'HX204';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER money_outbox_held_escrow_guard BEFORE INSERT OR UPDATE ON money_outbox
+    FOR EACH ROW EXECUTE FUNCTION refuse_money_of_held_escrow();
 
 CREATE TRIGGER money_outbox_no_delete BEFORE DELETE ON money_outbox
     FOR EACH ROW EXECUTE FUNCTION refuse_append_only_change('HX202');

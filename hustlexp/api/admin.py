@@ -364,3 +364,7 @@ class VerifyUser(MethodView):
     def post(self, body: dict[str, Any], user_id: UUID) -> Any:
         """Mark the user's identity verified (repeating it changes nothing but is audited)."""
         return respond(services().trust.verify_identity(current_user().id, user_id, note=(body or {}).get("note")))
+
+
+# --- the payout desk (issue 12): its routes live in their own module, on this blueprint ---
+from hustlexp.api import admin_payouts  # noqa: E402,F401

@@ -16,7 +16,7 @@ from marshmallow import post_dump
 
 from hustlexp.api.base import Schema, fields, respond, services
 from hustlexp.obs import metrics
-from hustlexp.services.stripe_webhooks import HANDLED_TYPES, MAX_EVENT_ID
+from hustlexp.services.stripe_webhooks import HANDLED_TYPES, MAX_EVENT_ID, MONEY_EVENT_TYPES
 
 blp = PlainBlueprint("webhooks", __name__, description="Stripe webhook (signed by Stripe)")
 
@@ -34,7 +34,13 @@ EVENT: dict[str, Any] = {
     "type": "object",
     "description": "A Stripe event, signed by Stripe (Stripe-Signature header over the raw body; "
                    "a signature more than 5 minutes old or ahead is refused). The handled types "
-                   f"({', '.join(HANDLED_TYPES)}) need data.object.id.",
+                   f"({', '.join(HANDLED_TYPES)}) need data.object.id. For the money events "
+                   f"({', '.join(MONEY_EVENT_TYPES)}) data.object's charge, payment_intent, destination "
+                   "(at most 255 characters), reason, failure_code (100) and status (50), and the event's "
+                   "account (255), are text without NUL when present, and amount_reversed is integer cents; "
+                   "for payment_intent.succeeded, latest_charge is a charge id (255) or a charge whose "
+                   "outcome.risk_level is text of at most 20 characters. A Stripe failure while reading "
+                   "the charge's Radar verdict that a retry may cure answers 502, so Stripe redelivers.",
     "required": ["id", "type", "data"],
     "properties": {
         "id": {**_ID, "maxLength": MAX_EVENT_ID},

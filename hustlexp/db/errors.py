@@ -26,6 +26,7 @@ _SQLSTATES: dict[str, tuple[type[DomainError], int, str]] = {
     "HX201": (Conflict, 409, "An escrow is released only when its task is completed."),
     "HX202": (Conflict, 409, "That money movement does not match its escrow."),
     "HX203": (Conflict, 409, "An escrow is refunded only after its task was cancelled or expired."),
+    "HX204": (Conflict, 409, "A chargeback holds this escrow: its money can be neither released nor refunded."),
     "HX301": (Conflict, 409, "A task completes only with an accepted proof."),
     "HX401": (Forbidden, 403, "Badges are append-only."),
     "HX801": (Conflict, 409, "Messages can be sent only while the task is in progress."),

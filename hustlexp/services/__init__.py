@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from hustlexp.services.account import AccountService
     from hustlexp.services.admin_roles import AdminRoleService
     from hustlexp.services.badge import BadgeService
+    from hustlexp.services.chargebacks import ChargebackService
     from hustlexp.services.dispute import DisputeService
     from hustlexp.services.escrow import EscrowService
     from hustlexp.services.feed import FeedService
@@ -23,7 +24,10 @@ if TYPE_CHECKING:
     from hustlexp.services.moderation import ModerationService
     from hustlexp.services.notification import NotificationService
     from hustlexp.services.outbox import MoneyOutbox
+    from hustlexp.services.payment_risk import PaymentRiskService
     from hustlexp.services.payments import PaymentsGateway
+    from hustlexp.services.payout_desk import PayoutDeskService
+    from hustlexp.services.payout_incidents import PayoutIncidentService
     from hustlexp.services.proof import ProofService
     from hustlexp.services.push import PushGateway, PushService
     from hustlexp.services.rating import RatingService
@@ -174,3 +178,21 @@ class Services:
     @cached_property
     def webhooks(self) -> StripeWebhookHandler:
         return self._build("stripe_webhooks", "StripeWebhookHandler")
+
+    # -- money events and the payout desk (issue 12) --
+
+    @cached_property
+    def chargebacks(self) -> ChargebackService:
+        return self._build("chargebacks", "ChargebackService")
+
+    @cached_property
+    def payout_incidents(self) -> PayoutIncidentService:
+        return self._build("payout_incidents", "PayoutIncidentService")
+
+    @cached_property
+    def payment_risk(self) -> PaymentRiskService:
+        return self._build("payment_risk", "PaymentRiskService")
+
+    @cached_property
+    def payout_desk(self) -> PayoutDeskService:
+        return self._build("payout_desk", "PayoutDeskService")

@@ -24,6 +24,9 @@ RISK_CLEARANCE: dict[int, frozenset[str]] = {
 RULES: tuple[tuple[str, str], ...] = (
     ("TASK_NOT_OPEN", "t.state = 'OPEN'"),
     ("ESCROW_NOT_FUNDED", "e.state = 'FUNDED'"),
+    # A chargeback holds the money, or Radar scored the payment `highest` and no admin cleared it.
+    ("PAYMENT_UNDER_REVIEW", "e.chargeback_hold IS NULL AND (e.payment_risk_level IS DISTINCT FROM 'highest' "
+                             "OR e.risk_cleared_at IS NOT NULL)"),
     ("OWN_TASK", "t.poster_id <> u.id"),
     ("ACCOUNT_PAUSED", "u.account_status <> 'PAUSED'"),
     ("ACCOUNT_SUSPENDED", "u.account_status = 'ACTIVE'"),

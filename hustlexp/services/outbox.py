@@ -50,6 +50,9 @@ FENCE = "id = %s AND status = 'PROCESSING' AND attempt_count = %s"
 SUPERSEDED = "SUPERSEDED"
 # NOTIFY channel whose payload is a comma-separated list of money_outbox ids now due.
 CHANNEL = "hustlexp_money_outbox"
+# last_error of a PENDING transfer waiting for its worker's payout account (the admin desk's
+# WAITING_FOR_ACCOUNT).
+NO_ACCOUNT = "NO_PAYOUT_ACCOUNT"
 
 
 class NoPayoutAccount(Exception):
@@ -73,6 +76,7 @@ class MoneyOutbox(Service):
             ids = [r["id"] for r in conn.execute(
                 """SELECT id FROM money_outbox
                     WHERE status IN ('PENDING', 'PROCESSING') AND next_attempt_at <= %s
+                      AND NOT held_by_chargeback(escrow_id, kind)
                     ORDER BY next_attempt_at LIMIT %s""", (self.s.clock(), limit)).fetchall()]
         counts = {"due": len(ids), "succeeded": 0, "failed": 0, "waiting": 0, "skipped": 0}
         for outbox_id in ids:
@@ -93,7 +97,8 @@ class MoneyOutbox(Service):
                 WITH live AS (
                     SELECT id, CASE WHEN status = 'PROCESSING' OR last_attempt_at IS NULL THEN next_attempt_at
                                     ELSE next_attempt_at + %(grace)s END AS taken_at
-                      FROM money_outbox WHERE status IN ('PENDING', 'PROCESSING'))
+                      FROM money_outbox WHERE status IN ('PENDING', 'PROCESSING')
+                       AND NOT held_by_chargeback(escrow_id, kind))
                 SELECT ARRAY(SELECT id FROM live WHERE taken_at <= %(now)s
                               ORDER BY taken_at LIMIT %(limit)s) AS due,
                        extract(epoch FROM (SELECT min(taken_at) FROM live WHERE taken_at > %(now)s) - %(now)s)::float
@@ -129,6 +134,12 @@ class MoneyOutbox(Service):
                 self._after_commit(ids)
         return {"due": len(ids)}
 
+    def wake(self, conn: Any, ids: list[Any]) -> None:
+        """Rows the caller just made due (in its transaction): the dispatcher hears of them at commit."""
+        if ids:
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ",".join(str(i) for i in ids)))
+            self._after_commit(ids)
+
     def _after_commit(self, ids: list[Any]) -> None:
         if self.s.send_inline:
             self.db.after_commit(lambda: [self.dispatch(i) for i in ids])
@@ -152,6 +163,7 @@ class MoneyOutbox(Service):
                        next_attempt_at = %(lease_end)s
                   FROM (SELECT id FROM money_outbox
                          WHERE id = %(id)s AND status IN ('PENDING', 'PROCESSING') AND next_attempt_at <= %(now)s
+                           AND NOT held_by_chargeback(escrow_id, kind)
                          FOR UPDATE SKIP LOCKED) due
                  WHERE o.id = due.id
              RETURNING o.*""", {"id": outbox_id, "now": now, "lease_end": now + lease})
@@ -230,8 +242,8 @@ class MoneyOutbox(Service):
     def _wait_for_account(self, row: dict[str, Any]) -> dict[str, Any]:
         with self.db.transaction() as conn:
             cursor = conn.execute(f"""UPDATE money_outbox SET status = 'PENDING', attempt_count = attempt_count - 1,
-                                             next_attempt_at = %s, last_error = 'NO_PAYOUT_ACCOUNT' WHERE {FENCE}""",
-                                  (self.s.clock() + NO_ACCOUNT_RECHECK, row["id"], row["attempt_count"]))
+                                             next_attempt_at = %s, last_error = %s WHERE {FENCE}""",
+                                  (self.s.clock() + NO_ACCOUNT_RECHECK, NO_ACCOUNT, row["id"], row["attempt_count"]))
             if not self._still_ours(cursor, row):
                 return {"id": row["id"], "status": SUPERSEDED}
         log.info("outbox %s: worker %s has no payout account yet; transfer waits", row["id"],

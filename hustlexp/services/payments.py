@@ -194,6 +194,14 @@ class PaymentsGateway:
             raise
         return _intent(pi)
 
+    def charge_risk_level(self, charge_id: str) -> str | None:
+        """Radar's risk level of a charge (normal, elevated, highest...), None when unscored."""
+        with _stripe_call("charges.retrieve", {"charge_id": charge_id}):
+            charge = self._client.v1.charges.retrieve(charge_id)
+        outcome = charge.outcome
+        level = outcome.risk_level if outcome is not None else None
+        return str(level) if level else None
+
     # -- Money out ----------------------------------------------------------------------
 
     def create_transfer(self, *, amount: int, destination: str, escrow_id: str, task_id: str,

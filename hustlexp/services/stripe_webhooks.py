@@ -37,6 +37,7 @@ class StripeWebhookHandler(Service):
     def process(self, event: dict[str, Any]) -> dict[str, Any]:
         check_event_shape(event)
         event_id, event_type = event["id"], event["type"]
+        looked_up = self._look_up(event)
         with self.db.transaction() as conn:
             claimed = one(conn, """INSERT INTO processed_stripe_events (event_id, event_type, result)
                                    VALUES (%s, %s, 'processing') ON CONFLICT (event_id) DO NOTHING
@@ -46,7 +47,7 @@ class StripeWebhookHandler(Service):
                 return {"event_id": event_id, "type": event_type, "result": "duplicate"}
             handler = self._handlers().get(event_type)
             obj = event["data"]["object"]
-            outcome = handler(obj) if handler else {"result": "ignored", "reason": "unhandled event type"}
+            outcome = handler(obj) if handler else self._money_event(event, looked_up)
             conn.execute("UPDATE processed_stripe_events SET result = %s, error_message = %s WHERE event_id = %s",
                          (outcome["result"], outcome.get("reason"), event_id))
         log.info("stripe event %s (%s): %s", event_id, event_type, outcome)
@@ -54,17 +55,11 @@ class StripeWebhookHandler(Service):
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         return {
-            "payment_intent.succeeded": self._payment_succeeded,
             "payment_intent.canceled": self._payment_canceled,
             "payment_intent.payment_failed": self._payment_failed,
             "transfer.created": self._transfer_created,
             "charge.refunded": self._charge_refunded,
         }
-
-    def _payment_succeeded(self, pi: dict[str, Any]) -> dict[str, Any]:
-        return self.s.escrows.handle_payment_success(
-            payment_intent_id=pi["id"], amount_received=pi.get("amount_received") or pi.get("amount") or 0,
-            escrow_id=_meta(pi, "escrow_id")).unwrap()
 
     def _payment_canceled(self, pi: dict[str, Any]) -> dict[str, Any]:
         return self.s.escrows.handle_payment_canceled(
@@ -98,9 +93,65 @@ class StripeWebhookHandler(Service):
         return self.s.escrows.record_stripe_id(escrow_id=escrow_id, kind="refund",
                                                stripe_id=refunds[0]["id"]).unwrap()
 
+    # -- money events (issue 12): handlers that need the whole event or a Stripe read ------------
 
+    def _look_up(self, event: dict[str, Any]) -> dict[str, Any]:
+        """What an event needs from Stripe's API, read before any lock is taken (a replay skips it).
+        A failed read fails the delivery, and Stripe's redelivery tries again."""
+        if event["type"] != "payment_intent.succeeded":
+            return {}
+        with self.db.transaction() as conn:
+            if one(conn, "SELECT 1 FROM processed_stripe_events WHERE event_id = %s", (event["id"],)):
+                return {}
+        charge = event["data"]["object"].get("latest_charge")
+        if isinstance(charge, dict):
+            return {"risk_level": (charge.get("outcome") or {}).get("risk_level")}
+        if not charge:
+            return {"risk_level": None}
+        from hustlexp.services.payments import PaymentError
+
+        try:
+            return {"risk_level": self.s.payments.charge_risk_level(charge)}
+        except PaymentError as exc:
+            if exc.retryable:
+                raise
+            # Stripe will never show us this charge: fund without a verdict rather than refuse forever.
+            log.warning("charge %s of event %s unreadable (%s): funding without a risk level", charge,
+                        event["id"], exc.stripe_code)
+            return {"risk_level": None}
+
+    def _money_event(self, event: dict[str, Any], looked_up: dict[str, Any]) -> dict[str, Any]:
+        obj = event["data"]["object"]
+        match event["type"]:
+            case "payment_intent.succeeded":
+                return self._payment_succeeded(obj, looked_up.get("risk_level"))
+            case "charge.dispute.created":
+                return self.s.chargebacks.opened(obj)
+            case "charge.dispute.closed":
+                return self.s.chargebacks.closed(obj)
+            case "transfer.reversed":
+                return self.s.payout_incidents.transfer_reversed(obj)
+            case "payout.failed":
+                return self.s.payout_incidents.payout_failed(obj, event.get("account"))
+        # Recorded as ignored, so a redelivery is a duplicate: logged here once, never retried.
+        log.warning("stripe event %s of unhandled type %s acknowledged and ignored", event["id"], event["type"])
+        return {"result": "ignored", "reason": "unhandled event type"}
+
+    def _payment_succeeded(self, pi: dict[str, Any], risk_level: str | None) -> dict[str, Any]:
+        outcome = self.s.escrows.handle_payment_success(
+            payment_intent_id=pi["id"], amount_received=pi.get("amount_received") or pi.get("amount") or 0,
+            escrow_id=_meta(pi, "escrow_id")).unwrap()
+        if outcome.get("state") == "FUNDED" and risk_level:
+            outcome |= self.s.payment_risk.record(outcome["escrow_id"], risk_level)
+        return outcome
+
+
+MONEY_EVENT_TYPES = ("charge.dispute.created", "charge.dispute.closed", "transfer.reversed", "payout.failed")
 HANDLED_TYPES = ("payment_intent.succeeded", "payment_intent.canceled", "payment_intent.payment_failed",
-                  "transfer.created", "charge.refunded")
+                  "transfer.created", "charge.refunded", *MONEY_EVENT_TYPES)
+# Text the money-event handlers store, and the most each column holds.
+_MONEY_EVENT_TEXT = {"charge": 255, "payment_intent": 255, "reason": 100, "status": 50, "destination": 255,
+                     "failure_code": 100}
 
 
 def check_event_shape(event: dict[str, Any]) -> None:
@@ -160,8 +211,37 @@ def check_event_shape(event: dict[str, Any]) -> None:
                         continue
                     text(refund.get("id"), f"{where}.id")
                     metadata(refund, where)
+        _check_money_event(event, obj, text, problems)
     if problems:
         raise ValidationError("the webhook event is malformed", details=problems)
+
+
+def _check_money_event(event: dict[str, Any], obj: dict[str, Any], text: Callable[..., None],
+                       problems: dict[str, list[str]]) -> None:
+    """check_event_shape's part for the money events' fields (issue 12); other types pass untouched."""
+    if event.get("type") not in MONEY_EVENT_TYPES:
+        if event.get("type") == "payment_intent.succeeded":
+            _check_latest_charge(obj.get("latest_charge"), text, problems)
+        return
+    for name, high in _MONEY_EVENT_TEXT.items():
+        if obj.get(name) is not None:
+            text(obj[name], f"data.object.{name}", low=0, high=high)
+    if event.get("account") is not None:
+        text(event["account"], "account", high=255)
+    value = obj.get("amount_reversed")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        problems["data.object.amount_reversed"] = ["an integer number of cents"]
+
+
+def _check_latest_charge(charge: Any, text: Callable[..., None], problems: dict[str, list[str]]) -> None:
+    if isinstance(charge, dict):
+        outcome = charge.get("outcome")
+        if outcome is not None and not isinstance(outcome, dict):
+            problems["data.object.latest_charge.outcome"] = ["an object"]
+        elif outcome and outcome.get("risk_level") is not None:
+            text(outcome["risk_level"], "data.object.latest_charge.outcome.risk_level", high=20)
+    elif charge is not None:
+        text(charge, "data.object.latest_charge", high=255)
 
 
 def _storable(value: str) -> bool:

@@ -68,6 +68,8 @@ _ELIGIBILITY_ERRORS: dict[str, Callable[[dict[str, Any]], DomainError]] = {
     "TASK_NOT_OPEN": lambda r: Conflict("The task is no longer open.", details={"state": r["state"]}),
     "ESCROW_NOT_FUNDED": lambda r: Conflict("The task's escrow is not funded yet.",
                                             details={"escrow_state": r["escrow_state"]}),
+    "PAYMENT_UNDER_REVIEW": lambda r: Conflict("The task's payment is under review.",
+                                               details={"reason": "PAYMENT_UNDER_REVIEW"}),
     "OWN_TASK": lambda r: Forbidden("You cannot accept your own task.", details={"reason": "OWN_TASK"}),
     "ACCOUNT_PAUSED": lambda r: Forbidden("Your account is paused.", code="HX602"),
     "ACCOUNT_SUSPENDED": lambda r: Forbidden("Your account is not active.", details={"reason": "ACCOUNT_SUSPENDED"}),

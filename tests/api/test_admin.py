@@ -25,6 +25,10 @@ ROUTES = [  # (method, path, body, the admin_roles right it needs or None for an
     ("delete", f"/api/admin/moderation/messages/{NOBODY}", None, "can_ban_users"),
     ("get", "/api/admin/tasks/review", None, None),
     ("get", "/api/admin/metrics", None, "can_access_financials"),
+    ("get", "/api/admin/payouts?status=PENDING", None, "can_access_financials"),
+    ("post", f"/api/admin/payouts/{NOBODY}/retry", None, "can_override_escrow"),
+    ("get", "/api/admin/chargebacks", None, "can_access_financials"),
+    ("post", f"/api/admin/escrows/{NOBODY}/clear-risk", {}, "can_override_escrow"),
 ]
 ALL_RIGHTS = {"can_resolve_disputes": True, "can_override_escrow": True, "can_modify_trust": True,
               "can_ban_users": True, "can_access_financials": True}

@@ -115,6 +115,7 @@ class FakeStripe:
             ("POST", re.compile(r"/v1/refunds"), self._create_refund),
             ("GET", re.compile(r"/v1/refunds"), self._list_refunds),
         ]
+        self._init_money_events()
 
     # -- ways in ------------------------------------------------------------------------
 
@@ -490,6 +491,122 @@ class FakeStripe:
         found = [r for r in reversed(self.refunds)
                  if "payment_intent" not in params or r["payment_intent"] == params["payment_intent"]]
         return 200, _page("/v1/refunds", found, params)
+
+    # -- charges, disputes, Radar, transfer reversals, payouts (issue 12: money events) ------
+    # State and routes of their own, so other extensions of the fake merge without touching them.
+
+    def _init_money_events(self) -> None:
+        self.disputes: dict[str, dict[str, Any]] = {}
+        self.payouts: dict[str, dict[str, Any]] = {}
+        # PaymentIntent id -> the Radar risk level its charge gets (default "normal").
+        self.risk_levels: dict[str, str] = {}
+        self._routes.append(("GET", re.compile(r"/v1/charges/(?P<ch_id>[^/]+)"), self._retrieve_charge))
+
+    def set_risk(self, pi_id: str, risk_level: str) -> None:
+        """Radar will score the charge of this intent `risk_level` (normal, elevated, highest)."""
+        with self._lock:
+            self._payment_intent(pi_id)
+            self.risk_levels[pi_id] = risk_level
+
+    def charge_of(self, pi_id: str) -> dict[str, Any]:
+        """The charge object of a succeeded intent, as GET /v1/charges/{id} answers it."""
+        with self._lock:
+            pi = self._payment_intent(pi_id)
+            if not pi.get("latest_charge"):
+                raise ValueError(f"{pi_id} has no charge yet")
+            return self._charge(pi)
+
+    def _charge(self, pi: dict[str, Any]) -> dict[str, Any]:
+        risk = self.risk_levels.get(pi["id"], "normal")
+        score = {"normal": 20, "elevated": 70, "highest": 90}.get(risk, 50)
+        refunded = sum(r["amount"] for r in self.refunds
+                       if r["payment_intent"] == pi["id"] and r["status"] == "succeeded")
+        return {
+            "id": pi["latest_charge"], "object": "charge", "amount": pi["amount"],
+            "amount_captured": pi["amount_received"], "amount_refunded": refunded, "currency": pi["currency"],
+            "created": pi["created"], "livemode": False, "metadata": dict(pi["metadata"]),
+            "outcome": {"network_status": "approved_by_network", "reason": None, "risk_level": risk,
+                        "risk_score": score, "seller_message": "Payment complete.", "type": "authorized"},
+            "paid": True, "payment_intent": pi["id"], "refunded": refunded >= pi["amount_received"] > 0,
+            "disputed": any(d["charge"] == pi["latest_charge"] for d in self.disputes.values()),
+            "status": "succeeded", "transfer_group": pi.get("transfer_group"),
+        }
+
+    def _retrieve_charge(self, params: dict[str, Any], ch_id: str) -> tuple[int, dict[str, Any]]:
+        _allow(params, set())
+        for pi in self.payment_intents.values():
+            if pi.get("latest_charge") == ch_id:
+                return 200, self._charge(pi)
+        raise _StripeError(404, "invalid_request_error", f"No such charge: '{ch_id}'", code="resource_missing",
+                           param="id")
+
+    def open_dispute(self, pi_id: str, *, amount: int | None = None, reason: str = "fraudulent"
+                     ) -> dict[str, Any]:
+        """The poster's bank disputes the charge (a chargeback). Returns charge.dispute.created."""
+        with self._lock:
+            pi = self._payment_intent(pi_id)
+            if pi["status"] != "succeeded":
+                raise ValueError(f"{pi_id} has no successful charge to dispute")
+            dispute = {
+                "id": _new_id("dp"), "object": "dispute", "amount": pi["amount_received"] if amount is None
+                else amount, "charge": pi["latest_charge"], "currency": pi["currency"], "created": int(time.time()),
+                "is_charge_refundable": False, "livemode": False, "metadata": {}, "payment_intent": pi_id,
+                "reason": reason, "status": "needs_response",
+            }
+            self.disputes[dispute["id"]] = dispute
+            return self.event("charge.dispute.created", dispute)
+
+    def close_dispute(self, dispute_id: str, outcome: Literal["won", "lost", "warning_closed"]) -> dict[str, Any]:
+        """The bank decided. Returns charge.dispute.closed."""
+        with self._lock:
+            dispute = self.disputes[dispute_id]
+            dispute["status"] = outcome
+            return self.event("charge.dispute.closed", dispute)
+
+    def reverse_transfer(self, transfer_id: str, amount: int | None = None) -> dict[str, Any]:
+        """The platform pulls (part of) a transfer back from the worker. Returns transfer.reversed."""
+        with self._lock:
+            transfer = next(t for t in self.transfers if t["id"] == transfer_id)
+            amount = transfer["amount"] - transfer["amount_reversed"] if amount is None else amount
+            if not 0 < amount <= transfer["amount"] - transfer["amount_reversed"]:
+                raise ValueError(f"cannot reverse {amount} of {transfer_id}")
+            reversal = {"id": _new_id("trr"), "object": "transfer_reversal", "amount": amount,
+                        "created": int(time.time()), "currency": transfer["currency"], "metadata": {},
+                        "transfer": transfer_id}
+            transfer["reversals"]["data"].append(reversal)
+            transfer["reversals"]["total_count"] += 1
+            transfer["amount_reversed"] += amount
+            transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
+            return self.event("transfer.reversed", transfer)
+
+    def fail_payout(self, account: str, amount: int, failure_code: str = "account_closed") -> dict[str, Any]:
+        """A connected account's payout to its bank failed. Returns payout.failed, an event of
+        that account (the event carries `account`, as Connect events do)."""
+        with self._lock:
+            payout = {
+                "id": _new_id("po"), "object": "payout", "amount": amount, "arrival_date": int(time.time()),
+                "currency": "usd", "destination": _new_id("ba"), "failure_code": failure_code,
+                "failure_message": "The bank account has been closed.", "livemode": False, "metadata": {},
+                "method": "standard", "status": "failed", "type": "bank_account",
+            }
+            self.payouts[payout["id"]] = payout
+            event = self.event("payout.failed", payout)
+            event["account"] = account
+            self.events[-1]["account"] = account
+            return event
+
+    def money_back(self, escrow_id: str) -> dict[str, int]:
+        """Cents that came back from elsewhere for this escrow: transfers the platform reversed,
+        and charges the poster's bank took back (lost disputes)."""
+        with self._lock:
+            intents = {pi["id"] for pi in self.payment_intents.values()
+                       if pi["metadata"].get("escrow_id") == escrow_id}
+            return {
+                "reversed": sum(t["amount_reversed"] for t in self.transfers
+                                if t["metadata"].get("escrow_id") == escrow_id),
+                "charged_back": sum(d["amount"] for d in self.disputes.values()
+                                    if d["payment_intent"] in intents and d["status"] == "lost"),
+            }
 
 
 class FakeStripeHTTPClient(stripe.HTTPClient):

@@ -52,7 +52,8 @@ def test_passes_on_the_schema(db_url):
      "DROP TRIGGER badge_no_delete ON badges; DROP TRIGGER trust_ledger_no_delete ON trust_ledger; "
      "DROP TRIGGER admin_actions_no_delete ON admin_actions; DROP TRIGGER money_outbox_no_delete ON money_outbox; "
      "DROP TRIGGER money_outbox_immutable ON money_outbox; DROP TRIGGER task_ratings_no_delete ON task_ratings; "
-     "DROP TRIGGER task_rating_requires_completed_task ON task_ratings",
+     "DROP TRIGGER task_rating_requires_completed_task ON task_ratings; "
+     "DROP TRIGGER escrow_chargeback_guard ON escrows; DROP TRIGGER money_outbox_held_escrow_guard ON money_outbox",
      "guard/immutable/requires/no_delete triggers, need >= 10"),
 ])
 def test_fails_loudly_when_a_check_fails(conn, db_url, damage, reported):
