@@ -192,11 +192,11 @@ CREATE TABLE escrows (
     created_at                  TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at                  TIMESTAMPTZ NOT NULL DEFAULT now(),
 
-    -- 1.8.0: a chargeback holds the money (CHARGEBACK) or, lost, took it for good
+    -- 1.9.0: a chargeback holds the money (CHARGEBACK) or, lost, took it for good
     -- (CHARGEBACK_LOST): neither is ever released nor refunded (escrow_chargeback_guard, HX204).
     chargeback_hold             VARCHAR(20)
         CONSTRAINT escrows_chargeback_hold_check CHECK (chargeback_hold IN ('CHARGEBACK', 'CHARGEBACK_LOST')),
-    -- 1.8.0: Stripe Radar's risk level of the funding charge; 'elevated' and 'highest' are
+    -- 1.9.0: Stripe Radar's risk level of the funding charge; 'elevated' and 'highest' are
     -- flagged for an admin, and 'highest' blocks acceptance until one clears it.
     payment_risk_level          VARCHAR(20),
     risk_cleared_at             TIMESTAMPTZ,
@@ -428,7 +428,7 @@ CREATE TABLE money_outbox (
 CREATE INDEX money_outbox_due_idx ON money_outbox (next_attempt_at) WHERE status = 'PENDING';
 
 -- ---------------------------------------------------------------------------
--- chargebacks (1.8.0): Stripe disputes of the poster's charge, one row per dispute.
+-- chargebacks (1.9.0): Stripe disputes of the poster's charge, one row per dispute.
 -- money_held: the escrow still held the money when it opened (so the escrow was held);
 -- otherwise the money had left and loss_amount records what the platform is out.
 -- ---------------------------------------------------------------------------
@@ -456,7 +456,7 @@ CREATE TABLE chargebacks (
 CREATE INDEX chargebacks_page_idx ON chargebacks (opened_at DESC, id DESC);
 CREATE INDEX chargebacks_escrow_idx ON chargebacks (escrow_id);
 
--- payout_incidents (1.8.0): a worker's money that went back (transfer.reversed) or did not
+-- payout_incidents (1.9.0): a worker's money that went back (transfer.reversed) or did not
 -- reach the bank (payout.failed on the connected account). One row per Stripe object.
 CREATE TABLE payout_incidents (
     id                  UUID PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -934,7 +934,7 @@ END $$;
 CREATE TRIGGER escrow_terminal_guard BEFORE UPDATE ON escrows
     FOR EACH ROW EXECUTE FUNCTION guard_terminal_escrow();
 
--- A chargeback hold (1.8.0): while an escrow is held its money neither leaves for the worker
+-- A chargeback hold (1.9.0): while an escrow is held its money neither leaves for the worker
 -- nor goes back to the poster, and a lost chargeback's hold is for good (HX204).
 CREATE FUNCTION guard_chargeback_hold() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -1153,7 +1153,7 @@ END $$;
 CREATE TRIGGER money_outbox_immutable BEFORE UPDATE ON money_outbox
     FOR EACH ROW EXECUTE FUNCTION guard_money_outbox_update();
 
--- Nor through the outbox (1.8.0): no transfer or refund of a held escrow is written or
+-- Nor through the outbox (1.9.0): no transfer or refund of a held escrow is written or
 -- claimed for sending (HX204). An attempt already at Stripe may still record its outcome.
 -- Whether a movement of `kind` for this escrow may not go out because a chargeback holds it.
 CREATE FUNCTION held_by_chargeback(p_escrow_id UUID, p_kind VARCHAR) RETURNS boolean LANGUAGE sql STABLE AS $$

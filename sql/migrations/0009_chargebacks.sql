@@ -1,4 +1,4 @@
--- 1.8.0: every money event that matters (issue 12): chargebacks hold an escrow's money,
+-- 1.9.0: every money event that matters (issue 12): chargebacks hold an escrow's money,
 -- Radar risk levels flag a funded escrow, reversed transfers and failed payouts are recorded.
 
 ALTER TABLE escrows ADD COLUMN chargeback_hold VARCHAR(20)
