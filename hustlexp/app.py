@@ -54,7 +54,7 @@ def create_app(config: config_mod.Settings | Mapping[str, str] | None = None, *,
         db, server = init_db(settings)
         services = Services(db, payments=payments or init_payments(settings),
                             webhook_secret=settings.stripe_webhook_secret,
-                            storage_dir=settings.storage_dir)
+                            storage_dir=settings.storage_dir, app_url=settings.client_app_url)
     except BaseException:
         verifier.close()
         raise

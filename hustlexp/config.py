@@ -39,6 +39,13 @@ class Settings:
     # GET /metrics needs `Authorization: Bearer <token>` when set; in production it is
     # served only when set (otherwise 404: scrape it on a private network with a token).
     metrics_token: str | None = None
+    # The mobile/web app's public URL (HUSTLEXP_APP_URL): Stripe sends a worker back to
+    # <it>/settings/payments after Connect onboarding. Production needs an https one.
+    client_app_url: str = "http://localhost:8081"
+    # Whether a worker may set their payout account id by hand (PUT /api/users/me/payout-account,
+    # HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS=1|0). Default: yes outside production, no in production,
+    # where accounts come from Connect onboarding only.
+    manual_payout_accounts: bool = True
 
     @property
     def production(self) -> bool:
@@ -70,6 +77,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         stripe_max_network_retries=_number(get, "STRIPE_MAX_NETWORK_RETRIES", int, 2, 0, 5),
         log_format=get("HUSTLEXP_LOG_FORMAT") or ("json" if get("HUSTLEXP_ENV") == "production" else "text"),
         metrics_token=get("HUSTLEXP_METRICS_TOKEN"),
+        client_app_url=(get("HUSTLEXP_APP_URL") or Settings.client_app_url).rstrip("/"),
+        manual_payout_accounts=_flag(get, "HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS",
+                                     default=get("HUSTLEXP_ENV") != "production"),
     )
     if settings.log_format not in ("json", "text"):
         raise ConfigError(f"HUSTLEXP_LOG_FORMAT must be json or text, not {settings.log_format!r}")
@@ -106,6 +116,15 @@ def _number(get: Any, name: str, kind: Any, default: Any, low: float, high: floa
     return value
 
 
+def _flag(get: Any, name: str, *, default: bool) -> bool:
+    text = get(name)
+    if text is None:
+        return default
+    if text not in ("0", "1"):
+        raise ConfigError(f"{name} must be 1 or 0, not {text!r}")
+    return text == "1"
+
+
 def _check_production(env: Mapping[str, str]) -> None:
     """Raise ConfigError (one line, naming each variable at fault) for an unsafe production setup."""
     problems = []
@@ -120,6 +139,9 @@ def _check_production(env: Mapping[str, str]) -> None:
     key = env.get("STRIPE_SECRET_KEY", "").strip()
     if key.startswith(STRIPE_TEST_KEY_PREFIXES) and env.get(STRIPE_TEST_MODE, "").strip() != "1":
         problems.append(f"STRIPE_SECRET_KEY is a Stripe test key; set {STRIPE_TEST_MODE}=1 on a staging deployment")
+    app_url = env.get("HUSTLEXP_APP_URL", "").strip()
+    if not app_url.startswith("https://") or len(app_url) <= len("https://"):
+        problems.append("HUSTLEXP_APP_URL must be the app's https:// URL (Connect onboarding returns there)")
     if env.get("STRIPE_API_BASE"):
         problems.append("STRIPE_API_BASE is set: production must talk to Stripe itself")
     if problems:

@@ -30,15 +30,17 @@ _ID = {**_TEXT, "minLength": 1}
 _OPTIONAL_TEXT = {**_TEXT, "nullable": True}
 _METADATA = {"type": "object", "additionalProperties": _TEXT, "nullable": True}
 _CENTS = {"type": "integer", "nullable": True}
+_FLAG = {"type": "boolean", "nullable": True}
 EVENT: dict[str, Any] = {
     "type": "object",
     "description": "A Stripe event, signed by Stripe (Stripe-Signature header over the raw body; "
                    "a signature more than 5 minutes old or ahead is refused). The handled types "
-                   f"({', '.join(HANDLED_TYPES)}) need data.object.id.",
+                   f"({', '.join(HANDLED_TYPES)}) need data.object.id; account.updated needs created.",
     "required": ["id", "type", "data"],
     "properties": {
         "id": {**_ID, "maxLength": MAX_EVENT_ID},
         "type": {**_ID, "maxLength": 100},
+        "created": {"type": "integer", "nullable": True, "description": "Unix time the event happened"},
         "data": {"type": "object", "required": ["object"], "properties": {"object": {
             "type": "object",
             "properties": {
@@ -49,6 +51,11 @@ EVENT: dict[str, Any] = {
                 "refunds": {"type": "object", "nullable": True, "properties": {"data": {
                     "type": "array", "nullable": True, "items": {
                         "type": "object", "required": ["id"], "properties": {"id": _ID, "metadata": _METADATA}}}}},
+                # A Connect account (account.updated).
+                "details_submitted": _FLAG, "payouts_enabled": _FLAG, "charges_enabled": _FLAG,
+                "requirements": {"type": "object", "nullable": True, "properties": {
+                    "currently_due": {"type": "array", "nullable": True, "items": _TEXT},
+                    "disabled_reason": {**_OPTIONAL_TEXT, "maxLength": 255}}},
             },
         }}},
     },

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from hustlexp.services.account import AccountService
     from hustlexp.services.admin_roles import AdminRoleService
     from hustlexp.services.badge import BadgeService
+    from hustlexp.services.connect import ConnectService
     from hustlexp.services.dispute import DisputeService
     from hustlexp.services.escrow import EscrowService
     from hustlexp.services.feed import FeedService
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from hustlexp.services.task import TaskService
     from hustlexp.services.trust import TrustService
     from hustlexp.services.user import UserService
+    from hustlexp.services.wallet import WalletService
     from hustlexp.services.xp import XPService
 
 
@@ -44,8 +46,10 @@ class Services:
     def __init__(self, db: Database, *, payments: PaymentsGateway | None = None,
                  storage: Storage | None = None, webhook_secret: str = "whsec_local",
                  clock: Callable[[], datetime] = _utcnow, storage_dir: Path | None = None,
-                 send_inline: bool = False) -> None:
+                 send_inline: bool = False, app_url: str = "http://localhost:8081") -> None:
         self.db = db
+        # The app's public URL (HUSTLEXP_APP_URL): where Connect onboarding sends the worker back.
+        self.app_url = app_url
         # Money rows are sent by a dispatcher (hustlexp.jobs.dispatcher); True sends them from
         # the writing thread right after commit instead (tests, one-shot CLI passes).
         self.send_inline = send_inline
@@ -157,3 +161,11 @@ class Services:
     @cached_property
     def webhooks(self) -> StripeWebhookHandler:
         return self._build("stripe_webhooks", "StripeWebhookHandler")
+
+    @cached_property
+    def connect(self) -> ConnectService:
+        return self._build("connect", "ConnectService")
+
+    @cached_property
+    def wallet(self) -> WalletService:
+        return self._build("wallet", "WalletService")

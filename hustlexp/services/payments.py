@@ -216,6 +216,32 @@ class PaymentsGateway:
             )
         return str(refund.id)
 
+    # -- Connect (Express accounts of workers) ------------------------------------------
+
+    def create_express_account(self, *, user_id: str, email: str | None, idempotency_key: str) -> dict[str, Any]:
+        """A new Express account that can receive transfers, tagged with our user id."""
+        params: dict[str, Any] = {"type": "express", "business_type": "individual",
+                                  "capabilities": {"transfers": {"requested": True}},
+                                  "metadata": {"hustlexp_user_id": user_id}}
+        if email:
+            params["email"] = email
+        with _stripe_call("accounts.create", {"user_id": user_id}):
+            account = self._client.v1.accounts.create(params,  # type: ignore[arg-type]
+                                                      {"idempotency_key": idempotency_key})
+        return account_snapshot(account.to_dict())
+
+    def retrieve_account(self, account_id: str) -> dict[str, Any]:
+        with _stripe_call("accounts.retrieve", {"account_id": account_id}):
+            account = self._client.v1.accounts.retrieve(account_id)
+        return account_snapshot(account.to_dict())
+
+    def create_account_link(self, *, account_id: str, refresh_url: str, return_url: str) -> dict[str, Any]:
+        """A one-time onboarding link for the account (Stripe makes a new one per call; no key)."""
+        with _stripe_call("account_links.create", {"account_id": account_id}):
+            link = self._client.v1.account_links.create({"account": account_id, "refresh_url": refresh_url,
+                                                         "return_url": return_url, "type": "account_onboarding"})
+        return {"url": str(link.url), "expires_at": int(link.expires_at)}
+
     # -- Webhooks -----------------------------------------------------------------------
 
     def construct_event(self, payload: bytes, signature_header: str | None, *,
@@ -238,6 +264,17 @@ class PaymentsGateway:
                 or not isinstance(event.get("type"), str):
             raise WebhookSignatureError("webhook body is not a JSON event")
         return event
+
+
+def account_snapshot(account: dict[str, Any]) -> dict[str, Any]:
+    """What we keep of a Stripe Account (API answer or account.updated object)."""
+    requirements = account.get("requirements") or {}
+    return {"id": str(account["id"]), "details_submitted": bool(account.get("details_submitted")),
+            "payouts_enabled": bool(account.get("payouts_enabled")),
+            "charges_enabled": bool(account.get("charges_enabled")),
+            "currently_due": [str(item) for item in requirements.get("currently_due") or []],
+            "disabled_reason": requirements.get("disabled_reason"),
+            "metadata": {str(k): str(v) for k, v in (account.get("metadata") or {}).items()}}
 
 
 def _traced(metadata: dict[str, str], request_id: str | None) -> dict[str, str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from hustlexp.errors import ValidationError
 from hustlexp.services.base import Service, about, one, returns_result
+from hustlexp.services.connect import account_problems, event_time
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class StripeWebhookHandler(Service):
             if claimed is None:
                 log.info("stripe event %s (%s) already processed", event_id, event_type)
                 return {"event_id": event_id, "type": event_type, "result": "duplicate"}
-            handler = self._handlers().get(event_type)
+            handler = self._handlers(event).get(event_type)
             obj = event["data"]["object"]
             outcome = handler(obj) if handler else {"result": "ignored", "reason": "unhandled event type"}
             conn.execute("UPDATE processed_stripe_events SET result = %s, error_message = %s WHERE event_id = %s",
@@ -52,13 +53,15 @@ class StripeWebhookHandler(Service):
         log.info("stripe event %s (%s): %s", event_id, event_type, outcome)
         return {"event_id": event_id, "type": event_type, **outcome}
 
-    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    def _handlers(self, event: dict[str, Any]) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         return {
             "payment_intent.succeeded": self._payment_succeeded,
             "payment_intent.canceled": self._payment_canceled,
             "payment_intent.payment_failed": self._payment_failed,
             "transfer.created": self._transfer_created,
             "charge.refunded": self._charge_refunded,
+            # Connect onboarding (issue 12a): our copy of the worker's account, ordered by the event's time.
+            "account.updated": lambda account: self.s.connect.apply(account, as_of=event_time(event)).unwrap(),
         }
 
     def _payment_succeeded(self, pi: dict[str, Any]) -> dict[str, Any]:
@@ -100,7 +103,7 @@ class StripeWebhookHandler(Service):
 
 
 HANDLED_TYPES = ("payment_intent.succeeded", "payment_intent.canceled", "payment_intent.payment_failed",
-                  "transfer.created", "charge.refunded")
+                  "transfer.created", "charge.refunded", "account.updated")
 
 
 def check_event_shape(event: dict[str, Any]) -> None:
@@ -130,6 +133,10 @@ def check_event_shape(event: dict[str, Any]) -> None:
 
     text(event.get("id"), "id", high=MAX_EVENT_ID)
     text(event.get("type"), "type", high=100)
+    created = event.get("created")
+    if (created is not None or event.get("type") == "account.updated") and (
+            isinstance(created, bool) or not isinstance(created, int)):
+        problems["created"] = ["a unix timestamp (account.updated needs one)"]
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         problems["data.object"] = ["an object"]
@@ -148,6 +155,7 @@ def check_event_shape(event: dict[str, Any]) -> None:
             for name in ("code", "message"):
                 if obj["last_payment_error"].get(name) is not None:
                     text(obj["last_payment_error"][name], f"{path}.last_payment_error.{name}", low=0)
+        problems.update(account_problems(obj, path))  # Connect accounts (issue 12a)
         if mapping(obj.get("refunds"), f"{path}.refunds") and obj["refunds"].get("data") is not None:
             refunds = obj["refunds"]["data"]
             if not isinstance(refunds, list):

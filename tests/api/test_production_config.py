@@ -15,7 +15,7 @@ from hustlexp.config import ConfigError
 
 SAFE = {"HUSTLEXP_ENV": "production", "DATABASE_URL": "postgresql://db.invalid/hx",
         "STRIPE_SECRET_KEY": "sk_live_51Prod", "STRIPE_WEBHOOK_SECRET": "whsec_prodsecret",
-        "FIREBASE_PROJECT_ID": "hustlexp-prod"}
+        "FIREBASE_PROJECT_ID": "hustlexp-prod", "HUSTLEXP_APP_URL": "https://app.hustlexp.test"}
 
 
 def test_production_accepts_real_looking_settings() -> None:
