@@ -56,3 +56,20 @@ def test_serve_in_production_with_the_public_webhook_secret_exits_2_in_one_line(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "STRIPE_WEBHOOK_SECRET" in lines[0], done.stderr
     assert not (tmp_path / "pg").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize("app_url", ["", "http://app.hustlexp.test", "https://", "hustlexp://settings"])
+def test_production_needs_the_apps_https_url_for_onboarding(app_url: str) -> None:
+    with pytest.raises(ConfigError, match="HUSTLEXP_APP_URL"):
+        config.load(SAFE | {"HUSTLEXP_APP_URL": app_url})
+    assert config.load(SAFE).client_app_url == "https://app.hustlexp.test"
+    assert config.load({"HUSTLEXP_APP_URL": "http://127.0.0.1:19006/"}).client_app_url == "http://127.0.0.1:19006"
+
+
+def test_hand_set_payout_accounts_are_off_in_production_unless_switched_on() -> None:
+    assert config.load(SAFE).manual_payout_accounts is False
+    assert config.load(SAFE | {"HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS": "1"}).manual_payout_accounts is True
+    assert config.load({}).manual_payout_accounts is True
+    assert config.load({"HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS": "0"}).manual_payout_accounts is False
+    with pytest.raises(ConfigError, match="HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS"):
+        config.load({"HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS": "yes"})
