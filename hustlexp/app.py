@@ -106,7 +106,9 @@ def init_payments(settings: config_mod.Settings) -> PaymentsGateway:
     from hustlexp.services.payments import PaymentsGateway
 
     return PaymentsGateway(settings.stripe_secret_key, api_base=settings.stripe_api_base,
-                           webhook_secret=settings.stripe_webhook_secret, read_timeout=settings.stripe_timeout,
+                           webhook_secret=settings.stripe_webhook_secret,
+                           connect_webhook_secret=settings.stripe_connect_webhook_secret,
+                           read_timeout=settings.stripe_timeout,
                            max_network_retries=settings.stripe_max_network_retries)
 
 

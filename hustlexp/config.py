@@ -20,6 +20,8 @@ class Settings:
     database_url: str | None = None
     stripe_secret_key: str = "sk_test_local"
     stripe_webhook_secret: str = "whsec_local"
+    # Signing secret of a Connect webhook endpoint (events of connected accounts), if one is set up.
+    stripe_connect_webhook_secret: str | None = None
     stripe_api_base: str | None = None
     firebase_project_id: str = "hustlexp-local"
     firebase_auth_emulator_host: str | None = None
@@ -65,6 +67,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         stripe_secret_key=get("STRIPE_SECRET_KEY") or Settings.stripe_secret_key,
         stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET") or Settings.stripe_webhook_secret,
         stripe_api_base=get("STRIPE_API_BASE"),
+        stripe_connect_webhook_secret=get("STRIPE_CONNECT_WEBHOOK_SECRET"),
         firebase_project_id=get("FIREBASE_PROJECT_ID") or Settings.firebase_project_id,
         firebase_auth_emulator_host=get("FIREBASE_AUTH_EMULATOR_HOST"),
         firebase_admin_key=get("FIREBASE_ADMIN_KEY"),

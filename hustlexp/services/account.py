@@ -43,6 +43,7 @@ EXPORT_SECTIONS: tuple[tuple[str, str], ...] = (
     ("notifications", "SELECT * FROM notifications WHERE user_id = %(id)s ORDER BY created_at"),
     ("notification_preferences", "SELECT * FROM notification_preferences WHERE user_id = %(id)s"),
     ("payouts", "SELECT * FROM money_outbox WHERE recipient_id = %(id)s ORDER BY created_at"),
+    ("payout_accounts", "SELECT * FROM payout_accounts WHERE user_id = %(id)s ORDER BY created_at"),
     ("ratings", "SELECT NULL LIMIT 0"),  # no ratings are stored yet; the section says so
 )
 # The users columns that identify a person, scrubbed at anonymisation (the rest are counters

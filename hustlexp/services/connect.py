@@ -113,8 +113,10 @@ class ConnectService(Service):
                           "reason": snap["disabled_reason"], "as_of": as_of, "id": snap["id"]})
             # The webhook may beat onboarding's own commit (or outlive a request that died after
             # Stripe made the account): the account names its worker, so link it here too.
+            # Never for an anonymised account: its payout destination was scrubbed on purpose.
             linked = one(conn, """UPDATE users SET stripe_connect_id = coalesce(stripe_connect_id, %s)
-                                   WHERE id = %s RETURNING stripe_connect_id = %s AS is_destination""",
+                                   WHERE id = %s AND anonymized_at IS NULL
+                               RETURNING stripe_connect_id = %s AS is_destination""",
                          (snap["id"], owner, snap["id"]))
             was = held["payouts_enabled"] if held["stripe_state_at"] is not None else None
             now_enabled = snap["payouts_enabled"]
@@ -136,14 +138,10 @@ class ConnectService(Service):
         """Link the account Stripe just made; a concurrent call that linked first wins (with the
         same idempotency key Stripe handed both the same account anyway)."""
         with self.db.transaction() as conn:
-            user = one(conn, "SELECT id, stripe_connect_id FROM users WHERE id = %s FOR UPDATE", (user_id,))
-            assert user is not None
-            if user["stripe_connect_id"] is not None:
-                return str(user["stripe_connect_id"])
-            conn.execute("UPDATE users SET stripe_connect_id = %s WHERE id = %s", (account["id"], user_id))
             # Its first state: restricted until the worker finishes the forms. No stripe_state_at,
             # so any account.updated, even one stamped in this same second, replaces it; a row a
-            # webhook already wrote stays.
+            # webhook already wrote stays. Written before the user is locked: apply() takes the
+            # same two rows in the same order, so the two never deadlock.
             conn.execute("""INSERT INTO payout_accounts (stripe_account_id, user_id, details_submitted,
                                                          payouts_enabled, charges_enabled, currently_due,
                                                          disabled_reason, synced_at)
@@ -151,6 +149,11 @@ class ConnectService(Service):
                             ON CONFLICT (stripe_account_id) DO NOTHING""",
                          (account["id"], user_id, account["details_submitted"], account["payouts_enabled"],
                           account["charges_enabled"], account["currently_due"], account["disabled_reason"]))
+            user = one(conn, "SELECT id, stripe_connect_id FROM users WHERE id = %s FOR UPDATE", (user_id,))
+            assert user is not None
+            if user["stripe_connect_id"] is not None:
+                return str(user["stripe_connect_id"])
+            conn.execute("UPDATE users SET stripe_connect_id = %s WHERE id = %s", (account["id"], user_id))
         log.info("user %s: Express account %s created", user_id, account["id"])
         return str(account["id"])
 

@@ -110,12 +110,16 @@ class _BoundedSession(requests.Session):
 class PaymentsGateway:
     def __init__(self, secret_key: str, *, api_base: str | None = None,
                  http_client: stripe.HTTPClient | None = None, webhook_secret: str | None = None,
+                 connect_webhook_secret: str | None = None,
                  max_network_retries: int = 0, read_timeout: float = READ_TIMEOUT_SECONDS) -> None:
         if not secret_key:
             raise ValueError("a Stripe secret key is required")
         if not 0 < read_timeout <= READ_TIMEOUT_SECONDS:
             raise ValueError(f"read_timeout must be in (0, {READ_TIMEOUT_SECONDS}] seconds")
         self.webhook_secret = webhook_secret
+        # Events about connected accounts (account.updated) come from a Connect endpoint, which
+        # Stripe signs with its own secret; one URL may serve both endpoints.
+        self.connect_webhook_secret = connect_webhook_secret
         if http_client is None:
             http_client = stripe.RequestsClient(
                 timeout=(min(CONNECT_TIMEOUT_SECONDS, read_timeout), read_timeout), session=_BoundedSession())
@@ -248,10 +252,11 @@ class PaymentsGateway:
                         secret: str | None = None,
                         tolerance: int = WEBHOOK_TOLERANCE_SECONDS) -> dict[str, Any]:
         """The event in a webhook body, as a plain dict, once its Stripe-Signature header proves
-        it was signed with our secret within `tolerance` seconds."""
-        secret = secret if secret is not None else self.webhook_secret
+        it was signed with our secret (or the Connect endpoint's) within `tolerance` seconds."""
+        secrets = [secret] if secret is not None else [s for s in (self.webhook_secret, self.connect_webhook_secret)
+                                                       if s]
         try:
-            stripe.WebhookSignature.verify_header(payload, signature_header, secret, tolerance)
+            _verify_with_any(payload, signature_header, secrets or [""], tolerance)
             # The stripe library refuses only old timestamps; a future one is as suspect.
             if _signed_at(signature_header) > time.time() + tolerance:
                 raise WebhookSignatureError("webhook timestamp is in the future")
@@ -264,6 +269,16 @@ class PaymentsGateway:
                 or not isinstance(event.get("type"), str):
             raise WebhookSignatureError("webhook body is not a JSON event")
         return event
+
+
+def _verify_with_any(payload: bytes, header: str | None, secrets: list[str], tolerance: int) -> None:
+    for n, secret in enumerate(secrets, start=1):
+        try:
+            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance)
+            return
+        except stripe.SignatureVerificationError:
+            if n == len(secrets):
+                raise
 
 
 def account_snapshot(account: dict[str, Any]) -> dict[str, Any]:

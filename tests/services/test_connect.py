@@ -244,3 +244,18 @@ def test_a_hand_set_account_reads_as_ready_and_is_paid(services, stripe_fake):
     assert (status["status"], status["payouts_enabled"], status["synced_at"]) == ("COMPLETE", True, None)
     ids = flows.completed_task(services, stripe_fake, worker=worker)
     assert stripe_fake.money_out(str(ids["escrow"]))["transferred"] == ids["price"] * 85 // 100
+
+
+def test_events_signed_by_the_connect_endpoint_are_accepted(db, stripe_fake, tmp_path):
+    from hustlexp.services import Services
+    from hustlexp.services.payments import PaymentsGateway
+
+    gateway = PaymentsGateway("sk_test_connect", http_client=stripe_fake.http_client(),
+                              webhook_secret="whsec_platform", connect_webhook_secret="whsec_connect")
+    services = Services(db, payments=gateway, storage_dir=tmp_path, send_inline=True)
+    worker = flows.user(services, connect=False)
+    link = onboard(services, worker)
+    event = stripe_fake.complete_onboarding(link["stripe_account_id"])
+    assert services.webhooks.handle(*FakeStripe.sign(event, "whsec_other")).code == "WEBHOOK_SIGNATURE_INVALID"
+    assert services.webhooks.handle(*FakeStripe.sign(event, "whsec_connect")).unwrap()["result"] == "processed"
+    assert services.webhooks.handle(*FakeStripe.sign(event, "whsec_platform")).unwrap()["result"] == "duplicate"
