@@ -259,3 +259,14 @@ def test_events_signed_by_the_connect_endpoint_are_accepted(db, stripe_fake, tmp
     assert services.webhooks.handle(*FakeStripe.sign(event, "whsec_other")).code == "WEBHOOK_SIGNATURE_INVALID"
     assert services.webhooks.handle(*FakeStripe.sign(event, "whsec_connect")).unwrap()["result"] == "processed"
     assert services.webhooks.handle(*FakeStripe.sign(event, "whsec_platform")).unwrap()["result"] == "duplicate"
+
+
+def test_an_anonymised_worker_is_never_linked_again(services, stripe_fake):
+    worker = flows.user(services, connect=False)
+    account = services.payments.create_express_account(user_id=str(worker), email=None, idempotency_key="gone")
+    with services.db.transaction() as conn:
+        conn.execute("UPDATE users SET account_status = 'CLOSED', closed_at = now(), anonymized_at = now() "
+                     "WHERE id = %s", (worker,))
+    assert flows.deliver(services, stripe_fake.complete_onboarding(account["id"]))["result"] == "processed"
+    assert flows.row(services, "SELECT stripe_connect_id FROM users WHERE id = %s", worker)["stripe_connect_id"] is None
+    assert notes(services, worker, "PAYOUT_ACCOUNT_READY") == 0

@@ -32,7 +32,8 @@ def test_earnings_show_each_payout_status_and_the_fee(services, stripe_fake):
         == ("PAID", 3825, 675)
     assert by_task[paid["task"]]["stripe_transfer_id"] == stripe_fake.transfers[0]["id"]
     assert by_task[paid["task"]]["paid_at"] is not None and by_task[paid["task"]]["released_at"] is not None
-    assert (by_task[retrying["task"]]["status"], by_task[retrying["task"]]["stripe_transfer_id"]) == ("ON_THE_WAY", None)
+    on_the_way = by_task[retrying["task"]]
+    assert (on_the_way["status"], on_the_way["stripe_transfer_id"]) == ("ON_THE_WAY", None)
     assert (by_task[failed["task"]]["status"], by_task[failed["task"]]["fee_kept"]) == ("FAILED", 301)
     assert [p["task_id"] for p in out["payouts"]] == [failed["task"], retrying["task"], paid["task"]]
 
