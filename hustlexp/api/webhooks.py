@@ -16,7 +16,7 @@ from marshmallow import post_dump
 
 from hustlexp.api.base import Schema, fields, respond, services
 from hustlexp.obs import metrics
-from hustlexp.services.stripe_webhooks import HANDLED_TYPES, MAX_EVENT_ID
+from hustlexp.services.stripe_webhooks import HANDLED_TYPES, MAX_CREATED, MAX_EVENT_ID
 
 blp = PlainBlueprint("webhooks", __name__, description="Stripe webhook (signed by Stripe)")
 
@@ -40,7 +40,8 @@ EVENT: dict[str, Any] = {
     "properties": {
         "id": {**_ID, "maxLength": MAX_EVENT_ID},
         "type": {**_ID, "maxLength": 100},
-        "created": {"type": "integer", "nullable": True, "description": "Unix time the event happened"},
+        "created": {"type": "integer", "nullable": True, "minimum": 0, "maximum": MAX_CREATED,
+                    "description": "Unix time the event happened"},
         "data": {"type": "object", "required": ["object"], "properties": {"object": {
             "type": "object",
             "properties": {

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from hustlexp.errors import NotFound, ValidationError
+from hustlexp.errors import NotFound
 from hustlexp.services.base import Service, one, returns_result
 from hustlexp.services.payments import PaymentError, account_snapshot
 
@@ -209,41 +209,7 @@ def _status_out(row: dict[str, Any]) -> dict[str, Any]:
             "synced_at": row["synced_at"]}
 
 
-def account_problems(obj: dict[str, Any], path: str) -> dict[str, list[str]]:
-    """The fields of an account.updated object our handler reads, checked like the rest of a
-    webhook (stripe_webhooks.check_event_shape): booleans, a list of text, text without NUL."""
-    problems: dict[str, list[str]] = {}
-    for name in ("details_submitted", "payouts_enabled", "charges_enabled"):
-        if obj.get(name) is not None and not isinstance(obj[name], bool):
-            problems[f"{path}.{name}"] = ["true or false"]
-    requirements = obj.get("requirements")
-    if requirements is not None:
-        if not isinstance(requirements, dict):
-            problems[f"{path}.requirements"] = ["an object"]
-        else:
-            due = requirements.get("currently_due")
-            if due is not None and (not isinstance(due, list)
-                                    or not all(isinstance(i, str) and _plain(i) for i in due)):
-                problems[f"{path}.requirements.currently_due"] = ["a list of text without NUL"]
-            reason = requirements.get("disabled_reason")
-            if reason is not None and (not isinstance(reason, str) or not _plain(reason) or len(reason) > 255):
-                problems[f"{path}.requirements.disabled_reason"] = ["text of up to 255 characters without NUL"]
-    return problems
-
-
 def event_time(event: dict[str, Any]) -> datetime:
-    """When an event's state was Stripe's truth (its `created`, whole seconds)."""
-    created = event.get("created")
-    if isinstance(created, bool) or not isinstance(created, int):
-        raise ValidationError("the webhook event is malformed", details={"created": ["a unix timestamp"]})
-    return datetime.fromtimestamp(created, UTC)
-
-
-def _plain(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    """When an event's state was Stripe's truth: its `created` (whole seconds), which
+    stripe_webhooks.check_event_shape requires of account.updated."""
+    return datetime.fromtimestamp(event["created"], UTC)

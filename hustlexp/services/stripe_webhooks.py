@@ -13,11 +13,12 @@ from typing import Any
 
 from hustlexp.errors import ValidationError
 from hustlexp.services.base import Service, about, one, returns_result
-from hustlexp.services.connect import account_problems, event_time
+from hustlexp.services.connect import event_time
 
 log = logging.getLogger(__name__)
 
 MAX_EVENT_ID = 255  # processed_stripe_events.event_id
+MAX_CREATED = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 
 
 class StripeWebhookHandler(Service):
@@ -135,7 +136,7 @@ def check_event_shape(event: dict[str, Any]) -> None:
     text(event.get("type"), "type", high=100)
     created = event.get("created")
     if (created is not None or event.get("type") == "account.updated") and (
-            isinstance(created, bool) or not isinstance(created, int)):
+            isinstance(created, bool) or not isinstance(created, int) or not 0 <= created <= MAX_CREATED):
         problems["created"] = ["a unix timestamp (account.updated needs one)"]
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
@@ -155,7 +156,18 @@ def check_event_shape(event: dict[str, Any]) -> None:
             for name in ("code", "message"):
                 if obj["last_payment_error"].get(name) is not None:
                     text(obj["last_payment_error"][name], f"{path}.last_payment_error.{name}", low=0)
-        problems.update(account_problems(obj, path))  # Connect accounts (issue 12a)
+        # A Connect account (account.updated, issue 12a): what connect.apply reads of it.
+        for name in ("details_submitted", "payouts_enabled", "charges_enabled"):
+            if obj.get(name) is not None and not isinstance(obj[name], bool):
+                problems[f"{path}.{name}"] = ["true or false"]
+        if mapping(obj.get("requirements"), f"{path}.requirements"):
+            due, reason = obj["requirements"].get("currently_due"), obj["requirements"].get("disabled_reason")
+            if due is not None and not isinstance(due, list):
+                problems[f"{path}.requirements.currently_due"] = ["a list of text"]
+            for n, item in enumerate(due if isinstance(due, list) else []):
+                text(item, f"{path}.requirements.currently_due[{n}]", low=0)
+            if reason is not None:
+                text(reason, f"{path}.requirements.disabled_reason", low=0, high=255)
         if mapping(obj.get("refunds"), f"{path}.refunds") and obj["refunds"].get("data") is not None:
             refunds = obj["refunds"]["data"]
             if not isinstance(refunds, list):

@@ -199,6 +199,8 @@ def test_an_account_of_nobody_is_acknowledged_and_ignored(services, stripe_fake)
     (("data", "object", "requirements", "currently_due"), ["ok", "bad\x00"]),
     (("created",), None),
     (("created",), "1700000000"),
+    (("created",), 10**15),
+    (("data", "object", "requirements", "disabled_reason"), "x" * 256),
 ])
 def test_a_malformed_account_event_is_refused_and_nothing_recorded(services, stripe_fake, path, value):
     link = onboard(services, flows.user(services, connect=False))
