@@ -96,13 +96,22 @@ class ConnectService(Service):
             if owner is None:
                 log.warning("account.updated for %s: no such worker", snap["id"])
                 return {"result": "ignored", "reason": "unknown_account"}
-            conn.execute("""INSERT INTO payout_accounts (stripe_account_id, user_id) VALUES (%s, %s)
-                            ON CONFLICT (stripe_account_id) DO NOTHING""", (snap["id"], owner))
+            first_copy = one(conn, """INSERT INTO payout_accounts (stripe_account_id, user_id) VALUES (%s, %s)
+                                      ON CONFLICT (stripe_account_id) DO NOTHING RETURNING true AS new""",
+                             (snap["id"], owner)) is not None
             held = one(conn, "SELECT * FROM payout_accounts WHERE stripe_account_id = %s FOR UPDATE",
                        (snap["id"],))
             assert held is not None
             if held["stripe_state_at"] is not None and as_of < held["stripe_state_at"]:
                 return {"result": "skipped", "reason": "older_than_stored", "account_id": snap["id"]}
+            user = one(conn, "SELECT stripe_connect_id, anonymized_at FROM users WHERE id = %s FOR UPDATE", (owner,))
+            assert user is not None
+            # Whether the worker could be paid before this (PAYABLE_SQL): a hand-set account we
+            # had no copy of was paid as given; an account not yet linked could not be.
+            if not first_copy:
+                was: bool | None = held["payouts_enabled"]
+            else:
+                was = True if user["stripe_connect_id"] == snap["id"] else None
             conn.execute("""UPDATE payout_accounts
                                SET details_submitted = %(details)s, payouts_enabled = %(payouts)s,
                                    charges_enabled = %(charges)s, currently_due = %(due)s,
@@ -114,15 +123,13 @@ class ConnectService(Service):
             # The webhook may beat onboarding's own commit (or outlive a request that died after
             # Stripe made the account): the account names its worker, so link it here too.
             # Never for an anonymised account: its payout destination was scrubbed on purpose.
-            linked = one(conn, """UPDATE users SET stripe_connect_id = coalesce(stripe_connect_id, %s)
-                                   WHERE id = %s AND anonymized_at IS NULL
-                               RETURNING stripe_connect_id = %s AS is_destination""",
-                         (snap["id"], owner, snap["id"]))
-            was = held["payouts_enabled"] if held["stripe_state_at"] is not None else None
+            if user["stripe_connect_id"] is None and user["anonymized_at"] is None:
+                conn.execute("UPDATE users SET stripe_connect_id = %s WHERE id = %s", (snap["id"], owner))
+                user["stripe_connect_id"] = snap["id"]
             now_enabled = snap["payouts_enabled"]
             outcome: dict[str, Any] = {"result": "processed", "account_id": snap["id"], "user_id": owner,
                                        "payouts_enabled": now_enabled}
-            if linked is None or not linked["is_destination"] or was == now_enabled:
+            if user["stripe_connect_id"] != snap["id"] or was == now_enabled:
                 return outcome
             if now_enabled:
                 outcome["transfers_due"] = self.s.outbox.release_waiting_for(owner).unwrap()["due"]

@@ -272,3 +272,19 @@ def test_an_anonymised_worker_is_never_linked_again(services, stripe_fake):
     assert flows.deliver(services, stripe_fake.complete_onboarding(account["id"]))["result"] == "processed"
     assert flows.row(services, "SELECT stripe_connect_id FROM users WHERE id = %s", worker)["stripe_connect_id"] is None
     assert notes(services, worker, "PAYOUT_ACCOUNT_READY") == 0
+
+
+def test_a_hand_set_account_stripe_restricts_stops_payouts_and_tells_the_worker(services, stripe_fake):
+    account = services.payments.create_express_account(user_id="x", email=None, idempotency_key="hand")
+    stripe_fake.complete_onboarding(account["id"])  # finished long ago; we never heard of it
+    worker = flows.user(services, stripe_connect_id=account["id"])  # set by hand, no copy yet
+    paid = flows.completed_task(services, stripe_fake, worker=worker)
+    assert stripe_fake.money_out(str(paid["escrow"]))["transferred"] == paid["price"] * 85 // 100
+    out = flows.deliver(services, stripe_fake.restrict_account(account["id"]))
+    assert (out["result"], out["user_id"], out["payouts_enabled"]) == ("processed", worker, False)
+    assert notes(services, worker, "PAYOUT_ACCOUNT_RESTRICTED") == 1
+    ids = flows.completed_task(services, stripe_fake, worker=worker)
+    assert outbox_row(services, ids["escrow"])["last_error"] == "PAYOUTS_DISABLED"
+    status = services.connect.status(worker).unwrap()
+    assert (status["status"], status["payouts_enabled"], status["currently_due"]) == (
+        "COMPLETE", False, ["individual.verification.document"])
