@@ -12,7 +12,10 @@ What it models, because our money safety depends on it:
   injected failure is evaluated afresh;
 - refunds never exceed what was captured minus earlier refunds;
 - failures on demand (`fail_next`), including a response lost *after* the effect happened,
-  and a Stripe that accepts the connection and never answers (`kind="hang"`, until `unhang()`).
+  and a Stripe that accepts the connection and never answers (`kind="hang"`, until `unhang()`);
+- Connect: Express accounts that start restricted, one-time Account Links a browser follows
+  (served: a GET that redirects), `account.updated` events, and transfers refused while the
+  destination's transfers capability is inactive (see the Connect section).
 """
 
 from __future__ import annotations
