@@ -142,6 +142,8 @@ def _check_production(env: Mapping[str, str]) -> None:
     key = env.get("STRIPE_SECRET_KEY", "").strip()
     if key.startswith(STRIPE_TEST_KEY_PREFIXES) and env.get(STRIPE_TEST_MODE, "").strip() != "1":
         problems.append(f"STRIPE_SECRET_KEY is a Stripe test key; set {STRIPE_TEST_MODE}=1 on a staging deployment")
+    if env.get("STRIPE_CONNECT_WEBHOOK_SECRET", "").strip() == Settings.stripe_webhook_secret:
+        problems.append("STRIPE_CONNECT_WEBHOOK_SECRET is the public development default")
     app_url = env.get("HUSTLEXP_APP_URL", "").strip()
     if not app_url.startswith("https://") or len(app_url) <= len("https://"):
         problems.append("HUSTLEXP_APP_URL must be the app's https:// URL (Connect onboarding returns there)")

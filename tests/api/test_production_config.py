@@ -73,3 +73,10 @@ def test_hand_set_payout_accounts_are_off_in_production_unless_switched_on() -> 
     assert config.load({"HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS": "0"}).manual_payout_accounts is False
     with pytest.raises(ConfigError, match="HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS"):
         config.load({"HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS": "yes"})
+
+
+def test_production_refuses_the_public_secret_for_the_connect_endpoint() -> None:
+    with pytest.raises(ConfigError, match="STRIPE_CONNECT_WEBHOOK_SECRET"):
+        config.load(SAFE | {"STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_local"})
+    assert config.load(SAFE | {"STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_connectprod"}).stripe_connect_webhook_secret \
+        == "whsec_connectprod"
