@@ -12,8 +12,9 @@ waiting on Stripe (creating a PaymentIntent) holds one thread while the others k
 Each worker's pool holds one connection per thread (a request uses one connection at a time).
 
 Money: outside production `serve` also starts the money dispatcher (`hustlexp jobs dispatch`,
-a child process) so one command pays out; in production run `hustlexp jobs worker`, which
-holds the dispatcher and the periodic jobs (--no-dispatch turns the child off anywhere).
+a child process, started again whenever it exits or is killed) so one command pays out; in
+production run `hustlexp jobs worker`, which holds the dispatcher and the periodic jobs
+(--no-dispatch turns the child off anywhere).
 
 Metrics: workers share their Prometheus samples through PROMETHEUS_MULTIPROC_DIR (a fresh
 temporary directory unless set), so GET /metrics on any worker reports them all."""
@@ -29,6 +30,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +90,8 @@ def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
     dispatcher = None
     try:
         if not settings.production and not args.no_dispatch:
-            dispatcher = _start_dispatcher(url, args.verbose)
+            dispatcher = Supervised([sys.executable, "-m", "hustlexp.cli", *(["-v"] if args.verbose else []),
+                                     "jobs", "dispatch"], {**os.environ, "DATABASE_URL": url}, "money dispatcher")
         app = ApiServer(dataclasses.replace(settings, database_url=url, db_pool_max=args.threads), {
             "bind": f"{args.host}:{args.port}",
             "workers": args.workers,
@@ -105,7 +109,7 @@ def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
         # A forked worker unwinds through here too; only the master owns the children.
         if os.getpid() == master:
             if dispatcher is not None:
-                _stop(dispatcher)
+                dispatcher.stop()
             if server is not None:
                 server.cleanup()
             if metrics_dir is not None:
@@ -131,18 +135,50 @@ def _metrics_dir() -> Path | None:
     return made
 
 
-def _start_dispatcher(url: str, verbose: bool) -> subprocess.Popen[bytes]:
-    """`hustlexp jobs dispatch` as a child on the same database (the embedded one included)."""
-    cmd = [sys.executable, "-m", "hustlexp.cli", *(["-v"] if verbose else []), "jobs", "dispatch"]
-    return subprocess.Popen(cmd, env={**os.environ, "DATABASE_URL": url})
+class Supervised:
+    """A child process of the serve master, started again whenever it exits (killed, crashed)
+    until stop(): money must not stop moving for the life of the server because its dispatcher
+    died. The first restart waits 1 s; a child that keeps dying young waits twice as long each
+time, up to 30 s."""
 
+    POLL_SECONDS = 0.5
+    MAX_DELAY_SECONDS = 30.0
 
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    child.terminate()
-    try:
-        child.wait(timeout=GRACEFUL_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        child.kill()
+    def __init__(self, cmd: list[str], env: dict[str, str], name: str) -> None:
+        self.cmd, self.env, self.name = cmd, env, name
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self.child = subprocess.Popen(cmd, env=env)
+        self._watcher = threading.Thread(target=self._watch, name=f"supervise {name}", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        delay, born = 0.5, time.monotonic()
+        while not self._stopping.wait(self.POLL_SECONDS):
+            # gunicorn's master reaps every exited child (waitpid(-1)); poll() then reads 0.
+            code = self.child.poll()
+            if code is None:
+                continue
+            # One that lived a minute was no crash loop.
+            delay = 1.0 if time.monotonic() - born > 60 else min(delay * 2, self.MAX_DELAY_SECONDS)
+            log.error("%s (pid %s) exited with %s; starting it again in %.0f s", self.name, self.child.pid,
+                      code, delay)
+            if self._stopping.wait(delay):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.child, born = subprocess.Popen(self.cmd, env=self.env), time.monotonic()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+        child = self.child
+        child.terminate()
+        try:
+            child.wait(timeout=GRACEFUL_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 def _database(settings: config.Settings) -> tuple[str, Any]:

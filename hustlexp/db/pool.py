@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 # A connection attempt to a host that does not answer gives up after this long.
 CONNECT_TIMEOUT_SECONDS = 5
+# psycopg_pool retries a failed connection with a doubling delay until this many seconds have
+# passed (its default, 300 s, lets the delay grow to minutes during a long outage, and the pool
+# would then wait that long after the database is back). Past it the attempt is dropped and the
+# next request starts a fresh one, so a recovered database is used again within seconds.
+RECONNECT_WINDOW_SECONDS = 10.0
 OUTAGE_WAIT_SECONDS = 0.5
 
 
@@ -59,6 +64,7 @@ class Database:
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
             kwargs={"row_factory": dict_row, "autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
             check=self._check,
+            reconnect_timeout=RECONNECT_WINDOW_SECONDS,
             name="hustlexp",
         )
         # time.monotonic() of the first failure of the current outage; None while all is well.

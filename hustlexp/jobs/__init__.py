@@ -23,7 +23,7 @@ A worker killed mid-job (OOM, SIGKILL, a lost host) leaves its job in `doing`. W
 procrastinate heartbeats; every minute `hustlexp.retry-stalled` asks procrastinate for the
 jobs of workers silent for STALLED_AFTER_SECONDS (`get_stalled_jobs`) and puts them back in
 the queue (`retry_job`). Re-running a pass is safe for the reasons above (a money row the dead
-worker had claimed is picked up again once stale, with the same idempotency key).
+worker had claimed is taken again once its lease runs out, with the same idempotency key).
 `hustlexp jobs recover` does the same now."""
 
 from __future__ import annotations

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
+import signal
 from typing import TYPE_CHECKING, Any
 
 from hustlexp import config
 from hustlexp.jobs import PASSES, STALLED_AFTER_SECONDS, build_app, retry_stalled_jobs, run_pass
 
 if TYPE_CHECKING:
+    import procrastinate
+
     from hustlexp.services import Services
 
 log = logging.getLogger("hustlexp.jobs")
 
 DISPATCH_THREADS = 8
+WORKER_RESTART_SECONDS = 1.0
+WORKER_RESTART_MAX_SECONDS = 30.0
 
 
 def register(sub: Any) -> None:
@@ -100,23 +107,58 @@ def cmd_worker(args: argparse.Namespace, settings: config.Settings) -> int:
 
     services, _server = _services(settings, connections=args.concurrency + args.dispatch_threads + 1)
     conninfo = services.db.conninfo
-    _ensure_queue_schema(conninfo)
     app = build_app(conninfo, lambda: services)
     dispatcher = Dispatcher(services, threads=args.dispatch_threads)
     dispatcher.start_thread()
     log.warning("jobs worker started: money dispatcher, %s",
                 ", ".join(f"{n} ({c})" for n, (c, _) in PASSES.items()))
     try:
-        app.run_worker(concurrency=args.concurrency)
+        asyncio.run(_run_jobs(app, conninfo, args.concurrency))
     finally:
         dispatcher.stop()
         services.db.close()
     return 0
 
 
-def cmd_dispatch(args: argparse.Namespace, settings: config.Settings) -> int:
-    import signal
+async def _run_jobs(app: procrastinate.App, conninfo: str, concurrency: int) -> None:
+    """procrastinate's worker until SIGINT/SIGTERM. procrastinate stops its worker when the
+    database fails under it (a heartbeat, a poll); this starts it again, waiting
+    WORKER_RESTART_SECONDS doubling up to WORKER_RESTART_MAX_SECONDS, so a database that is
+    down at start or restarts later never ends the process (its dispatcher thread reconnects
+    by itself)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    delay = WORKER_RESTART_SECONDS
+    while not stop.is_set():
+        started = loop.time()
+        try:
+            _ensure_queue_schema(conninfo)
+            async with app.open_async():
+                worker = asyncio.create_task(app.run_worker_async(concurrency=concurrency,
+                                                                  install_signal_handlers=False))
+                stopping = asyncio.create_task(stop.wait())
+                await asyncio.wait({worker, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():
+                    worker.cancel()  # procrastinate's graceful stop: running jobs finish
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await worker
+                    return
+                stopping.cancel()
+                worker.result()
+                log.error("job worker stopped by itself; starting it again in %.0f s", delay)
+        except Exception as exc:
+            log.error("job worker failed (%s); starting it again in %.0f s",
+                      str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        # A worker that ran a while was no crash loop: the next wait starts short again.
+        delay = WORKER_RESTART_SECONDS if loop.time() - started > WORKER_RESTART_MAX_SECONDS + delay \
+            else min(delay * 2, WORKER_RESTART_MAX_SECONDS)
 
+
+def cmd_dispatch(args: argparse.Namespace, settings: config.Settings) -> int:
     from hustlexp.jobs.dispatcher import Dispatcher
 
     services, _server = _services(settings, connections=args.threads + 1)
@@ -138,7 +180,7 @@ def _ensure_queue_schema(conninfo: str) -> None:
     import procrastinate
     import psycopg
 
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
         conn.execute("SELECT pg_advisory_lock(hashtext('hustlexp.procrastinate_schema'))")
         try:
             exists = conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL").fetchone()

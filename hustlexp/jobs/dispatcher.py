@@ -4,9 +4,18 @@ them commits, so no API request waits on a Stripe transfer or refund (DESIGN §7
 It LISTENs on the outbox channel; every notification names the rows just made due, and each
 is sent on a small thread pool (`MoneyOutbox.dispatch` claims a row with SKIP LOCKED, so any
 number of dispatchers, the retry job and a one-shot pass can run at once and Stripe still
-moves the money once). Notifications sent while no dispatcher listened are not lost: at start
-and every SWEEP_SECONDS it also sends rows that were never attempted. Failed attempts back off
-and belong to the periodic `payouts` job. A lost database connection is reopened."""
+moves the money once). Every attempt is bounded by the Stripe budget of one call, so a hung
+Stripe holds a thread for that long at most, never forever.
+
+Notifications sent while no dispatcher listened are not lost: on connecting, and again
+whenever a row becomes due by itself (at most SWEEP_SECONDS apart), it sweeps
+(`MoneyOutbox.dispatcher_due`): rows never attempted, claims whose lease ran out (their process
+died or lost the database mid-attempt), and retries no payouts job took. Failed attempts
+otherwise back off and belong to the periodic `payouts` job.
+
+Nothing ends the dispatcher but stop(): a lost database, a failing sweep or any other error is
+logged, waited out (RECONNECT_SECONDS, doubling up to RECONNECT_MAX_SECONDS) and followed by a
+new connection, a new LISTEN and a sweep."""
 
 from __future__ import annotations
 
@@ -14,11 +23,12 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 import psycopg
 
+from hustlexp.errors import Unavailable
 from hustlexp.services.outbox import CHANNEL
 
 if TYPE_CHECKING:
@@ -27,7 +37,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("hustlexp.dispatcher")
 
 SWEEP_SECONDS = 60.0
-RECONNECT_SECONDS = 2.0
+RECONNECT_SECONDS = 0.5
+RECONNECT_MAX_SECONDS = 5.0
+CONNECT_TIMEOUT_SECONDS = 5
+# How long one wait for notifications lasts: how soon stop() is noticed.
+LISTEN_SLICE_SECONDS = 1.0
 
 
 class Dispatcher:
@@ -36,20 +50,32 @@ class Dispatcher:
         self.threads = threads
         self.stop_event = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="money")
+        # Rows handed to the thread pool and not finished: a sweep does not queue them twice.
+        self._queued: set[UUID] = set()
+        self._queued_lock = threading.Lock()
 
     def stop(self) -> None:
         self.stop_event.set()
 
     def run(self) -> None:
         """Listen and send until stop() (or KeyboardInterrupt)."""
+        delay = RECONNECT_SECONDS
         try:
             while not self.stop_event.is_set():
+                started = time.monotonic()
                 try:
                     self._listen()
-                except psycopg.OperationalError as exc:
-                    log.warning("dispatcher lost the database (%s); reconnecting",
-                                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-                    self.stop_event.wait(RECONNECT_SECONDS)
+                except Exception as exc:
+                    if isinstance(exc, psycopg.OperationalError | Unavailable):  # the database is away
+                        log.warning("dispatcher lost the database (%s); reconnecting in %.1f s",
+                                    _first_line(exc), delay)
+                    else:
+                        log.exception("dispatcher failed; reconnecting in %.1f s", delay)
+                    # A connection that lived a while was no crash loop: start the back-off afresh.
+                    if time.monotonic() - started > RECONNECT_MAX_SECONDS:
+                        delay = RECONNECT_SECONDS
+                    self.stop_event.wait(delay)
+                    delay = min(delay * 2, RECONNECT_MAX_SECONDS)
         finally:
             self._pool.shutdown(wait=True)
 
@@ -59,22 +85,24 @@ class Dispatcher:
         return thread
 
     def _listen(self) -> None:
-        with psycopg.connect(self.services.db.conninfo, autocommit=True) as conn:
+        with psycopg.connect(self.services.db.conninfo, autocommit=True,
+                             connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
             conn.execute(f"LISTEN {CHANNEL}")
-            next_sweep = 0.0
+            log.info("dispatcher listening")
+            next_sweep = 0.0  # at once: what became due while nobody listened
             while not self.stop_event.is_set():
                 if time.monotonic() >= next_sweep:
-                    self._send(self._never_attempted(conn))
-                    next_sweep = time.monotonic() + SWEEP_SECONDS
-                for note in conn.notifies(timeout=1.0):
+                    next_sweep = time.monotonic() + self._sweep()
+                wait = min(LISTEN_SLICE_SECONDS, max(0.0, next_sweep - time.monotonic()))
+                for note in conn.notifies(timeout=wait):
                     self._send(note.payload.split(","))
 
-    @staticmethod
-    def _never_attempted(conn: psycopg.Connection[Any]) -> list[str]:
-        rows = conn.execute("""SELECT id FROM money_outbox
-                                WHERE status = 'PENDING' AND last_attempt_at IS NULL AND next_attempt_at <= now()
-                                ORDER BY next_attempt_at LIMIT 500""").fetchall()
-        return [str(r[0]) for r in rows]
+    def _sweep(self) -> float:
+        """Queue what is due without a notification; seconds until the next sweep."""
+        found = self.services.outbox.dispatcher_due().unwrap()
+        self._send([str(i) for i in found["due"]])
+        next_in = found["next_in"]
+        return SWEEP_SECONDS if next_in is None else min(SWEEP_SECONDS, max(0.1, float(next_in)))
 
     def _send(self, ids: list[str]) -> None:
         for text in ids:
@@ -83,11 +111,24 @@ class Dispatcher:
             except ValueError:
                 log.warning("ignoring notification %r: not an outbox id", text)
                 continue
+            with self._queued_lock:
+                if outbox_id in self._queued:
+                    continue
+                self._queued.add(outbox_id)
             self._pool.submit(self._dispatch, outbox_id)
 
     def _dispatch(self, outbox_id: UUID) -> None:
         try:
             result = self.services.outbox.dispatch(outbox_id).unwrap()
             log.info("outbox %s: %s", outbox_id, result["status"])
-        except Exception:  # the row stays PENDING/PROCESSING; the payouts job picks it up
+        except Exception:
+            # Unclaimed, it is swept again at reconnection; claimed, once its lease runs out.
             log.exception("dispatching outbox %s failed", outbox_id)
+        finally:
+            with self._queued_lock:
+                self._queued.discard(outbox_id)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

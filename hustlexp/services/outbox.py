@@ -11,6 +11,13 @@ lock held, and the outcome is written in a second short transaction. The idempot
 is fixed per escrow and kind, so however often a row is retried — by the request that
 wrote it, by the retry job, by two job workers at once — Stripe moves the money once.
 
+A claim is a lease: the attempt gets the Stripe budget of one call (`PaymentsGateway.call_seconds`,
+all its calls together), and the claimed row's next_attempt_at is set to when that budget and
+LEASE_MARGIN have run out. A row still PROCESSING past it was left by a process that died (or
+lost the database) mid-attempt; any dispatcher or payouts pass takes it again, with the same
+idempotency key. The outcome of an attempt is written only while the row is still that
+attempt's (same attempt_count, still PROCESSING), so a late answer never overwrites a newer one.
+
 Failures that a retry can cure (network, Stripe 5xx, 409, 429) back off 5 min, 30 min, 2 h,
 24 h, then the row is FAILED_PERMANENT and admins are told. A failure no retry can cure (an
 invalid request, a bad destination, bad credentials: 4xx but 409/429) is FAILED_PERMANENT at
@@ -34,9 +41,15 @@ log = logging.getLogger(__name__)
 
 BACKOFF = (timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2), timedelta(hours=24))
 NO_ACCOUNT_RECHECK = timedelta(hours=1)
-# A row left PROCESSING this long belongs to a process that died mid-call; the same
-# idempotency key makes picking it up again safe.
-STALE_PROCESSING = timedelta(minutes=10)
+# A claim outlives its Stripe budget by this much: time to write the outcome.
+LEASE_MARGIN = timedelta(seconds=5)
+# Failed attempts back off and belong to the payouts job (every 5 minutes). Where no job worker
+# runs (`hustlexp serve` alone, in development) the dispatcher takes a retry left this overdue.
+UNJOBBED_RETRY_GRACE = timedelta(minutes=6)
+# The outcome of an attempt is written only to the row as that attempt claimed it.
+FENCE = "id = %s AND status = 'PROCESSING' AND attempt_count = %s"
+# What dispatch() answers for an attempt whose lease ran out and whose row a newer one took.
+SUPERSEDED = "SUPERSEDED"
 # NOTIFY channel whose payload is a comma-separated list of money_outbox ids now due.
 CHANNEL = "hustlexp_money_outbox"
 
@@ -66,15 +79,13 @@ class MoneyOutbox(Service):
 
     @returns_result
     def retry_due(self, limit: int = 100) -> dict[str, int]:
-        """One pass of the retry job: every due movement, oldest first."""
-        now = self.s.clock()
+        """One pass of the retry job: every due movement (claims whose lease ran out included),
+        oldest first."""
         with self.db.transaction() as conn:
             ids = [r["id"] for r in conn.execute(
                 """SELECT id FROM money_outbox
-                    WHERE (status = 'PENDING' AND next_attempt_at <= %(now)s)
-                       OR (status = 'PROCESSING' AND last_attempt_at < %(stale)s)
-                    ORDER BY next_attempt_at LIMIT %(limit)s""",
-                {"now": now, "stale": now - STALE_PROCESSING, "limit": limit}).fetchall()]
+                    WHERE status IN ('PENDING', 'PROCESSING') AND next_attempt_at <= %s
+                    ORDER BY next_attempt_at LIMIT %s""", (self.s.clock(), limit)).fetchall()]
         counts = {"due": len(ids), "succeeded": 0, "failed": 0, "waiting": 0, "skipped": 0}
         for outbox_id in ids:
             status = self.dispatch(outbox_id).unwrap()["status"]
@@ -82,6 +93,26 @@ class MoneyOutbox(Service):
                    "CANCELLED": "succeeded", "WAITING": "waiting"}.get(status, "skipped")
             counts[key] += 1
         return counts
+
+    @returns_result
+    def dispatcher_due(self, limit: int = 500) -> dict[str, Any]:
+        """What a dispatcher sends without being told (a NOTIFY sent while it was not listening
+        is lost): due rows never attempted, claims whose lease ran out, and retries left overdue
+        by UNJOBBED_RETRY_GRACE. Also `next_in`: seconds until the next row becomes such (None:
+        no row will by itself), so the dispatcher wakes for it."""
+        with self.db.transaction() as conn:
+            row = one(conn, """
+                WITH live AS (
+                    SELECT id, CASE WHEN status = 'PROCESSING' OR last_attempt_at IS NULL THEN next_attempt_at
+                                    ELSE next_attempt_at + %(grace)s END AS taken_at
+                      FROM money_outbox WHERE status IN ('PENDING', 'PROCESSING'))
+                SELECT ARRAY(SELECT id FROM live WHERE taken_at <= %(now)s
+                              ORDER BY taken_at LIMIT %(limit)s) AS due,
+                       extract(epoch FROM (SELECT min(taken_at) FROM live WHERE taken_at > %(now)s) - %(now)s)::float
+                           AS next_in""",
+                      {"grace": UNJOBBED_RETRY_GRACE, "now": self.s.clock(), "limit": limit})
+        assert row is not None
+        return {"due": list(row["due"]), "next_in": row["next_in"]}
 
     def enqueue(self, conn: Any, *, escrow_id: Any, kind: MoneyKind, amount: int, recipient: Any,
                 key: str) -> UUID:
@@ -123,26 +154,37 @@ class MoneyOutbox(Service):
     # -- steps -----------------------------------------------------------------
 
     def _claim(self, outbox_id: UUID) -> dict[str, Any] | None:
+        """PENDING and due, or PROCESSING past its lease -> PROCESSING under a new lease."""
         now = self.s.clock()
+        lease = timedelta(seconds=self.s.payments.call_seconds) + LEASE_MARGIN
         with self.db.transaction() as conn:
             return one(conn, """
                 UPDATE money_outbox o
-                   SET status = 'PROCESSING', attempt_count = attempt_count + 1, last_attempt_at = %(now)s
+                   SET status = 'PROCESSING', attempt_count = attempt_count + 1, last_attempt_at = %(now)s,
+                       next_attempt_at = %(lease_end)s
                   FROM (SELECT id FROM money_outbox
-                         WHERE id = %(id)s
-                           AND ((status = 'PENDING' AND next_attempt_at <= %(now)s)
-                             OR (status = 'PROCESSING' AND last_attempt_at < %(stale)s))
+                         WHERE id = %(id)s AND status IN ('PENDING', 'PROCESSING') AND next_attempt_at <= %(now)s
                          FOR UPDATE SKIP LOCKED) due
                  WHERE o.id = due.id
-             RETURNING o.*""", {"id": outbox_id, "now": now, "stale": now - STALE_PROCESSING})
+             RETURNING o.*""", {"id": outbox_id, "now": now, "lease_end": now + lease})
+
+    @staticmethod
+    def _still_ours(cursor: Any, row: dict[str, Any]) -> bool:
+        """Whether an outcome UPDATE (fenced on status and attempt_count) found its attempt."""
+        if cursor.rowcount == 1:
+            return True
+        log.warning("outbox %s: attempt %s outlived its lease; a newer attempt owns the row", row["id"],
+                    row["attempt_count"])
+        return False
 
     def _send(self, row: dict[str, Any]) -> dict[str, Any]:
-        from hustlexp.services.payments import PaymentError
+        from hustlexp.services.payments import PaymentError, stripe_budget
 
         # Logs of this attempt (in a request or a job) carry the id of the request that queued it.
         with context.bound(row["request_id"]):
             try:
-                stripe_id = self._call_stripe(row)
+                with stripe_budget(self.s.payments.call_seconds):
+                    stripe_id = self._call_stripe(row)
             except NoPayoutAccount as waiting:
                 return self._wait_for_account(row, waiting.reason)
             except PaymentError as exc:
@@ -187,9 +229,11 @@ class MoneyOutbox(Service):
     def _succeeded(self, row: dict[str, Any], stripe_id: str) -> dict[str, Any]:
         column = {"TRANSFER": "stripe_transfer_id", "REFUND": "stripe_refund_id"}.get(row["kind"])
         with self.db.transaction() as conn:
-            conn.execute("""UPDATE money_outbox SET status = 'SUCCEEDED', stripe_object_id = %s,
-                                   completed_at = now(), last_error = NULL WHERE id = %s""",
-                         (stripe_id, row["id"]))
+            cursor = conn.execute(f"""UPDATE money_outbox SET status = 'SUCCEEDED', stripe_object_id = %s,
+                                             completed_at = now(), last_error = NULL WHERE {FENCE}""",
+                                  (stripe_id, row["id"], row["attempt_count"]))
+            if not self._still_ours(cursor, row):
+                return {"id": row["id"], "status": SUPERSEDED, "stripe_id": stripe_id}
             if column == "stripe_transfer_id":
                 conn.execute("UPDATE escrows SET stripe_transfer_id = %s WHERE id = %s",
                              (stripe_id, row["escrow_id"]))
@@ -202,9 +246,11 @@ class MoneyOutbox(Service):
 
     def _wait_for_account(self, row: dict[str, Any], reason: str) -> dict[str, Any]:
         with self.db.transaction() as conn:
-            conn.execute("""UPDATE money_outbox SET status = 'PENDING', attempt_count = attempt_count - 1,
-                                   next_attempt_at = %s, last_error = %s WHERE id = %s""",
-                         (self.s.clock() + NO_ACCOUNT_RECHECK, reason, row["id"]))
+            cursor = conn.execute(f"""UPDATE money_outbox SET status = 'PENDING', attempt_count = attempt_count - 1,
+                                             next_attempt_at = %s, last_error = %s WHERE {FENCE}""",
+                                  (self.s.clock() + NO_ACCOUNT_RECHECK, reason, row["id"], row["attempt_count"]))
+            if not self._still_ours(cursor, row):
+                return {"id": row["id"], "status": SUPERSEDED}
         log.info("outbox %s: worker %s cannot be paid yet (%s); transfer waits", row["id"],
                  row["recipient_id"], reason)
         return {"id": row["id"], "status": "WAITING"}
@@ -221,9 +267,11 @@ class MoneyOutbox(Service):
         else:
             status, next_at = MoneyStatus.PENDING, self.s.clock() + BACKOFF[attempts - 1]
         with self.db.transaction() as conn:
-            conn.execute("""UPDATE money_outbox SET status = %s, last_error = %s,
-                                   next_attempt_at = coalesce(%s, next_attempt_at) WHERE id = %s""",
-                         (status.value, error, next_at, row["id"]))
+            cursor = conn.execute(f"""UPDATE money_outbox SET status = %s, last_error = %s,
+                                             next_attempt_at = coalesce(%s, next_attempt_at) WHERE {FENCE}""",
+                                  (status.value, error, next_at, row["id"], row["attempt_count"]))
+            if not self._still_ours(cursor, row):
+                return {"id": row["id"], "status": SUPERSEDED, "error": error}
             if status is MoneyStatus.FAILED_PERMANENT:
                 self._alert_admins(conn, row, error)
         log.warning("outbox %s: %s of %s cents failed (attempt %s): %s -> %s", row["id"], row["kind"],

@@ -83,8 +83,11 @@ _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("hustle
 
 @contextmanager
 def stripe_budget(seconds: float) -> Iterator[None]:
-    """Every Stripe call made inside gets, all together, at most `seconds`."""
-    token = _deadline.set(time.monotonic() + seconds)
+    """Every Stripe call made inside gets, all together, at most `seconds` (or less, inside a
+    budget that ends sooner)."""
+    deadline = time.monotonic() + seconds
+    outer = _deadline.get()
+    token = _deadline.set(deadline if outer is None else min(outer, deadline))
     try:
         yield
     finally:
@@ -120,6 +123,9 @@ class PaymentsGateway:
         # Events about connected accounts (account.updated) come from a Connect endpoint, which
         # Stripe signs with its own secret; one URL may serve both endpoints.
         self.connect_webhook_secret = connect_webhook_secret
+        # One call waits at most this long for each of its 1 + max_network_retries tries.
+        self.read_timeout = read_timeout
+        self.max_network_retries = max_network_retries
         if http_client is None:
             http_client = stripe.RequestsClient(
                 timeout=(min(CONNECT_TIMEOUT_SECONDS, read_timeout), read_timeout), session=_BoundedSession())
@@ -129,6 +135,12 @@ class PaymentsGateway:
             http_client=http_client,
             max_network_retries=max_network_retries,
         )
+
+    @property
+    def call_seconds(self) -> float:
+        """What one call may take when Stripe never answers: every try waits out its read timeout.
+        Run inside `stripe_budget(call_seconds)`, several calls together take no longer."""
+        return self.read_timeout * (1 + self.max_network_retries)
 
     # -- PaymentIntents ---------------------------------------------------------------
 

@@ -169,7 +169,8 @@ class FakeStripe:
         `method`, if given) fail as `kind`. By default they fail before doing anything, so a
         retry succeeds afresh. With after_effect=True the request takes effect (and its response
         is stored under its idempotency key) and only then is the answer lost: the case
-        idempotency keys exist for."""
+        idempotency keys exist for. A retry under the same key that meets one of the remaining
+        failures is replayed (no second effect) and loses its answer the same way."""
         if times < 1:
             raise ValueError("times must be at least 1")
         with self._lock:
@@ -280,18 +281,20 @@ class FakeStripe:
             try:
                 self._authenticate(lowered.get("authorization"))
                 if key is not None and key in self._idempotent:
-                    return self._replay(self._idempotent[key], method, path, params, key)
-                status, obj = self._route(method, path, params)
+                    # A replay loses its answer to an injected failure like the first request did.
+                    answer = self._replay(self._idempotent[key], method, path, params, key)
+                else:
+                    status, obj = self._route(method, path, params)
+                    answer = _response(status, obj)
+                    if key is not None:
+                        self._idempotent[key] = _Stored(method, path, params, status, answer[1])
             except _StripeError as err:
                 return _response(err.status, {"error": err.body})
-            status, text, out_headers = _response(status, obj)
-            if key is not None:
-                self._idempotent[key] = _Stored(method, path, params, status, text)
             if failure is not None and failure.kind != "hang":
                 return self._fail(failure.kind)
         if failure is not None:
             return self._fail(failure.kind)
-        return status, text, out_headers
+        return answer
 
     def _take_failure(self, method: str, path: str) -> _Failure | None:
         for failure in self._failures:

@@ -135,6 +135,18 @@ def test_fail_next_after_effect_keeps_the_effect_for_replay(fake: FakeStripe) ->
     assert fake.money_out("e1") == {"transferred": 100, "refunded": 0}
 
 
+def test_a_replay_meeting_a_remaining_failure_loses_its_answer_too(fake: FakeStripe) -> None:
+    fake.fail_next("/v1/transfers", times=2, kind="api_error", after_effect=True)
+    body = "amount=100&currency=usd&destination=acct_1&metadata[escrow_id]=e1"
+
+    assert post(fake, "/v1/transfers", body, key="t")[0] == 500
+    assert post(fake, "/v1/transfers", body, key="t")[0] == 500  # replayed, answer lost again
+    status, replayed = post(fake, "/v1/transfers", body, key="t")
+
+    assert status == 200
+    assert [t["id"] for t in fake.transfers] == [replayed["id"]]
+
+
 def test_network_failure_surfaces_as_api_connection_error(fake: FakeStripe, client: stripe.StripeClient
                                                           ) -> None:
     fake.fail_next("/v1/payment_intents", kind="network")

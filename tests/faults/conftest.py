@@ -4,10 +4,13 @@ from outside, the way they happen in production:
 - ``postgres``: stops and starts the real PostgreSQL server under the running app (this suite
   always starts its own embedded server, even when TEST_DATABASE_URL names a shared one);
 - the fake Stripe hangs on demand (``fake.fail_next(..., kind="hang")``);
-- ``gunicorn_workers()`` and ``JobWorker`` give processes to SIGKILL.
+- ``gunicorn_workers()``, ``dispatcher()`` (the money dispatcher `hustlexp serve` keeps as its
+  child) and ``JobWorker`` give processes to SIGKILL; ``holding_stripe()`` says which of them is
+  in the middle of a Stripe call.
 
-The served app keeps its production settings except STRIPE_TIMEOUT_SECONDS=2, so a hung Stripe
-costs each test seconds, not the production 20."""
+The served app keeps its production settings except STRIPE_TIMEOUT_SECONDS=3, so a hung Stripe
+costs each attempt 9 s (3 tries: STRIPE_MAX_NETWORK_RETRIES stays 2), not the production 60, and
+a claim left by a killed process is taken again 14 s after it was made."""
 
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from tests.e2e.conftest import pytest_runtest_makereport, serve_stack, world  # 
 from tests.e2e.system import Served
 from tests.pg import TestServer
 
-STRIPE_TIMEOUT_SECONDS = "2"
+STRIPE_TIMEOUT_SECONDS = "3"
 WAIT_SECONDS = 60.0  # the most any wait for the system to reach a state may take
 
 
@@ -77,8 +80,46 @@ def postgres(pg: TestServer) -> Iterator[Postgres]:
     server.start()  # whatever the test did, the next one finds it running
 
 
-def gunicorn_workers(served: Served) -> list[psutil.Process]:
+def _children(served: Served) -> list[psutil.Process]:
     return psutil.Process(served.api_pid).children()
+
+
+def _is_dispatcher(process: psutil.Process) -> bool:
+    try:
+        return "dispatch" in process.cmdline()
+    except psutil.NoSuchProcess:
+        return False
+
+
+def gunicorn_workers(served: Served) -> list[psutil.Process]:
+    return [p for p in _children(served) if not _is_dispatcher(p)]
+
+
+def dispatcher(served: Served) -> psutil.Process | None:
+    """The running money dispatcher child of `hustlexp serve`, if there is one now."""
+    found = [p for p in _children(served) if _is_dispatcher(p) and p.status() != psutil.STATUS_ZOMBIE]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def holding_stripe(served: Served, processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of `processes` with a call open to the fake Stripe (a connection Stripe closed
+    and the client has not, CLOSE_WAIT, is not a call)."""
+    assert served.fake.base_url is not None
+    port = int(served.fake.base_url.rsplit(":", 1)[1])
+    holding = []
+    for process in processes:
+        try:
+            connections = process.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue
+        if any(c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED for c in connections):
+            holding.append(process)
+    return holding
+
+
+def stripe_calls(served: Served, path: str) -> int:
+    return len([c for c in served.fake.calls if c[0] == "POST" and c[1] == path])
 
 
 def until(condition: Any, what: str) -> Any:
@@ -124,6 +165,11 @@ class JobWorker:
                                      stderr=subprocess.STDOUT)
         log.close()
         return self
+
+    @property
+    def process(self) -> psutil.Process:
+        assert self.proc is not None
+        return psutil.Process(self.proc.pid)
 
     def kill(self) -> None:
         assert self.proc is not None

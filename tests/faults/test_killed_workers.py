@@ -1,6 +1,9 @@
-"""Processes killed mid-work: a gunicorn worker in the middle of paying, and a job worker in the
-middle of its payouts pass. Nothing acknowledged is lost, the service keeps answering, and once
-the stalled work is picked up again the money moves exactly once."""
+"""Processes killed mid-work (SIGKILL: no cleanup runs): a gunicorn worker in the middle of a
+request, the money dispatcher in the middle of a transfer, and a job worker in the middle of
+its payouts pass. Nothing acknowledged is lost, the service keeps answering, the killed work
+is taken up again on its own (gunicorn and `hustlexp serve` replace their children, a claim on
+a money row is a lease that runs out, procrastinate re-queues a dead worker's job) and the
+money moves exactly once."""
 
 from __future__ import annotations
 
@@ -8,78 +11,102 @@ import json
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 import requests
 
 from hustlexp.jobs import build_app
 from hustlexp.jobs.cli import _ensure_queue_schema
 from tests.e2e.system import World, data
 from tests.e2e.test_stripe import make_due, paid_task
-from tests.faults.conftest import JobWorker, gunicorn_workers, json_answer, until
-
-# Written when a transfer/refund ran after commit inside the request; the money dispatcher (issue 11)
-# now sends it in the background, so these expectations (attempt counts right after the answer, a
-# worker killed mid-payout, the dispatcher's pick-up after a restart or a hang) need rework. They
-# still run; a pass is reported as XPASS. Issue 10 stays open for it.
-pytestmark = pytest.mark.xfail(reason="fault expectations predate the money dispatcher; rework pending",
-                               strict=False)
-
-
-
-def _stripe_calls(world: World, path: str) -> int:
-    return len([c for c in world.served.fake.calls if c[0] == "POST" and c[1] == path])
+from tests.faults.conftest import (
+    JobWorker,
+    dispatcher,
+    gunicorn_workers,
+    holding_stripe,
+    json_answer,
+    stripe_calls,
+    until,
+)
 
 
-def _make_stale(world: World, escrow_id: str) -> None:
-    """A PROCESSING row is taken over once its claim is 10 minutes old; skip the wait."""
-    world.sql("UPDATE money_outbox SET last_attempt_at = now() - interval '11 minutes', "
-              "next_attempt_at = now() - interval '1 second' WHERE escrow_id = %s", (escrow_id,))
-
-
-def test_gunicorn_worker_killed_while_paying(world: World) -> None:
-    poster, worker, task = paid_task(world, price=8000)
-    world.accept(task, worker)
-    proof = world.submit_proof(task, worker)
+def test_gunicorn_worker_killed_mid_request_loses_nothing(world: World) -> None:
+    """Posting a task waits on Stripe for its PaymentIntent; the worker serving it dies there.
+    The client retries with its Idempotency-Key and gets the one task the first try created."""
+    poster, worker = world.register("poster"), world.worker()
     fake = world.served.fake
-    fake.fail_next("/v1/transfers", times=10, kind="hang", method="POST")
+    body = {"title": "Killed mid-request", "description": "Posted while its worker dies", "price": 4200,
+            "location": "3 Crash St", "category": "assembly",
+            "deadline": (datetime.now(UTC) + timedelta(days=2)).isoformat()}
+    key = {"Idempotency-Key": f"{poster.uid}-killed"}
+    before = {w.pid for w in gunicorn_workers(world.served)}
+    calls = stripe_calls(world.served, "/v1/payment_intents")
+    fake.fail_next("/v1/payment_intents", times=10, kind="hang", method="POST")
     answers: list[Any] = []
 
-    def approve() -> None:
+    def post() -> None:
         try:
-            answers.append(poster.post(f"/api/proofs/{proof['id']}/accept"))
+            answers.append(poster.post("/api/tasks", json=body, headers=key))
         except requests.RequestException as exc:
             answers.append(exc)
 
-    request = threading.Thread(target=approve)
+    request = threading.Thread(target=post)
     request.start()
     try:
-        until(lambda: _stripe_calls(world, "/v1/transfers"), "the approval to reach Stripe")
-        stripe_port = int(world.served.fake.base_url.rsplit(":", 1)[1])  # type: ignore[union-attr]
-        [paying] = until(lambda: [w for w in gunicorn_workers(world.served)
-                                  if any(c.raddr and c.raddr.port == stripe_port for c in w.net_connections())],
-                         "the worker holding the Stripe call")
-        paying.kill()
+        until(lambda: stripe_calls(world.served, "/v1/payment_intents") > calls, "the request to reach Stripe")
+        [serving] = until(lambda: holding_stripe(world.served, gunicorn_workers(world.served)),
+                          "the worker holding the Stripe call")
+        serving.kill()
         request.join()
     finally:
         fake.unhang()
 
-    # The client lost its answer (the process died), but the approval had committed.
     [answer] = answers
-    assert isinstance(answer, requests.RequestException) or answer.status_code >= 500
-    assert world.escrow(task["escrow_id"])["state"] == "RELEASED"
-    [row] = world.outbox(task["escrow_id"])
-    assert (row["status"], row["attempt_count"]) == ("PROCESSING", 1)
+    assert isinstance(answer, requests.ConnectionError), answer  # the process died: no answer at all
+    until(lambda: len(workers := gunicorn_workers(world.served)) == 2 and {w.pid for w in workers} != before,
+          "gunicorn to replace the killed worker")
 
-    # gunicorn replaced the worker: the service answers, and the approval replays as done.
-    until(lambda: len(gunicorn_workers(world.served)) == 2, "gunicorn to replace the killed worker")
-    assert json_answer(poster.get(f"/api/tasks/{task['id']}"))["data"]["state"] == "COMPLETED"
+    # The task committed before the Stripe call; the retry finds it and gets its PaymentIntent.
+    replay = json_answer(poster.post("/api/tasks", json=body, headers=key))
+    task = replay["data"]
+    assert task["replayed"] is True and task["payment_intent_id"], task
+    assert [str(r["id"]) for r in world.sql("SELECT id FROM tasks WHERE poster_id = %s", (poster.id,))] \
+        == [task["id"]]
+    world.escrows.append(task["escrow_id"])
+    world.fund(task)
+    world.accept(task, worker)
+    proof = world.submit_proof(task, worker)
+    assert data(poster.post(f"/api/proofs/{proof['id']}/accept"))["escrow"]["state"] == "RELEASED"
+    world.check_money()
 
-    _make_stale(world, task["escrow_id"])
-    world.run_job("payouts")
-    [row] = world.outbox(task["escrow_id"])
-    assert row["status"] == "SUCCEEDED"
+
+def test_money_dispatcher_killed_mid_transfer_is_replaced_and_pays_once(world: World) -> None:
+    """Stripe makes the transfer and the dispatcher dies before hearing so. `hustlexp serve`
+    starts a new dispatcher; once the dead one's claim (a lease) runs out, the new one takes the
+    row, finds the transfer Stripe made, and records it: one transfer."""
+    poster, worker, task = paid_task(world, price=8000)
+    world.accept(task, worker)
+    proof = world.submit_proof(task, worker)
+    fake = world.served.fake
+    fake.fail_next("/v1/transfers", times=10, kind="hang", method="POST", after_effect=True)
+    try:
+        done = json_answer(poster.post(f"/api/proofs/{proof['id']}/accept"))["data"]
+        assert done["escrow"]["state"] == "RELEASED"
+        first = until(lambda: dispatcher(world.served), "the money dispatcher")
+        until(lambda: holding_stripe(world.served, [first]), "the dispatcher to be in the transfer call")
+        first.kill()
+        [row] = world.outbox(task["escrow_id"])
+        assert (row["status"], row["attempt_count"]) == ("PROCESSING", 1)
+        assert fake.money_out(task["escrow_id"]) == {"transferred": 6800, "refunded": 0}  # paid, unheard
+    finally:
+        fake.unhang()
+
+    until(lambda: (d := dispatcher(world.served)) is not None and d.pid != first.pid,
+          "`hustlexp serve` to start a new dispatcher")
+    [row] = until(lambda: [r for r in world.outbox(task["escrow_id"]) if r["status"] == "SUCCEEDED"],
+                  "the new dispatcher to take the row once its lease ran out")
+    assert row["attempt_count"] == 2 and row["stripe_object_id"] == fake.transfers[-1]["id"]
     world.check_money()
 
 
@@ -88,10 +115,12 @@ def test_job_worker_killed_mid_pass_is_recovered(world: World, job_workers: list
     world.accept(task, worker)
     proof = world.submit_proof(task, worker)
     fake = world.served.fake
-    # Stripe hangs from the approval on: the request answers (its budget), the money row waits.
     fake.fail_next("/v1/transfers", times=20, kind="hang", method="POST")
     try:
         data(poster.post(f"/api/proofs/{proof['id']}/accept"))
+        # The served dispatcher's attempt gives up within its budget; the retry is the payouts job's.
+        until(lambda: [r for r in world.outbox(task["escrow_id"]) if r["status"] == "PENDING" and r["last_error"]],
+              "the dispatcher's attempt to give up")
         make_due(world, task["escrow_id"], "TRANSFER")
 
         # The payouts pass is queued; a worker takes it, hangs in the Stripe call, and is killed.
@@ -100,14 +129,14 @@ def test_job_worker_killed_mid_pass_is_recovered(world: World, job_workers: list
         app = build_app(db_url, lambda: None)  # type: ignore[arg-type,return-value]
         with app.open():
             job_id = app.tasks["hustlexp.payouts"].defer(timestamp=0)
-        calls_before = _stripe_calls(world, "/v1/transfers")
         first = JobWorker(world.served).start()
         job_workers.append(first)
-        until(lambda: _stripe_calls(world, "/v1/transfers") > calls_before, "the job worker to call Stripe")
+        until(lambda: holding_stripe(world.served, [first.process]), "the payouts pass to call Stripe")
         first.kill()
     finally:
         fake.unhang()
-    assert world.outbox(task["escrow_id"])[0]["status"] == "PROCESSING"
+    [row] = world.outbox(task["escrow_id"])
+    assert (row["status"], row["attempt_count"]) == ("PROCESSING", 2)
 
     def status() -> str:
         return str(world.one("SELECT status FROM procrastinate_jobs WHERE id = %s", (job_id,))["status"])
@@ -129,9 +158,10 @@ def test_job_worker_killed_mid_pass_is_recovered(world: World, job_workers: list
     assert status() in ("todo", "failed")
     assert world.sql("SELECT id FROM procrastinate_jobs WHERE status = 'doing'") == []
 
-    _make_stale(world, task["escrow_id"])  # the dead pass had claimed the row
+    # The dead pass's claim runs out; a new worker (its pass or its dispatcher) or the served
+    # dispatcher pays, once.
     job_workers.append(JobWorker(world.served).start())
-    until(lambda: world.outbox(task["escrow_id"])[0]["status"] == "SUCCEEDED", "a payouts pass to pay")
+    until(lambda: world.outbox(task["escrow_id"])[0]["status"] == "SUCCEEDED", "the transfer to be paid")
     until(lambda: not world.sql("SELECT id FROM procrastinate_jobs WHERE status IN ('todo', 'doing') "
                                 "AND task_name = 'hustlexp.payouts'"), "the queued passes to finish")
     world.check_money()
