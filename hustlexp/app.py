@@ -16,6 +16,7 @@ from hustlexp.api.auth import TokenVerifier
 from hustlexp.api.base import EXTENSION, init_api
 from hustlexp.db import Database, embedded
 from hustlexp.services import Services
+from hustlexp.services.storage import build_storage
 
 if TYPE_CHECKING:
     from hustlexp.services.payments import PaymentsGateway
@@ -54,7 +55,7 @@ def create_app(config: config_mod.Settings | Mapping[str, str] | None = None, *,
         db, server = init_db(settings)
         services = Services(db, payments=payments or init_payments(settings),
                             webhook_secret=settings.stripe_webhook_secret,
-                            storage_dir=settings.storage_dir, app_url=settings.client_app_url)
+                            storage=build_storage(settings), app_url=settings.client_app_url)
     except BaseException:
         verifier.close()
         raise

@@ -27,6 +27,15 @@ class Settings:
     firebase_auth_emulator_host: str | None = None
     firebase_admin_key: str | None = None
     storage_dir: Path = field(default_factory=lambda: Path("instance") / "uploads")
+    # local (files under storage_dir, the embedded default) or s3 (any S3-compatible store:
+    # every API host reads what another stored). Credentials: boto3's usual AWS_* variables.
+    storage: str = "local"
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_public_url: str | None = None
+    # Signs local storage's upload/download URLs; unset, a key kept under storage_dir is used.
+    storage_secret: str | None = None
     app_url: str = "http://127.0.0.1:8000"
     app_version: str = "1.0.0"
     db_pool_max: int = 10
@@ -72,6 +81,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         firebase_auth_emulator_host=get("FIREBASE_AUTH_EMULATOR_HOST"),
         firebase_admin_key=get("FIREBASE_ADMIN_KEY"),
         storage_dir=Path(get("HUSTLEXP_STORAGE_DIR") or Path("instance") / "uploads"),
+        storage=get("HUSTLEXP_STORAGE") or "local",
+        s3_bucket=get("HUSTLEXP_S3_BUCKET"),
+        s3_endpoint_url=get("HUSTLEXP_S3_ENDPOINT_URL"),
+        s3_region=get("AWS_REGION") or get("AWS_DEFAULT_REGION"),
+        s3_public_url=get("HUSTLEXP_S3_PUBLIC_URL"),
+        storage_secret=get("HUSTLEXP_STORAGE_SECRET"),
         app_url=get("APP_URL") or Settings.app_url,
         app_version=get("APP_VERSION") or Settings.app_version,
         db_pool_max=int(get("HUSTLEXP_DB_POOL_MAX") or 10),
@@ -86,6 +101,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     )
     if settings.log_format not in ("json", "text"):
         raise ConfigError(f"HUSTLEXP_LOG_FORMAT must be json or text, not {settings.log_format!r}")
+    if settings.storage not in ("local", "s3"):
+        raise ConfigError(f"HUSTLEXP_STORAGE must be local or s3, not {settings.storage!r}")
+    if settings.storage == "s3" and not settings.s3_bucket:
+        raise ConfigError("HUSTLEXP_STORAGE=s3 needs HUSTLEXP_S3_BUCKET")
     if settings.env not in ("development", "test", "production"):
         raise ConfigError(f"HUSTLEXP_ENV must be development, test or production, not {settings.env!r}")
     if settings.production:

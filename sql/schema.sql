@@ -159,10 +159,13 @@ CREATE UNIQUE INDEX tasks_poster_idempotency_key ON tasks (poster_id, idempotenc
 -- position; both only over OPEN tasks, the only ones the feed shows.
 CREATE INDEX tasks_open_search_idx ON tasks USING gin (to_tsvector('english', title || ' ' || description))
     WHERE state = 'OPEN';
--- It also carries what ranking reads, so scoring a neighbourhood never visits the table.
-CREATE INDEX tasks_open_location_idx ON tasks (location_lat, location_lng)
-    INCLUDE (id, poster_id, price, category, deadline, created_at, risk_level, required_trust_tier, state)
-    WHERE state = 'OPEN' AND location_lat IS NOT NULL;
+-- The position as a point (x = lng, y = lat; core GiST, no extension): answers the bounding
+-- box and streams tasks nearest first (ORDER BY <->), which the feed's first stage reads. It
+-- also carries what ranking reads, so scoring a neighbourhood never visits the table.
+CREATE INDEX tasks_open_point_idx ON tasks USING gist (point(location_lng::float8, location_lat::float8))
+    INCLUDE (id, poster_id, price, category, deadline, created_at, risk_level, required_trust_tier, state,
+             location_lat, location_lng)
+    WHERE state = 'OPEN' AND location_lat IS NOT NULL AND location_lng IS NOT NULL;
 
 -- ---------------------------------------------------------------------------
 -- escrows (exactly one per task; amount = task price, frozen from creation)
@@ -413,7 +416,7 @@ CREATE TABLE money_outbox (
 );
 
 CREATE INDEX money_outbox_due_idx ON money_outbox (next_attempt_at) WHERE status = 'PENDING';
--- 1.6.0: a worker's payouts, newest first (the wallet), and their waiting transfers.
+-- 1.8.0: a worker's payouts, newest first (the wallet), and their waiting transfers.
 CREATE INDEX money_outbox_recipient_idx ON money_outbox (recipient_id, created_at DESC, id DESC)
     WHERE kind = 'TRANSFER';
 
@@ -487,6 +490,44 @@ CREATE TABLE evidence (
             ('pending', 'approved', 'flagged', 'quarantined')),
     created_at          TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+
+-- ---------------------------------------------------------------------------
+-- uploads (1.7.0): direct uploads to object storage (STORAGE_SPEC §4). A row is the intent
+-- (PENDING: a presigned PUT was handed out), then CONFIRMED once the server fetched, measured,
+-- decoded and hashed the object, then ATTACHED once a proof, a message, a dispute or the
+-- profile uses it. expires_at is when a row not yet ATTACHED stops waiting for its next step:
+-- retention then removes it and its object.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE uploads (
+    id                  UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id             UUID NOT NULL CONSTRAINT uploads_user_id_fkey REFERENCES users(id),
+    bucket              VARCHAR(20) NOT NULL
+        CONSTRAINT uploads_bucket_check CHECK (bucket IN ('proofs', 'avatars', 'messages', 'evidence')),
+    task_id             UUID CONSTRAINT uploads_task_id_fkey REFERENCES tasks(id),
+    storage_key         VARCHAR(500) NOT NULL CONSTRAINT uploads_storage_key_unique UNIQUE,
+    content_type        VARCHAR(100) NOT NULL,
+    file_size_bytes     BIGINT NOT NULL
+        CONSTRAINT uploads_file_size_check CHECK (file_size_bytes > 0),
+    state               VARCHAR(20) NOT NULL DEFAULT 'PENDING'
+        CONSTRAINT uploads_state_check CHECK (state IN ('PENDING', 'CONFIRMED', 'ATTACHED')),
+    expires_at          TIMESTAMPTZ NOT NULL,
+    checksum_sha256     VARCHAR(64),
+    capture_time        TIMESTAMPTZ,
+    confirmed_at        TIMESTAMPTZ,
+    attached_at         TIMESTAMPTZ,
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+
+    -- Every bucket but avatars belongs to a task.
+    CONSTRAINT uploads_task_scope_check CHECK ((bucket = 'avatars') = (task_id IS NULL)),
+    -- Confirmed means measured and hashed.
+    CONSTRAINT uploads_confirmed_check CHECK ((state = 'PENDING') = (confirmed_at IS NULL)
+                                              AND (state = 'PENDING') = (checksum_sha256 IS NULL)),
+    CONSTRAINT uploads_attached_check CHECK ((state = 'ATTACHED') = (attached_at IS NOT NULL))
+);
+
+CREATE INDEX uploads_user_idx ON uploads (user_id, created_at);
+CREATE INDEX uploads_unattached_idx ON uploads (expires_at) WHERE state <> 'ATTACHED';
 
 -- ---------------------------------------------------------------------------
 -- admin_roles, admin_actions (append-only)
@@ -642,8 +683,22 @@ CREATE TABLE task_ratings (
 CREATE INDEX task_ratings_ratee_idx ON task_ratings (ratee_id, created_at DESC, id DESC);
 CREATE INDEX task_ratings_rater_idx ON task_ratings (rater_id, created_at DESC, id DESC);
 
+-- poster_rating_totals (1.6.0): what workers rated each poster, counted when the task's pair of
+-- ratings is complete (both rated, or the auto-rating closed the window), kept by a trigger
+-- on task_ratings. The feed ranks by it without aggregating rating history per request.
+CREATE TABLE poster_rating_totals (
+    poster_id   UUID PRIMARY KEY REFERENCES users(id),
+    ratings     INTEGER NOT NULL
+        CONSTRAINT poster_rating_totals_ratings_check CHECK (ratings > 0),
+    stars       INTEGER NOT NULL,
+    CONSTRAINT poster_rating_totals_stars_check CHECK (stars BETWEEN ratings AND 5 * ratings)
+);
+
+-- The best average, read in one index step: the feed's bound on what a poster adds to a score.
+CREATE INDEX poster_rating_totals_average_idx ON poster_rating_totals ((stars::float8 / ratings));
+
 -- ---------------------------------------------------------------------------
--- payout_accounts (1.6.0): our copy of each worker's Stripe Connect account
+-- payout_accounts (1.8.0): our copy of each worker's Stripe Connect account
 -- ---------------------------------------------------------------------------
 
 -- What Stripe last told us about a connected account (account.updated, or a refresh). The
@@ -1050,6 +1105,29 @@ END $$;
 
 CREATE TRIGGER task_rating_requires_completed_task BEFORE INSERT ON task_ratings
     FOR EACH ROW EXECUTE FUNCTION check_task_rating();
+
+-- A task's pair of ratings completes in exactly one statement: the one inserting the second
+-- rating (or both, as the auto-rating may). Statement level, so a statement inserting both counts
+-- the task once; the task row lock orders two parties rating at the same moment, so the later
+-- one sees the earlier and counts.
+CREATE FUNCTION count_poster_rating() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM tasks WHERE id IN (SELECT task_id FROM inserted_ratings) ORDER BY id FOR UPDATE;
+    INSERT INTO poster_rating_totals AS totals (poster_id, ratings, stars)
+    SELECT w.ratee_id, count(*), sum(w.stars)
+      FROM (SELECT DISTINCT task_id FROM inserted_ratings) i
+      JOIN tasks t ON t.id = i.task_id
+      JOIN task_ratings w ON w.task_id = t.id AND w.rater_id = t.worker_id AND w.ratee_id = t.poster_id
+     WHERE EXISTS (SELECT 1 FROM task_ratings p WHERE p.task_id = t.id AND p.rater_id = t.poster_id)
+     GROUP BY w.ratee_id
+    ON CONFLICT (poster_id) DO UPDATE
+       SET ratings = totals.ratings + EXCLUDED.ratings, stars = totals.stars + EXCLUDED.stars;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER task_ratings_count_poster_rating AFTER INSERT ON task_ratings
+    REFERENCING NEW TABLE AS inserted_ratings
+    FOR EACH STATEMENT EXECUTE FUNCTION count_poster_rating();
 
 -- RATE-4: a rating never changes and is never removed (HX809).
 CREATE TRIGGER task_ratings_no_update BEFORE UPDATE ON task_ratings

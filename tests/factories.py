@@ -4,6 +4,7 @@ refuses what it must whatever the code above does."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -203,3 +204,15 @@ def one(conn: Conn, query: Any, params: Any = ()) -> dict[str, Any]:
     row = conn.execute(query, params).fetchone()
     assert row is not None, "query found no row"
     return row
+
+
+def confirmed_upload(conn: Conn, user_id: Any, task_id: Any, bucket: str = "messages", **cols: Any) -> str:
+    """A CONFIRMED direct upload of `user_id` for the task (a photo message or dispute may name
+    it); its storage key."""
+    key = f"{bucket}/{task_id}/{uuid.uuid4().hex}.jpg"
+    values = {"user_id": user_id, "task_id": task_id, "bucket": bucket, "storage_key": key,
+              "content_type": "image/jpeg", "file_size_bytes": 1234, "state": "CONFIRMED",
+              "checksum_sha256": "0" * 64, "confirmed_at": dt.datetime.now(dt.UTC),
+              "expires_at": dt.datetime.now(dt.UTC) + dt.timedelta(days=1)} | cols
+    _insert(conn, "uploads", values)
+    return key

@@ -10,7 +10,8 @@ import importlib
 from flask_smorest import Api
 
 ROUTERS = ("health", "webhooks", "users", "notifications", "messages", "tasks", "escrows", "proofs", "disputes",
-           "ratings", "feed", "inbox", "progress", "admin", "payouts")
+           "ratings", "feed", "inbox", "progress", "uploads",
+           "objects", "admin", "payouts")
 
 
 def register_routers(api: Api) -> None:

@@ -64,7 +64,8 @@ class MessageSendSchema(Schema):
     content = fields.String(metadata={"maxLength": MAX_TEXT, "description": "TEXT or AUTO only (HX804 if longer)"})
     auto_message_template = fields.String(validate=validate.OneOf(sorted(TEMPLATES)))
     photo_keys = fields.List(fields.String(), metadata={
-        "minItems": 1, "maxItems": MAX_PHOTOS, "description": "PHOTO only: 1-3 storage keys (HX803 otherwise)"})
+        "minItems": 1, "maxItems": MAX_PHOTOS, "description": "PHOTO only: 1-3 storage keys (HX803 otherwise), each of "
+                       "your confirmed `messages` uploads for this task (POST /api/uploads; 400 otherwise)"})
     location = fields.Nested(LocationSchema, metadata={"description": "LOCATION only, while ACCEPTED"})
 
 
@@ -77,6 +78,8 @@ class MessageSchema(Schema):
     content = fields.String(allow_none=True)
     auto_message_template = fields.String(allow_none=True)
     photo_keys = fields.List(fields.String(), required=True)
+    photo_urls = fields.List(fields.String(), metadata={
+        "description": "The photos, each through a URL signed for an hour (thread and send answers)"})
     photo_count = fields.Integer(required=True)
     location = fields.Nested(SharedLocationSchema, allow_none=True)
     read_at = fields.DateTime(allow_none=True)

@@ -179,7 +179,10 @@ class PaymentIntentSchema(Schema):
 class DisputeCreateSchema(Schema):
     reason = fields.String(required=True, validate=validate.OneOf(REASONS))
     description = fields.String(required=True, validate=[validate.Length(min=1, max=2000), fields.NOT_BLANK])
-    evidence_urls = fields.List(fields.String(validate=validate.Length(max=500)), validate=validate.Length(max=10))
+    evidence_urls = fields.List(
+        fields.String(validate=validate.Length(min=1, max=500)), validate=validate.Length(max=10),
+        metadata={"description": "storage_key of each of your confirmed `evidence` uploads for this task "
+                                 "(POST /api/uploads); anything else is 400 VALIDATION_ERROR"})
 
 
 class DisputeOpenedSchema(Schema):
@@ -336,7 +339,8 @@ class TaskDispute(MethodView):
     def post(self, body: dict[str, Any], task_id: UUID) -> Any:
         """Open a dispute (poster or worker) on a submitted proof or right after a rejection."""
         return respond(services().disputes.create(task_id, current_user().id, reason=body["reason"],
-                                                  description=body["description"]))
+                                                  description=body["description"],
+                                                  evidence_keys=body.get("evidence_urls")))
 
     @requires_user
     @blp.response(200, DisputeSchema)

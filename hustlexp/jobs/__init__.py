@@ -14,7 +14,8 @@ money rows are claimed with SKIP LOCKED):
 - trust-decay  daily:        users above tier 1 with no completed task (and no tier change) in
                              90 days lose one tier, reason DECAY (ARCHITECTURE §4.3)
 - purge-*      retention (hustlexp.services.retention): notifications, message locations,
-                             messages, proof photos, processed Stripe events
+                             messages, proof photos, processed Stripe events,
+                             stale upload intents
 - anonymize-accounts hourly: closed accounts past their 7-day grace are anonymised
 
 `run_pass(name, services)` runs one pass now; the procrastinate app schedules them.
@@ -57,6 +58,8 @@ PASSES: dict[str, tuple[str, Callable[[Services], Any]]] = {
     "purge-messages": ("20 3 * * *", lambda s: s.retention.purge_messages()),
     "purge-proof-photos": ("30 3 * * *", lambda s: s.retention.purge_proof_photos()),
     "purge-stripe-events": ("40 3 * * *", lambda s: s.retention.purge_stripe_events()),
+    # Hourly: an upload intent lives 20 minutes, so its object should not linger for a day.
+    "purge-upload-intents": ("45 * * * *", lambda s: s.retention.purge_upload_intents()),
     # Closed accounts past their 7-day grace lose their identity (hustlexp.services.account).
     "anonymize-accounts": ("25 * * * *", lambda s: s.accounts.anonymize_due()),
 }

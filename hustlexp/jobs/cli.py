@@ -55,12 +55,13 @@ def _services(settings: config.Settings, *, send_inline: bool = False, connectio
 
     from hustlexp.app import init_db, init_payments
     from hustlexp.services import Services
+    from hustlexp.services.storage import build_storage
 
     if connections > settings.db_pool_max:
         settings = dataclasses.replace(settings, db_pool_max=connections)
     db, server = init_db(settings)
     services = Services(db, payments=init_payments(settings), webhook_secret=settings.stripe_webhook_secret,
-                        storage_dir=settings.storage_dir, send_inline=send_inline)
+                        storage=build_storage(settings), send_inline=send_inline)
     return services, server
 
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from hustlexp.services.summary import SummaryService
     from hustlexp.services.task import TaskService
     from hustlexp.services.trust import TrustService
+    from hustlexp.services.uploads import UploadService
     from hustlexp.services.user import UserService
     from hustlexp.services.wallet import WalletService
     from hustlexp.services.xp import XPService
@@ -157,6 +158,10 @@ class Services:
     @cached_property
     def readiness(self) -> ReadinessService:
         return self._build("readiness", "ReadinessService")
+
+    @cached_property
+    def uploads(self) -> UploadService:
+        return self._build("uploads", "UploadService")
 
     @cached_property
     def webhooks(self) -> StripeWebhookHandler:

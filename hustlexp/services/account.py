@@ -208,6 +208,9 @@ class AccountService(Service):
             conn.execute("UPDATE disputes SET description = '[removed]' WHERE initiated_by = %s", (uid,))
             keys.extend(r["storage_key"] for r in conn.execute(
                 "DELETE FROM evidence WHERE submitted_by = %s RETURNING storage_key", (uid,)).fetchall())
+            # Everything they uploaded straight to storage (the avatar among it) goes too.
+            keys.extend(r["storage_key"] for r in conn.execute(
+                "DELETE FROM uploads WHERE user_id = %s RETURNING storage_key", (uid,)).fetchall())
             scrubbed = one(conn, _SCRUB_USER, {"now": now, "id": uid})
             assert scrubbed is not None
             self._delete_files_after_commit(keys)

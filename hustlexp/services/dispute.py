@@ -27,7 +27,10 @@ LOST_BELOW_PERCENT = 50
 
 class DisputeService(Service):
     @returns_result
-    def create(self, task_id: UUID, user_id: UUID, *, reason: str, description: str) -> dict[str, Any]:
+    def create(self, task_id: UUID, user_id: UUID, *, reason: str, description: str,
+               evidence_keys: list[str] | None = None) -> dict[str, Any]:
+        """Open a dispute. `evidence_keys` name the opener's confirmed `evidence` uploads for this
+        task; each becomes an evidence row of the dispute."""
         errors = {}
         if reason not in REASONS:
             errors["reason"] = [f"one of {', '.join(REASONS)}"]
@@ -59,8 +62,12 @@ class DisputeService(Service):
                                    VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *""",
                           (task_id, escrow["id"], user_id, task["poster_id"], task["worker_id"], reason,
                            description))
+            assert dispute is not None
+            if evidence_keys:
+                self.s.uploads.attach(conn, user_id, task_id, evidence_keys, bucket="evidence",
+                                      field="evidence_urls", dispute_id=dispute["id"])
             task = one(conn, "UPDATE tasks SET state = 'DISPUTED' WHERE id = %s RETURNING *", (task_id,))
-            assert dispute is not None and task is not None
+            assert task is not None
             other = task["worker_id"] if user_id == task["poster_id"] else task["poster_id"]
             self._notify(other, "DISPUTE_OPENED", **about(task, reason=reason))
             return {"dispute": _out(dispute), "task": {k: task[k] for k in ("id", "state")},

@@ -4,9 +4,22 @@ now, searchable, near a position, ranked, in pages of a cursor.
 - Eligibility is eligibility.PREDICATE, the very rules `accept` checks.
 - Search: PostgreSQL full-text over title and description (tasks_search_idx, a GIN index on the
   same expression as SEARCH_DOCUMENT).
-- Geo without extensions: a bounding box the (lat, lng) index answers, then the haversine
+- Geo without extensions: a bounding box the GiST point index answers, then the haversine
   distance for the exact radius and the distance score.
 - Relevance: MATCHING_ALGORITHMS' components weighted by WEIGHTS, the one place to tune them.
+  The poster rating is the average of poster_rating_totals (kept by a trigger: what workers
+  rated the poster, counted once the task's pair of ratings is complete, so a rating whose
+  window closed counts from the hourly auto-rating on), never an aggregate per request.
+- Two stages with a position (relevance and distance, no search). First, the candidates among
+  the tasks nearest the position (the point index streams them nearest first) give the
+  (limit+1)-th best key: no page item can be worse. Second, only what can still reach that
+  bound is scored: for distance the disk of that radius; for relevance the disk outside of
+  which even a task with every other component at its ceiling (the best poster average there
+  is) scores below it, and inside it only tasks whose score with the poster at that ceiling
+  reaches it get their poster looked up. The page is exactly the one scoring the whole radius
+  gives; the work is a neighbourhood, whose size grows with how far the page's scores are
+  from the ceiling (posters rated far apart widen it: bench_feed.py --rated).
+  Without a position, relevance still scores every candidate (no bound narrows the set).
 - Cursor pagination: the cursor carries the sort key and id of the last item and the instant the
   first page was scored at, so later pages score with the same clock and skip tasks posted since:
   no item repeats or goes missing while others insert."""
@@ -23,7 +36,6 @@ from typing import Any
 from hustlexp.errors import NotFound, ValidationError
 from hustlexp.services.base import Service, one, returns_result
 from hustlexp.services.eligibility import PREDICATE, risk_clearance
-from hustlexp.services.rating import PUBLIC_SQL
 
 SORTS = ("relevance", "distance", "newest", "price")
 DEFAULT_LIMIT, MAX_LIMIT = 20, 50
@@ -39,34 +51,60 @@ CATEGORY_MEDIANS = {"cleaning": 5000, "moving": 12000, "delivery": 2500, "handym
                     "tech_help": 6000, "yard_work": 6500, "pet_care": 3500, "other": 5000}
 DEFAULT_MEDIAN = 5000
 RECENT_CATEGORY_SCORE, EXPERIENCED_SCORE = 0.6, 0.2  # recently done this category / has done any
-NEW_POSTER_RATING = 4.0  # a poster with no public rating counts as 4 stars (score 0.75)
+NEW_POSTER_RATING = 4.0  # a poster with no rating counted yet counts as 4 stars (score 0.75)
 URGENCY_HOURS = 168.0
 NEUTRAL_URGENCY_BIAS = 0.5
+# First stage: how many nearest tasks relevance reads (more give a tighter bound, so a smaller
+# second stage, but cost more themselves), and how often it reads 4 times more when too few of
+# them are candidates.
+PROBE, PROBE_ROUNDS = 300, 3
 
 # Must be the expression tasks_search_idx indexes, character for character.
 SEARCH_DOCUMENT = "to_tsvector('english', t.title || ' ' || t.description)"
 
-_DISTANCE = """(2 * %(earth_km)s * asin(sqrt(
-    power(sin(radians(t.location_lat::float8 - %(lat)s) / 2), 2)
-    + cos(radians(%(lat)s)) * cos(radians(t.location_lat::float8))
-      * power(sin(radians(t.location_lng::float8 - %(lng)s) / 2), 2))))"""
+# What ranking and eligibility read of a task: all in tasks_open_point_idx (key or INCLUDE).
+_RANKED_COLUMNS = ("t.id, t.poster_id, t.price, t.category, t.deadline, t.created_at, t.risk_level, "
+                   "t.required_trust_tier, t.state, t.location_lat, t.location_lng")
+# The index expression of tasks_open_point_idx, character for character. Coordinates are read
+# back from it ([0] lng, [1] lat): float8 already, where casting the numeric columns per row
+# would cost more than the trigonometry.
+_POINT = "point(t.location_lng::float8, t.location_lat::float8)"
 
-_MEDIAN = "CASE t.category " + " ".join(
-    f"WHEN '{name}' THEN {cents}" for name, cents in sorted(CATEGORY_MEDIANS.items())) + f" ELSE {DEFAULT_MEDIAN} END"
+_BOX = f"{_POINT} <@ box(point(%(min_lng)s, %(min_lat)s), point(%(max_lng)s, %(max_lat)s))"
+
+_DISTANCE = f"""(2 * %(earth_km)s * asin(sqrt(
+    power(sin(radians(({_POINT})[1] - %(lat)s) / 2), 2)
+    + cos(radians(%(lat)s)) * cos(radians(({_POINT})[1]))
+      * power(sin(radians(({_POINT})[0] - %(lng)s) / 2), 2))))"""
+
+# float8, not numeric: numeric arithmetic would be most of the cost of scoring a task.
+_MEDIAN = "(CASE t.category " + " ".join(
+    f"WHEN '{name}' THEN {cents}" for name, cents in sorted(CATEGORY_MEDIANS.items())
+) + f" ELSE {DEFAULT_MEDIAN} END)::float8"
 
 _COMPONENTS = {
     "distance": "CASE WHEN %(lat)s::float8 IS NULL THEN 0 ELSE greatest(0, 1 - dist.km / %(radius)s) END",
     "price": f"least(1, greatest(0, (t.price::float8 - 0.5 * ({_MEDIAN})) / (1.5 * ({_MEDIAN}))))",
     "category": "CASE WHEN t.category = ANY(%(recent_categories)s) THEN %(recent_score)s "
                 "WHEN %(experienced)s THEN %(experienced_score)s ELSE 0 END",
-    "poster_rating": "(coalesce(pr.average, %(new_poster)s) - 1) / 4",
+    "poster_rating": "(coalesce(pr.stars::float8 / pr.ratings, %(new_poster)s) - 1) / 4",
     "urgency": "CASE WHEN t.deadline IS NULL THEN 0 ELSE 1 - abs(least(1, greatest(0, 1 - "
-               "extract(epoch FROM t.deadline - %(as_of)s) / 3600 / %(urgency_hours)s)) - %(urgency_bias)s) END",
+               "date_part('epoch', t.deadline - %(as_of)s) / 3600 / %(urgency_hours)s)) - %(urgency_bias)s) END",
     # Every task that passes eligibility clears the worker's tier: full compatibility.
     "trust": "1",
 }
-# float8 throughout: the same inputs give the same bits, so a cursor's key compares exactly.
-_RELEVANCE = "(" + " + ".join(f"({sql}) * %(w_{name})s" for name, sql in _COMPONENTS.items()) + ")"
+
+
+def _relevance(components: dict[str, str]) -> str:
+    return "(" + " + ".join(f"({sql}) * %(w_{name})s" for name, sql in components.items()) + ")"
+
+
+# float8 throughout: the same inputs give the same bits, so a cursor's key compares exactly
+# and the second stage finds the first stage's bound again.
+_RELEVANCE = _relevance(_COMPONENTS)
+# The same with the poster's part at its ceiling: computed from the index alone, it lets the
+# second stage drop a task before looking its poster up.
+_RELEVANCE_CEILING = _relevance(_COMPONENTS | {"poster_rating": "%(poster_ceiling)s"})
 
 # sort -> (key over the scored rows `f`, its type, direction). Ties break on the id, same direction.
 _ORDER = {
@@ -137,21 +175,22 @@ class FeedService(Service):
         radius = radius_km if radius_km is not None else DEFAULT_RADIUS_KM
         query = (q or "").strip() or None
         with self.db.transaction() as conn:
-            worker = one(conn, "SELECT id, trust_tier, urgency_bias FROM users WHERE id = %s", (worker_id,))
+            # One round trip per stage: on a busy machine each costs more than the query.
+            worker = one(conn, """SELECT u.id, u.trust_tier, u.urgency_bias, h.done, h.recent
+                                    FROM users u CROSS JOIN LATERAL (
+                                         SELECT count(*) AS done,
+                                                coalesce(array_agg(DISTINCT category) FILTER (
+                                                    WHERE completed_at >= %s - interval '30 days'
+                                                      AND category IS NOT NULL), '{}') AS recent
+                                           FROM tasks WHERE worker_id = u.id AND state = 'COMPLETED') h
+                                   WHERE u.id = %s""", (as_of, worker_id))
             if worker is None:
                 raise NotFound("No such user.", code="HX504")
-            history = one(conn, """SELECT count(*) AS done,
-                                          coalesce(array_agg(DISTINCT category) FILTER (
-                                              WHERE completed_at >= %s - interval '30 days'
-                                                AND category IS NOT NULL), '{}') AS recent
-                                     FROM tasks WHERE worker_id = %s AND state = 'COMPLETED'""",
-                          (as_of, worker_id))
-            assert history is not None
             params: dict[str, Any] = {
                 "viewer": worker_id, "risk_clearance": risk_clearance(worker["trust_tier"]),
                 "lat": lat, "lng": lng, "radius": radius, "earth_km": EARTH_RADIUS_KM, "q": query,
                 "category": category, "min_price": min_price, "max_price": max_price, "as_of": as_of,
-                "recent_categories": list(history["recent"]), "experienced": history["done"] > 0,
+                "recent_categories": list(worker["recent"]), "experienced": worker["done"] > 0,
                 "recent_score": RECENT_CATEGORY_SCORE, "experienced_score": EXPERIENCED_SCORE,
                 "new_poster": NEW_POSTER_RATING, "urgency_hours": URGENCY_HOURS,
                 "urgency_bias": float(worker["urgency_bias"]) if worker["urgency_bias"] is not None
@@ -161,10 +200,8 @@ class FeedService(Service):
             filters = ["t.created_at <= %(as_of)s"]
             if lat is not None:
                 params |= _bbox(lat, lng or 0.0, radius)
-                # numeric bounds, so the (lat, lng) index on the numeric columns answers the box.
-                filters += ["t.location_lat BETWEEN %(min_lat)s::numeric AND %(max_lat)s::numeric",
-                            "t.location_lng BETWEEN %(min_lng)s::numeric AND %(max_lng)s::numeric",
-                            "dist.km <= %(radius)s"]
+                # The box itself comes with where the candidates are read from: see _scored.
+                filters.append("dist.km <= %(radius)s")
             if query is not None:
                 filters.append(f"{SEARCH_DOCUMENT} @@ websearch_to_tsquery('english', %(q)s)")
             for name, clause in (("category", "t.category = %(category)s"), ("min_price", "t.price >= %(min_price)s"),
@@ -177,26 +214,20 @@ class FeedService(Service):
                 params |= {"after_key": after["key"], "after_id": after["id"]}
                 op = "<" if direction == "DESC" else ">"
                 page = f"({key}, f.id) {op} (%(after_key)s::{key_type}, %(after_id)s::uuid)"
-            distance = _DISTANCE if lat is not None else "NULL::float8"
-            # Score the candidates on the few columns ranking needs, then fetch the full rows of
-            # the one page only. Every fragment here is a constant of this module or eligibility's;
-            # request values travel as parameters.
+            scored = _scored(filters, lat is not None)
+            reach = None
+            if lat is not None and query is None and sort in ("relevance", "distance"):
+                reach = self._reach(conn, sort, filters, page, params, worker, limit)
+            if reach is not None and lat is not None:
+                bound, reach_km, poster_ceiling = reach
+                params |= _bbox(lat, lng or 0.0, reach_km) | {"bound": bound, "poster_ceiling": poster_ceiling}
+                page += f" AND {key} {'>=' if direction == 'DESC' else '<='} %(bound)s"
+                if sort == "relevance":
+                    # Margin: the ceiling may only ever keep a task the exact score would drop.
+                    scored = _scored([*filters, f"{_RELEVANCE_CEILING} >= %(bound)s - 1e-9"], True)
             rows = conn.execute(f"""
-                WITH poster_ratings AS (
-                    SELECT r.ratee_id, avg(r.stars)::float8 AS average
-                      FROM task_ratings r JOIN tasks t ON t.id = r.task_id
-                     WHERE r.rater_id = t.worker_id AND {PUBLIC_SQL.replace("%(now)s", "%(as_of)s")}
-                     GROUP BY r.ratee_id),
-                scored AS (
-                    SELECT t.id, t.created_at, t.price, dist.km AS distance_km, {_RELEVANCE} AS relevance
-                      FROM tasks t
-                      JOIN escrows e ON e.task_id = t.id
-                      JOIN users u ON u.id = %(viewer)s
-                      CROSS JOIN LATERAL (SELECT {distance} AS km) dist
-                      LEFT JOIN poster_ratings pr ON pr.ratee_id = t.poster_id
-                     WHERE {PREDICATE} AND {" AND ".join(filters)}),
-                page AS (
-                    SELECT f.*, {key} AS sort_key FROM scored f
+                WITH page AS (
+                    SELECT f.*, {key} AS sort_key FROM ({scored}) f
                      WHERE {page}
                      ORDER BY {key} {direction}, f.id {direction}
                      LIMIT %(limit)s)
@@ -204,9 +235,8 @@ class FeedService(Service):
                        t.mode, t.location, t.location_lat, t.location_lng, t.deadline, t.risk_level,
                        t.required_trust_tier, t.created_at, t.poster_id, p.full_name AS poster_name,
                        p.avatar_url AS poster_avatar_url, p.trust_tier AS poster_trust_tier,
-                       p.is_verified AS poster_is_verified, pr.average AS poster_average_rating
+                       p.is_verified AS poster_is_verified, f.poster_average_rating
                   FROM page f JOIN tasks t ON t.id = f.id JOIN users p ON p.id = t.poster_id
-                  LEFT JOIN poster_ratings pr ON pr.ratee_id = t.poster_id
                  ORDER BY f.sort_key {direction}, f.id {direction}""", params).fetchall()
         has_more = len(rows) > limit
         rows = rows[:limit]
@@ -215,6 +245,84 @@ class FeedService(Service):
             last = rows[-1]
             next_cursor = encode_cursor(sort, last["sort_key"], last["id"], as_of)
         return {"items": [_item(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
+
+    def _reach(self, conn: Any, sort: str, filters: list[str], page: str, params: dict[str, Any],
+               history: dict[str, Any], limit: int) -> tuple[float, float, float] | None:
+        """First stage. The (limit+1)-th best key among the candidates of the tasks nearest the
+        position bounds the page's last key, which puts the page within a radius: returns
+        (bound, that radius, the poster component's ceiling), or None when no bound was found
+        (the second stage then scores the whole radius). Relevance reads PROBE tasks (the more,
+        the tighter the bound); distance a few more than a page, skipping what the cursor passed.
+        `history` ({done, recent}: the worker's completed tasks) sets the category's ceiling."""
+        key, _, direction = _ORDER[sort]
+        size = PROBE if sort == "relevance" else 2 * (limit + 1)
+        near = nearest_sql(skip_passed=sort == "distance" and "after_key" in params)
+        candidates = _scored(filters, True, source="near t")
+        for _ in range(PROBE_ROUNDS):
+            row = one(conn, f"""WITH near AS MATERIALIZED ({near})
+                                SELECT (SELECT count(*) FROM near) AS seen,
+                                       array(SELECT {key} FROM ({candidates}) f WHERE {page}) AS keys,
+                                       (SELECT max(stars::float8 / ratings) FROM poster_rating_totals) AS best""",
+                      params | {"size": size})
+            assert row is not None
+            keys = sorted(row["keys"], reverse=direction == "DESC")
+            if len(keys) > limit:
+                bound = keys[limit]
+                break
+            if row["seen"] < size:
+                # Every task of the box was seen: the worst key bounds them all (none: an empty
+                # page, which an unreachable bound and a zero radius give at once).
+                bound = keys[-1] if keys else math.inf if direction == "DESC" else -math.inf
+                break
+            size *= 4
+        else:
+            return None
+        radius = params["radius"]
+        if sort == "distance":
+            return bound, max(0.0, min(radius, bound * (1 + 1e-9) + 1e-9)), 1.0
+        # Relevance: beyond `reach` km, even a task at every other component's ceiling scores
+        # below the bound: w_distance * (1 - d / radius) + rest < bound  <=>  d > reach.
+        best_poster = max(NEW_POSTER_RATING, row["best"] if row["best"] is not None else 0.0)
+        ceilings = {"price": 1.0, "urgency": 1.0, "trust": 1.0, "poster_rating": (best_poster - 1) / 4,
+                    "category": RECENT_CATEGORY_SCORE if history["recent"] else
+                    EXPERIENCED_SCORE if history["done"] > 0 else 0.0}
+        rest = sum(WEIGHTS[name] * ceiling for name, ceiling in ceilings.items())
+        reach = radius * (1 - (bound - rest) / WEIGHTS["distance"]) if math.isfinite(bound) else 0.0
+        return bound, max(0.0, min(radius, reach * (1 + 1e-9) + 1e-9)), ceilings["poster_rating"]
+
+
+def nearest_sql(*, skip_passed: bool = False) -> str:
+    """The %(size)s OPEN tasks nearest (lat, lng) in the box, posted by %(as_of)s (with
+    skip_passed, none nearer than %(after_key)s km), with what ranking reads. Read alone,
+    first: the point index streams them in order and holds every column asked (no table
+    visit), where planned together with the candidates' joins a misestimated box could have
+    the whole radius sorted instead."""
+    skip = f"AND {_DISTANCE} >= %(after_key)s::float8" if skip_passed else ""
+    return f"""SELECT {_RANKED_COLUMNS} FROM tasks t
+                WHERE t.state = 'OPEN' AND t.location_lat IS NOT NULL AND t.location_lng IS NOT NULL
+                  AND {_BOX} AND t.created_at <= %(as_of)s {skip}
+                ORDER BY {_POINT} <-> point(%(lng)s, %(lat)s) LIMIT %(size)s"""
+
+
+def _scored(filters: list[str], positioned: bool, source: str = "tasks t") -> str:
+    """The candidates (eligible, filtered) with the few columns ranking needs and their score.
+    With a position they come from the box (the point index answers it, in its own expression),
+    or from `source` when that already holds only tasks of the box (the first stage's nearest):
+    then no box is offered to the planner, whose estimate of one is a guess and could make it
+    read the whole box again. Every fragment is a constant of this module or eligibility's;
+    request values travel as parameters."""
+    distance = _DISTANCE if positioned else "NULL::float8"
+    if positioned and source == "tasks t":
+        filters = [*filters, _BOX]
+    return f"""
+        SELECT t.id, t.created_at, t.price, dist.km AS distance_km, {_RELEVANCE} AS relevance,
+               pr.stars::float8 / pr.ratings AS poster_average_rating
+          FROM {source}
+          JOIN escrows e ON e.task_id = t.id
+          JOIN users u ON u.id = %(viewer)s
+          CROSS JOIN LATERAL (SELECT {distance} AS km) dist
+          LEFT JOIN poster_rating_totals pr ON pr.poster_id = t.poster_id
+         WHERE {PREDICATE} AND {" AND ".join(filters)}"""
 
 
 def _item(row: dict[str, Any]) -> dict[str, Any]:

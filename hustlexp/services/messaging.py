@@ -92,6 +92,10 @@ def message_item(row: dict[str, Any], now: datetime, *, hide_read: bool = False)
     }
 
 
+# Seconds a message photo's signed URL stays valid (STORAGE_SPEC §5.2).
+PHOTO_URL_TTL = 3600
+
+
 def _retry_after(free_at: datetime, now: datetime) -> int:
     return max(1, math.ceil((free_at - now).total_seconds()))
 
@@ -130,7 +134,8 @@ class MessagingService(Service):
                 hide_receipts = other is not None and not load_preferences(conn, other)["read_receipts"]
         page = rows[:limit]
         return {
-            "messages": [message_item(r, now, hide_read=hide_receipts and r["sender_id"] == viewer)
+            "messages": [self._with_photo_urls(message_item(r, now, hide_read=hide_receipts
+                                                            and r["sender_id"] == viewer))
                          for r in page],
             "has_more": len(rows) > limit,
             "task_state": task["state"],
@@ -163,6 +168,10 @@ class MessagingService(Service):
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"messages:{sid}",))
             self._check_limits(conn, sid, task["id"], payload, now)
 
+            if payload["photos"]:
+                # Only the sender's own confirmed uploads for this task; each becomes evidence.
+                self.s.uploads.attach(conn, sid, task["id"], payload["photos"], bucket="messages",
+                                      field="photo_keys")
             lat, lng = payload["location"] or (None, None)
             row = one(conn, """
                 INSERT INTO task_messages (task_id, sender_id, receiver_id, message_type, content,
@@ -183,7 +192,13 @@ class MessagingService(Service):
                 self.s.notifications.notify(receiver, "NEW_MESSAGE", task_id=task["id"], metadata={
                     "message_id": str(row["id"]), "sender_id": str(sid), "sender_name": sender["full_name"],
                     "message_type": row["message_type"], "preview": self._preview(row)}).unwrap()
-            return message_item(row, now)
+            return self._with_photo_urls(message_item(row, now))
+
+    def _with_photo_urls(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Message photos are private: the thread hands its readers URLs signed for an hour
+        (MESSAGING_SPEC photo_urls), never the bucket's address."""
+        storage = self.s.storage
+        return item | {"photo_urls": [storage.presign_get(k, PHOTO_URL_TTL) for k in item["photo_keys"]]}
 
     @returns_result
     def mark_read(self, task_id: Any, user_id: Any, message_ids: Any) -> dict[str, int]:

@@ -15,7 +15,7 @@ from hustlexp.domain import ProofState, TaskState
 from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, about, one, returning, returns_result
-from hustlexp.services.images import check_image
+from hustlexp.services.images import CheckedImage, check_image
 
 REVIEW_WINDOW = timedelta(hours=48)
 MAX_PHOTOS = 5
@@ -43,11 +43,19 @@ class ProofService(Service):
     @returns_result
     def upload_photo(self, task_id: UUID, worker_id: UUID, data: bytes, *,
                      capture_time: datetime | None = None) -> dict[str, Any]:
-        """Decode the image, store it under proofs/{task}/{proof}/{n}-{random}.{ext}, and attach it
-        to the task's PENDING proof (created on first upload). Capture time, location and camera
-        come from the image's EXIF; `capture_time` from the client fills in for a photo without
-        one. The random part keeps a deleted photo's key from ever naming a later upload."""
+        """The multipart route: decode the image, store it under
+        proofs/{task}/{proof}/{n}-{random}.{ext}, and attach it (attach_photo). The random part
+        keeps a deleted photo's key from ever naming a later upload."""
         image = check_image(data)
+        return self.attach_photo(task_id, worker_id, image, capture_time=capture_time, data=data).unwrap()
+
+    @returns_result
+    def attach_photo(self, task_id: UUID, worker_id: UUID, image: CheckedImage, *, key: str | None = None,
+                     capture_time: datetime | None = None, data: bytes | None = None) -> dict[str, Any]:
+        """Attach a checked image to the task's PENDING proof (created on first photo). Capture
+        time, location and camera come from the image's EXIF; `capture_time` from the client
+        fills in for a photo without one. `key` names an object already stored (a confirmed
+        direct upload); otherwise `data` is stored under a new key."""
         proof = self.create(task_id, worker_id).unwrap()
         with self.db.transaction() as conn:
             locked = one(conn, "SELECT * FROM proofs WHERE id = %s FOR UPDATE", (proof["id"],))
@@ -60,7 +68,8 @@ class ProofService(Service):
                                       details={"file": [f"max {MAX_PHOTOS} photos"]})
             # The lowest free number: a deleted photo leaves a gap the next upload fills.
             sequence = min(set(range(1, MAX_PHOTOS + 1)) - {r["sequence_number"] for r in taken})
-            key = f"proofs/{task_id}/{proof['id']}/{sequence}-{uuid4().hex[:12]}.{image.extension}"
+            if key is None:
+                key = f"proofs/{task_id}/{proof['id']}/{sequence}-{uuid4().hex[:12]}.{image.extension}"
             photo = one(conn, """INSERT INTO proof_photos (proof_id, storage_key, content_type, file_size_bytes,
                                      checksum_sha256, capture_time, sequence_number, location_lat, location_lng,
                                      camera_make, camera_model)
@@ -68,9 +77,10 @@ class ProofService(Service):
                         (proof["id"], key, image.content_type, image.size, image.sha256,
                          image.capture_time or capture_time, sequence, image.location_lat, image.location_lng,
                          image.camera_make, image.camera_model))
-            # Stored inside the transaction: if the row fails, the file is an orphan under a key
-            # nobody references, never a row pointing at nothing.
-            self.s.storage.put(key, data, image.content_type)
+            if data is not None:
+                # Stored inside the transaction: if the row fails, the file is an orphan under a
+                # key nobody references, never a row pointing at nothing.
+                self.s.storage.put(key, data, image.content_type)
             assert photo is not None
             return photo
 

@@ -12,7 +12,9 @@ retry window):
 - messages             deleted with their photos 90 days after the task ended;
 - proof photos         soft-deleted (deleted_at stamped, object removed) 90 days after the
                        task ended;
-- Stripe events        processed-event ids dropped after Stripe's 3-day retry window.
+- Stripe events        processed-event ids dropped after Stripe's 3-day retry window;
+- stale uploads        upload rows (and their objects) never confirmed within the upload's
+                       window, or confirmed and never used by a message or dispute within 24 h.
 A task with a dispute that is not resolved keeps its messages and proof photos: they are its
 evidence."""
 
@@ -74,6 +76,9 @@ class RetentionService(Service):
                      LIMIT %(n)s FOR UPDATE OF m SKIP LOCKED)
                 RETURNING id, photo_urls""").format(ended=_ENDED_BEFORE), {"cutoff": cutoff, "n": n}).fetchall()
             keys = [k for r in rows for k in (r["photo_urls"] or [])]
+            if keys:  # the photos' evidence rows and upload records go with them
+                conn.execute("DELETE FROM evidence WHERE storage_key = ANY(%s) AND dispute_id IS NULL", (keys,))
+                conn.execute("DELETE FROM uploads WHERE storage_key = ANY(%s)", (keys,))
             photos.extend(keys)
             self._delete_files_after_commit(keys)
             return rows
@@ -108,6 +113,24 @@ class RetentionService(Service):
                 SELECT event_id FROM processed_stripe_events WHERE processed_at < %(cutoff)s
                  ORDER BY processed_at LIMIT %(n)s FOR UPDATE SKIP LOCKED)
             RETURNING event_id AS id""", {"cutoff": cutoff, "n": n}).fetchall())
+
+    @returns_result
+    def purge_upload_intents(self, max_rows: int = MAX_ROWS_PER_RUN) -> dict[str, Any]:
+        """Uploads that stopped waiting (expires_at passed) before they were attached: intents
+        never confirmed, and confirmed photos no message or dispute used. Their objects go too
+        (an intent's PUT may have landed without a confirm)."""
+        now = self.s.clock()
+
+        def batch(conn: Any, n: int) -> list[dict[str, Any]]:
+            rows: list[dict[str, Any]] = conn.execute("""
+                DELETE FROM uploads WHERE id IN (
+                    SELECT id FROM uploads WHERE state <> 'ATTACHED' AND expires_at < %(now)s
+                     ORDER BY expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED)
+                RETURNING id, storage_key""", {"now": now, "n": n}).fetchall()
+            self._delete_files_after_commit([r["storage_key"] for r in rows])
+            return rows
+
+        return self._batched("stale uploads", max_rows, batch)
 
     # -- helpers ---------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from hustlexp.jobs import run_pass
 from tests import factories
+from tests.api import uploading
 from tests.api.conftest import data, error
 
 
@@ -92,13 +93,18 @@ def test_delete_closes_now_resume_restores_within_grace(client, register, conn):
 
 def test_after_the_grace_the_job_anonymises_and_resume_is_too_late(client, register, conn, services):
     user, headers = register(client, phone="+1 555 010 0199")
+    avatar = uploading.upload(client, headers, "avatars")["upload"]["storage_key"]
     data(client.delete("/api/users/me", headers=headers))
     assert run_pass("anonymize-accounts", services) == {"anonymized": 0}  # still in its grace
+    assert services.storage.exists(avatar)
     conn.execute("UPDATE users SET closed_at = %s WHERE id = %s",
                  (datetime.now(UTC) - timedelta(days=7, minutes=1), user["id"]))
     assert run_pass("anonymize-accounts", services) == {"anonymized": 1}
     row = conn.execute("SELECT * FROM users WHERE id = %s", (user["id"],)).fetchone()
     assert row["firebase_uid"] is None and row["phone"] is None and row["full_name"] == "Deleted user"
     assert row["email"] == f"deleted+{user['id']}@deleted.invalid" and row["anonymized_at"] is not None
+    # The face went with the name: the avatar object and its upload record are gone.
+    assert row["avatar_url"] is None and not services.storage.exists(avatar)
+    assert conn.execute("SELECT count(*) AS n FROM uploads WHERE user_id = %s", (user["id"],)).fetchone()["n"] == 0
     assert error(client.get("/api/users/me", headers=headers))["code"] == "HX504"
     assert run_pass("anonymize-accounts", services) == {"anonymized": 0}

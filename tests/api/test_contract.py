@@ -8,7 +8,8 @@ every request it calls invalid is refused.
 Some rules cannot be written as JSON Schema and are stated in words instead: a task's deadline
 lies in the future, an uploaded photo is an image that decodes, a page `cursor` is one the
 server handed out (as `next_cursor`), never sent with `offset`, and the feed's position comes as
-lat with lng (radius_km and sort=distance need it; max_price is at least min_price).
+lat with lng (radius_km and sort=distance need it; max_price is at least min_price), and an
+upload's bucket decides its task_id, content types and size (POST /api/uploads).
 keep_rules_stated_in_words makes the generated requests keep those (and only those), and the
 webhook route gets its body signed, as Stripe would sign it."""
 
@@ -84,6 +85,29 @@ def keep_rules_stated_in_words(case: Any) -> None:
             body["deadline"] = deadline.replace(year=datetime.now(UTC).year + 1).isoformat()
     if path.endswith("/proof/photos") and isinstance(body.get("file"), bytes | str):
         body["file"] = JPEG
+    if path == "/api/uploads":
+        _keep_upload_rules(body)
+
+
+def _keep_upload_rules(body: dict[str, Any]) -> None:
+    """What a bucket takes: avatars no task, every other bucket a task; avatars and messages
+    JPEG or PNG of at most 5 MB (proofs and evidence: also HEIC, 10 MB)."""
+    from hustlexp.services.uploads import BUCKETS
+
+    bucket = body.get("bucket")
+    rules = BUCKETS.get(bucket) if isinstance(bucket, str) else None
+    if rules is None:
+        return
+    if body.get("bucket") == "avatars":
+        body.pop("task_id", None)
+    elif "task_id" not in body:
+        body["task_id"] = "00000000-0000-4000-8000-000000000000"
+    if body.get("content_type") in ("image/jpeg", "image/png", "image/heic") \
+            and body["content_type"] not in rules.content_types:
+        body["content_type"] = "image/jpeg"
+    size = body.get("size")
+    if isinstance(size, int) and not isinstance(size, bool) and rules.max_bytes < size <= 10 * 1024 * 1024:
+        body["size"] = rules.max_bytes
 
 
 def _keep_feed_rules(query: dict[str, Any]) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import pytest
 
 from hustlexp.services import Services
+from tests.api import uploading
 from tests.api.conftest import data, error
 from tests.fakes.stripe_fake import FakeStripe
+from tests.images import JPEG
 from tests.services import flows
 
 Register = Callable[..., tuple[dict[str, Any], dict[str, str]]]
@@ -76,9 +79,19 @@ def test_send_auto_photo_and_location(client: Any, thread: Thread) -> None:
                      auto_message_template="running_late"))
     assert (auto["auto_message_template"], auto["content"]) == ("running_late",
                                                                 "Running a little late. I'll be there soon.")
-    photo = data(send(client, thread, thread.worker_headers, message_type="PHOTO", content=None,
-                      photo_keys=["messages/a.jpg", "messages/b.jpg"]))
-    assert (photo["photo_count"], photo["photo_keys"]) == (2, ["messages/a.jpg", "messages/b.jpg"])
+    keys = [uploading.upload(client, thread.worker_headers, "messages", thread.task_id)["upload"]["storage_key"]
+            for _ in range(2)]
+    photo = data(send(client, thread, thread.worker_headers, message_type="PHOTO", content=None, photo_keys=keys))
+    assert (photo["photo_count"], photo["photo_keys"]) == (2, keys)
+    # The poster reads them through the signed URLs of the thread.
+    shown = data(client.get(thread.url, headers=thread.poster_headers))["messages"][0]
+    assert len(shown["photo_urls"]) == 2
+    for url in shown["photo_urls"]:
+        parts = urlsplit(url)
+        assert client.get(f"{parts.path}?{parts.query}").data == JPEG
+    made_up = send(client, thread, thread.worker_headers, message_type="PHOTO", content=None,
+                   photo_keys=["messages/a.jpg"])
+    assert_400(made_up, "photo_keys")
     location = data(send(client, thread, thread.worker_headers, message_type="LOCATION", content=None,
                          location={"lat": 40.7128, "lng": -74.006}))
     assert (location["location"]["lat"], location["location"]["lng"]) == (40.7128, -74.006)

@@ -80,3 +80,15 @@ def test_production_refuses_the_public_secret_for_the_connect_endpoint() -> None
         config.load(SAFE | {"STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_local"})
     assert config.load(SAFE | {"STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_connectprod"}).stripe_connect_webhook_secret \
         == "whsec_connectprod"
+
+
+def test_storage_is_local_by_default_and_s3_needs_a_bucket() -> None:
+    assert config.load({}).storage == "local"
+    settings = config.load({"HUSTLEXP_STORAGE": "s3", "HUSTLEXP_S3_BUCKET": "hx-prod", "AWS_REGION": "eu-west-1",
+                            "HUSTLEXP_S3_ENDPOINT_URL": "https://r2.example.test"})
+    assert (settings.storage, settings.s3_bucket, settings.s3_region, settings.s3_endpoint_url) == (
+        "s3", "hx-prod", "eu-west-1", "https://r2.example.test")
+    with pytest.raises(ConfigError, match="HUSTLEXP_S3_BUCKET"):
+        config.load({"HUSTLEXP_STORAGE": "s3"})
+    with pytest.raises(ConfigError, match="HUSTLEXP_STORAGE"):
+        config.load({"HUSTLEXP_STORAGE": "ftp"})

@@ -5,12 +5,14 @@ are posted."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from hustlexp.services import Services
-from hustlexp.services.feed import WEIGHTS, decode_cursor
+from hustlexp.services import feed as feed_module
+from hustlexp.services.feed import WEIGHTS, FeedService, decode_cursor, nearest_sql
 from tests.services import flows
 
 # Downtown and points ~1 km, ~5 km and ~30 km north of it (1 degree of latitude ~ 111 km).
@@ -149,3 +151,90 @@ def test_unknown_worker(services):
     import uuid
 
     assert services.feed.feed(uuid.UUID(int=0)).code == "HX504"
+
+
+def test_poster_rating_comes_from_the_pairs_rated(services, stripe_fake):
+    worker = flows.user(services)
+    done = flows.completed_task(services, stripe_fake)
+    services.ratings.submit(done["task"], done["worker"], stars=2).unwrap()
+    task = flows.post(services, done["poster"])
+    flows.fund(services, stripe_fake, task)
+    # Blind: one rating of the pair is not counted yet.
+    [item] = feed(services, worker)["items"]
+    assert item["poster"]["average_rating"] is None
+    services.ratings.submit(done["task"], done["poster"], stars=5).unwrap()
+    [item] = feed(services, worker)["items"]
+    assert item["poster"]["average_rating"] == 2.0
+
+
+@pytest.mark.parametrize("sort", ["relevance", "distance"])
+def test_two_stages_give_the_pages_a_full_scan_gives(services, stripe_fake, monkeypatch, sort):
+    """The first stage reads only a few nearest tasks here, so the second stage prunes for real;
+    every page must still be the one scoring every task in the radius gives."""
+    worker = flows.user(services)
+    rated = flows.completed_task(services, stripe_fake)
+    services.ratings.submit(rated["task"], rated["worker"], stars=5).unwrap()
+    services.ratings.submit(rated["task"], rated["poster"], stars=5).unwrap()
+    # Mostly well paid and due in about 3.5 days (what a neutral worker prefers), so the best
+    # scores come close to the ceiling and a bound leaves the far tasks out.
+    categories = ("cleaning", "delivery", "errands", "pet_care")
+    for n in range(24):
+        fields = {"price": 3000 + 1000 * (n % 7), "category": categories[n % 4],
+                  "deadline": datetime.now(UTC) + timedelta(hours=60 + 12 * (n % 5)), **north(0.4 + 1.3 * (n % 9))}
+        if n % 3 == 0:  # the 5-star poster's tasks lift the ceiling every bound is checked against
+            flows.fund(services, stripe_fake, flows.post(services, rated["poster"], **fields))
+        else:
+            flows.funded_task(services, stripe_fake, **fields)
+
+    def walk() -> list[tuple[Any, float]]:
+        seen: list[tuple[Any, float]] = []
+        page = feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=12, sort=sort, limit=4)
+        while True:
+            seen += [(i["id"], i["relevance_score"]) for i in page["items"]]
+            if not page["has_more"]:
+                return seen
+            page = feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=12, sort=sort, limit=4,
+                        cursor=page["next_cursor"])
+
+    reaches: list[float] = []
+    reach = FeedService._reach
+
+    def recorded(self: FeedService, *args: Any) -> Any:
+        result = reach(self, *args)
+        reaches.append(result[1] if result else math.inf)
+        return result
+
+    monkeypatch.setattr(feed_module, "PROBE", 6)
+    monkeypatch.setattr(FeedService, "_reach", recorded)
+    staged = walk()
+    assert any(r < 12 for r in reaches), reaches  # the second stage did leave tasks out
+    monkeypatch.setattr(FeedService, "_reach", lambda *args: None)
+    assert staged == walk()
+    assert len(staged) == 24
+
+
+def test_nearest_first_reads_the_point_index(services):
+    """The first stage must stream from tasks_open_point_idx in distance order: its expressions
+    are the index's, character for character (no timing here, only the plan's shape)."""
+    params = {"min_lng": -74.1, "min_lat": 40.6, "max_lng": -73.9, "max_lat": 40.8, "lat": HOME[0],
+              "lng": HOME[1], "as_of": datetime.now(UTC), "size": 5, "after_key": 1.0, "earth_km": 6371.0}
+    with services.db.transaction() as conn:
+        conn.execute("SET LOCAL enable_seqscan = off")
+        for skip in (False, True):
+            plan = "\n".join(r["QUERY PLAN"] for r in conn.execute(
+                "EXPLAIN " + nearest_sql(skip_passed=skip), params).fetchall())
+            assert "tasks_open_point_idx" in plan and "Order By" in plan and "Sort" not in plan, plan
+
+
+def test_first_stage_reads_further_when_the_nearest_are_not_candidates(services, stripe_fake, monkeypatch):
+    worker = flows.user(services)  # tier 1: medium-risk tasks are not for them
+    for n in range(8):
+        flows.funded_task(services, stripe_fake, risk_level="medium", **north(0.2 + 0.05 * n))
+    far = [flows.funded_task(services, stripe_fake, price=3000 + 500 * n, **north(3 + n))[1]["id"] for n in range(5)]
+    monkeypatch.setattr(feed_module, "PROBE", 6)
+    for sort in ("relevance", "distance"):
+        page = feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=20, sort=sort, limit=3)
+        rest = feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=20, sort=sort, limit=3,
+                    cursor=page["next_cursor"])
+        assert sorted(map(str, ids(page) + ids(rest))) == sorted(map(str, far)) and not rest["has_more"]
+    assert ids(feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=20, sort="distance", limit=3)) == far[:3]

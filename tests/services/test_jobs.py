@@ -35,7 +35,8 @@ def test_the_passes_exist_with_their_schedules():
         "auto-rate": "17 * * * *", "trust-decay": "30 3 * * *",
         "purge-notifications": "10 3 * * *", "purge-message-locations": "*/15 * * * *",
         "purge-messages": "20 3 * * *", "purge-proof-photos": "30 3 * * *",
-        "purge-stripe-events": "40 3 * * *", "anonymize-accounts": "25 * * * *"}
+        "purge-stripe-events": "40 3 * * *", "purge-upload-intents": "45 * * * *",
+        "anonymize-accounts": "25 * * * *"}
 
 
 def test_expire_twice_at_once_expires_and_refunds_once(services, stripe_fake, clock):

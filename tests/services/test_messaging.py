@@ -153,10 +153,40 @@ def test_photo_needs_one_to_three_keys(svc, ids, keys):
 
 
 def test_photo_message_stores_keys(svc, conn, ids):
-    keys = ["messages/t/1.jpg", "messages/t/2.jpg", "messages/t/3.jpg"]
+    keys = [f.confirmed_upload(conn, ids["worker"], ids["task"]) for _ in range(3)]
     message = svc.messaging.send(ids["task"], ids["worker"], message_type="PHOTO", photo_keys=keys).unwrap()
     assert (message["photo_keys"], message["photo_count"], message["content"]) == (keys, 3, None)
     assert inbox(conn, ids["poster"])[0]["body"] == "Sent 3 photos"
+    # Each photo is evidence of the task now, and its upload is used up.
+    evidence = conn.execute("SELECT storage_key, submitted_by, task_id, dispute_id FROM evidence "
+                            "ORDER BY storage_key").fetchall()
+    assert evidence == [{"storage_key": k, "submitted_by": ids["worker"], "task_id": ids["task"], "dispute_id": None}
+                        for k in sorted(keys)]
+    states = {r["state"] for r in conn.execute("SELECT state FROM uploads WHERE storage_key = ANY(%s)", (keys,))}
+    assert states == {"ATTACHED"}
+    again = svc.messaging.send(ids["task"], ids["worker"], message_type="PHOTO", photo_keys=keys[:1])
+    assert again.code == "VALIDATION_ERROR" and "photo_keys" in again.error.details
+
+
+def test_photo_keys_must_be_the_senders_confirmed_uploads_for_the_task(svc, conn, ids):
+    other_task = f.accepted_task(conn)
+    refused = {
+        "made up": "messages/elsewhere/1.jpg",
+        "the poster's": f.confirmed_upload(conn, ids["poster"], ids["task"]),
+        "another task's": f.confirmed_upload(conn, other_task["worker"], other_task["task"]),
+        "not confirmed": f.confirmed_upload(conn, ids["worker"], ids["task"], state="PENDING",
+                                            checksum_sha256=None, confirmed_at=None),
+        "another bucket": f.confirmed_upload(conn, ids["worker"], ids["task"], bucket="evidence"),
+    }
+    good = f.confirmed_upload(conn, ids["worker"], ids["task"])
+    for why, key in refused.items():
+        result = svc.messaging.send(ids["task"], ids["worker"], message_type="PHOTO", photo_keys=[good, key])
+        assert result.code == "VALIDATION_ERROR", why
+        assert result.error.details["photo_keys"] == [
+            f"not a confirmed messages upload of yours for this task: {key}"], why
+    assert stored(conn, ids["task"]) == []
+    assert conn.execute("SELECT count(*) AS n FROM evidence").fetchone()["n"] == 0
+    assert conn.execute("SELECT state FROM uploads WHERE storage_key = %s", (good,)).fetchone()["state"] == "CONFIRMED"
 
 
 @pytest.mark.parametrize("keys", [[""], [" padded.jpg"], [42], ["k" * 501]])
@@ -300,7 +330,7 @@ def test_rate_limit_50_photos_per_day(svc, conn, clock, ids):
         f.message(conn, ids["task"], ids["worker"], ids["poster"], message_type="PHOTO", content=None,
                   photo_urls=["k1", "k2", "k3"], photo_count=3,
                   created_at=NOON - timedelta(hours=20) + timedelta(hours=n))
-    three = ["a.jpg", "b.jpg", "c.jpg"]
+    three = [f.confirmed_upload(conn, ids["worker"], ids["task"]) for _ in range(3)]
     result = svc.messaging.send(ids["task"], ids["worker"], message_type="PHOTO", photo_keys=three)
     assert result.code == "RATE_LIMITED"
     assert result.error.retry_after == 4 * 3600

@@ -4,6 +4,7 @@ removes nothing, a run is bounded, and the ledgers are untouched."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from psycopg import sql
@@ -119,6 +120,49 @@ def test_proof_photos_are_soft_deleted_90_days_after_the_task_ended_unless_dispu
     assert ledgers()
 
 
+def test_message_photos_take_their_evidence_and_upload_rows_with_them(services, conn, ledgers):
+    ids = factories.accepted_task(conn)
+    key = factories.confirmed_upload(conn, ids["worker"], ids["task"])
+    services.storage.put(key, b"jpeg", "image/jpeg")
+    services.messaging.send(ids["task"], ids["worker"], message_type="PHOTO", photo_keys=[key]).unwrap()
+    assert _count(conn, "SELECT count(*) AS n FROM evidence WHERE storage_key = %s", key) == 1
+    conn.execute("UPDATE tasks SET state = 'CANCELLED', cancelled_at = now() WHERE id = %s", (ids["task"],))
+    _ended(conn, ids["task"], 91)
+    assert run_pass("purge-messages", services)["photos"] == 1
+    assert _count(conn, "SELECT count(*) AS n FROM evidence WHERE storage_key = %s", key) == 0
+    assert _count(conn, "SELECT count(*) AS n FROM uploads WHERE storage_key = %s", key) == 0
+    assert not services.storage.exists(key)
+    assert ledgers()
+
+
+def test_stale_upload_intents_go_with_their_objects(services, clock, conn, ledgers):
+    ids = factories.accepted_task(conn)
+    now = clock()
+    rows = {
+        "pending, expired": ("PENDING", now - timedelta(minutes=1), True),
+        "confirmed, never used": ("CONFIRMED", now - timedelta(minutes=1), True),
+        "pending, in time": ("PENDING", now + timedelta(minutes=10), False),
+        "confirmed, in time": ("CONFIRMED", now + timedelta(hours=10), False),
+        "attached long ago": ("ATTACHED", now - timedelta(days=30), False),
+    }
+    keys = {}
+    for name, (state, expires, _) in rows.items():
+        pending = state == "PENDING"
+        keys[name] = factories.confirmed_upload(
+            conn, ids["worker"], ids["task"], state=state, expires_at=expires,
+            checksum_sha256=None if pending else "0" * 64, confirmed_at=None if pending else now,
+            attached_at=now if state == "ATTACHED" else None)
+        services.storage.put(keys[name], b"jpeg", "image/jpeg")
+    assert run_pass("purge-upload-intents", services)["removed"] == 2
+    left = {r["storage_key"] for r in conn.execute("SELECT storage_key FROM uploads")}
+    assert left == {keys[n] for n, (_, _, gone) in rows.items() if not gone}
+    for name, (_, _, gone) in rows.items():
+        assert services.storage.exists(keys[name]) is not gone, name
+    assert run_pass("purge-upload-intents", services)["removed"] == 0
+    assert services.retention.purge_upload_intents(max_rows=1).unwrap()["removed"] == 0
+    assert ledgers()
+
+
 def test_processed_stripe_events_go_after_the_retry_window(services, conn, ledgers):
     for name, days in (("evt_old", 4), ("evt_older", 40), ("evt_recent", 2)):
         conn.execute("INSERT INTO processed_stripe_events (event_id, event_type, result, processed_at) "
@@ -138,7 +182,8 @@ def test_a_run_is_bounded(services, conn):
 
 
 @pytest.mark.parametrize("name", ["purge-notifications", "purge-message-locations", "purge-messages",
-                                  "purge-proof-photos", "purge-stripe-events"])
+                                  "purge-proof-photos", "purge-stripe-events",
+                                  "purge-upload-intents"])
 def test_each_pass_runs_from_the_command_line(name, db_url, conn, monkeypatch, capsys, tmp_path):
     conn.execute("INSERT INTO processed_stripe_events (event_id, event_type, result, processed_at) "
                  "VALUES ('evt_cli', 'charge.refunded', 'applied', now() - interval '10 days')")

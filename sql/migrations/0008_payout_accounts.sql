@@ -1,4 +1,4 @@
--- 1.6.0: Connect onboarding and the wallet (issue 12, first half).
+-- 1.8.0: Connect onboarding and the wallet (issue 12, first half).
 
 -- Our copy of each worker's Stripe Connect account (see sql/schema.sql).
 CREATE TABLE payout_accounts (
