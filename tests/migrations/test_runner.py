@@ -93,7 +93,7 @@ def test_steps_are_the_baseline_then_each_numbered_file() -> None:
 
 
 @pytest.mark.parametrize(("name", "message"), [
-    ("0009_skipped_ahead.sql", "expected migration number"),
+    ("0019_skipped_ahead.sql", "expected migration number"),
     ("0002 bad name.sql", "NNNN_lowercase_words.sql"),
 ])
 def test_a_misnamed_or_misnumbered_file_is_refused(sql_root: Path, name: str, message: str) -> None:
