@@ -57,7 +57,7 @@ def create_app(config: config_mod.Settings | Mapping[str, str] | None = None, *,
         db, server = init_db(settings)
         services = Services(db, payments=payments or init_payments(settings),
                             webhook_secret=settings.stripe_webhook_secret,
-                            storage=build_storage(settings))
+                            storage=build_storage(settings), app_url=settings.client_app_url)
     except BaseException:
         verifier.close()
         raise
@@ -114,7 +114,9 @@ def init_payments(settings: config_mod.Settings) -> PaymentsGateway:
     from hustlexp.services.payments import PaymentsGateway
 
     return PaymentsGateway(settings.stripe_secret_key, api_base=settings.stripe_api_base,
-                           webhook_secret=settings.stripe_webhook_secret, read_timeout=settings.stripe_timeout,
+                           webhook_secret=settings.stripe_webhook_secret,
+                           connect_webhook_secret=settings.stripe_connect_webhook_secret,
+                           read_timeout=settings.stripe_timeout,
                            max_network_retries=settings.stripe_max_network_retries)
 
 

@@ -20,6 +20,8 @@ class Settings:
     database_url: str | None = None
     stripe_secret_key: str = "sk_test_local"
     stripe_webhook_secret: str = "whsec_local"
+    # Signing secret of a Connect webhook endpoint (events of connected accounts), if one is set up.
+    stripe_connect_webhook_secret: str | None = None
     stripe_api_base: str | None = None
     firebase_project_id: str = "hustlexp-local"
     firebase_auth_emulator_host: str | None = None
@@ -58,6 +60,13 @@ class Settings:
     fcm_api_base: str | None = None
     # The service account pushes are sent with (path or JSON); default FIREBASE_ADMIN_KEY.
     fcm_credentials: str | None = None
+    # The mobile/web app's public URL (HUSTLEXP_APP_URL): Stripe sends a worker back to
+    # <it>/settings/payments after Connect onboarding. Production needs an https one.
+    client_app_url: str = "http://localhost:8081"
+    # Whether a worker may set their payout account id by hand (PUT /api/users/me/payout-account,
+    # HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS=1|0). Default: yes outside production, no in production,
+    # where accounts come from Connect onboarding only.
+    manual_payout_accounts: bool = True
 
     @property
     def production(self) -> bool:
@@ -77,6 +86,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         stripe_secret_key=get("STRIPE_SECRET_KEY") or Settings.stripe_secret_key,
         stripe_webhook_secret=get("STRIPE_WEBHOOK_SECRET") or Settings.stripe_webhook_secret,
         stripe_api_base=get("STRIPE_API_BASE"),
+        stripe_connect_webhook_secret=get("STRIPE_CONNECT_WEBHOOK_SECRET"),
         firebase_project_id=get("FIREBASE_PROJECT_ID") or Settings.firebase_project_id,
         firebase_auth_emulator_host=get("FIREBASE_AUTH_EMULATOR_HOST"),
         firebase_admin_key=get("FIREBASE_ADMIN_KEY"),
@@ -99,6 +109,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=_number(get, "HUSTLEXP_TRUSTED_PROXIES", int, 0, 0, 5),
         fcm_api_base=get("FCM_API_BASE"),
         fcm_credentials=get("FCM_CREDENTIALS"),
+        client_app_url=(get("HUSTLEXP_APP_URL") or Settings.client_app_url).rstrip("/"),
+        manual_payout_accounts=_flag(get, "HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS",
+                                     default=get("HUSTLEXP_ENV") != "production"),
     )
     if (get("HUSTLEXP_RATE_LIMITS") or "on").lower() not in ("on", "off"):
         raise ConfigError("HUSTLEXP_RATE_LIMITS must be on or off")
@@ -141,6 +154,15 @@ def _number(get: Any, name: str, kind: Any, default: Any, low: float, high: floa
     return value
 
 
+def _flag(get: Any, name: str, *, default: bool) -> bool:
+    text = get(name)
+    if text is None:
+        return default
+    if text not in ("0", "1"):
+        raise ConfigError(f"{name} must be 1 or 0, not {text!r}")
+    return text == "1"
+
+
 def _check_production(env: Mapping[str, str]) -> None:
     """Raise ConfigError (one line, naming each variable at fault) for an unsafe production setup."""
     problems = []
@@ -155,6 +177,11 @@ def _check_production(env: Mapping[str, str]) -> None:
     key = env.get("STRIPE_SECRET_KEY", "").strip()
     if key.startswith(STRIPE_TEST_KEY_PREFIXES) and env.get(STRIPE_TEST_MODE, "").strip() != "1":
         problems.append(f"STRIPE_SECRET_KEY is a Stripe test key; set {STRIPE_TEST_MODE}=1 on a staging deployment")
+    if env.get("STRIPE_CONNECT_WEBHOOK_SECRET", "").strip() == Settings.stripe_webhook_secret:
+        problems.append("STRIPE_CONNECT_WEBHOOK_SECRET is the public development default")
+    app_url = env.get("HUSTLEXP_APP_URL", "").strip()
+    if not app_url.startswith("https://") or len(app_url) <= len("https://"):
+        problems.append("HUSTLEXP_APP_URL must be the app's https:// URL (Connect onboarding returns there)")
     if env.get("STRIPE_API_BASE"):
         problems.append("STRIPE_API_BASE is set: production must talk to Stripe itself")
     if env.get("FCM_API_BASE", "").strip():

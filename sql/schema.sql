@@ -426,6 +426,9 @@ CREATE TABLE money_outbox (
 );
 
 CREATE INDEX money_outbox_due_idx ON money_outbox (next_attempt_at) WHERE status = 'PENDING';
+-- 1.10.0: a worker's payouts, newest first (the wallet), and their waiting transfers.
+CREATE INDEX money_outbox_recipient_idx ON money_outbox (recipient_id, created_at DESC, id DESC)
+    WHERE kind = 'TRANSFER';
 
 -- ---------------------------------------------------------------------------
 -- chargebacks (1.9.0): Stripe disputes of the poster's charge, one row per dispute.
@@ -793,6 +796,34 @@ CREATE TABLE poster_rating_totals (
 CREATE INDEX poster_rating_totals_average_idx ON poster_rating_totals ((stars::float8 / ratings));
 
 -- ---------------------------------------------------------------------------
+-- payout_accounts (1.10.0): our copy of each worker's Stripe Connect account
+-- ---------------------------------------------------------------------------
+
+-- What Stripe last told us about a connected account (account.updated, or a refresh). The
+-- destination of a worker's payouts stays users.stripe_connect_id; this row says whether Stripe
+-- lets it take them. An account id set by hand (PUT, no onboarding) has no row until Stripe
+-- tells us about it, and is paid as given.
+CREATE TABLE payout_accounts (
+    stripe_account_id   VARCHAR(255) NOT NULL
+        CONSTRAINT payout_accounts_pkey PRIMARY KEY,
+    user_id             UUID NOT NULL
+        CONSTRAINT payout_accounts_user_id_fkey REFERENCES users(id),
+    details_submitted   BOOLEAN NOT NULL DEFAULT false,
+    payouts_enabled     BOOLEAN NOT NULL DEFAULT false,
+    charges_enabled     BOOLEAN NOT NULL DEFAULT false,
+    currently_due       TEXT[] NOT NULL DEFAULT '{}',
+    disabled_reason     VARCHAR(255),
+    -- When what we hold was Stripe's truth (the event's `created`, or when we retrieved it):
+    -- an older event delivered late never overwrites a newer state.
+    stripe_state_at     TIMESTAMPTZ,
+    synced_at           TIMESTAMPTZ,
+    created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE INDEX payout_accounts_user_idx ON payout_accounts (user_id);
+
+-- ---------------------------------------------------------------------------
 -- schema_versions
 -- ---------------------------------------------------------------------------
 
@@ -826,6 +857,8 @@ CREATE TRIGGER ai_jobs_updated_at BEFORE UPDATE ON ai_jobs
 CREATE TRIGGER notification_preferences_updated_at BEFORE UPDATE ON notification_preferences
     FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
 CREATE TRIGGER push_devices_updated_at BEFORE UPDATE ON push_devices
+    FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
+CREATE TRIGGER payout_accounts_updated_at BEFORE UPDATE ON payout_accounts
     FOR EACH ROW EXECUTE FUNCTION stamp_updated_at();
 
 -- Terminal task: state, price, poster, worker, title, description frozen (HX001).

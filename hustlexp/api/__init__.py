@@ -10,7 +10,7 @@ import importlib
 from flask_smorest import Api
 
 ROUTERS = ("health", "webhooks", "users", "devices", "notifications", "messages", "tasks", "escrows", "proofs",
-           "disputes", "ratings", "feed", "inbox", "progress", "uploads", "objects", "admin")
+           "disputes", "ratings", "feed", "inbox", "progress", "uploads", "objects", "admin", "payouts")
 
 
 def register_routers(api: Api) -> None:

@@ -1,5 +1,5 @@
-"""/api/users: registration, the caller's profile, public profiles, XP, badges, trust tier and
-payout account, and the owner's account rights: pause/resume (PRODUCT_SPEC §20), export and
+"""/api/users: registration, the caller's profile, public profiles, XP, badges, trust tier, and
+the owner's account rights: pause/resume (PRODUCT_SPEC §20), export and
 deletion (§16)."""
 
 from __future__ import annotations
@@ -207,15 +207,6 @@ class PublicProfileSchema(Schema):
     member_since = fields.DateTime(required=True)
 
 
-class PayoutAccountSchema(Schema):
-    stripe_connect_id = fields.String(required=True, validate=validate.Regexp(r"^acct_[A-Za-z0-9]{1,250}$"))
-
-
-class PayoutAccountResultSchema(Schema):
-    id = fields.UUID(required=True)
-    stripe_connect_id = fields.String(required=True)
-
-
 class PauseSchema(Schema):
     reason = fields.String(validate=validate.Length(max=200))
 
@@ -357,13 +348,3 @@ class MyTrustTier(MethodView):
     def get(self) -> Any:
         """Trust tier, what the next one needs, and the current tier's benefits."""
         return respond(services().trust.get_trust_tier_info(current_user().id))
-
-
-@blp.route("/me/payout-account")
-class PayoutAccount(MethodView):
-    @requires_user(allow_paused=True)
-    @blp.arguments(PayoutAccountSchema)
-    @blp.response(200, PayoutAccountResultSchema)
-    def put(self, body: dict[str, Any]) -> Any:
-        """Where the caller's payouts go: a Stripe Connect account id (acct_...)."""
-        return respond(services().users.set_connect_account(current_user().id, body["stripe_connect_id"]))

@@ -16,7 +16,7 @@ from marshmallow import post_dump
 
 from hustlexp.api.base import Schema, fields, respond, services
 from hustlexp.obs import metrics
-from hustlexp.services.stripe_webhooks import HANDLED_TYPES, MAX_EVENT_ID, MONEY_EVENT_TYPES
+from hustlexp.services.stripe_webhooks import HANDLED_TYPES, MAX_CREATED, MAX_EVENT_ID, MONEY_EVENT_TYPES
 
 blp = PlainBlueprint("webhooks", __name__, description="Stripe webhook (signed by Stripe)")
 
@@ -30,11 +30,13 @@ _ID = {**_TEXT, "minLength": 1}
 _OPTIONAL_TEXT = {**_TEXT, "nullable": True}
 _METADATA = {"type": "object", "additionalProperties": _TEXT, "nullable": True}
 _CENTS = {"type": "integer", "nullable": True}
+_FLAG = {"type": "boolean", "nullable": True}
 EVENT: dict[str, Any] = {
     "type": "object",
     "description": "A Stripe event, signed by Stripe (Stripe-Signature header over the raw body; "
                    "a signature more than 5 minutes old or ahead is refused). The handled types "
-                   f"({', '.join(HANDLED_TYPES)}) need data.object.id. For the money events "
+                   f"({', '.join(HANDLED_TYPES)}) need data.object.id; account.updated needs created. "
+                   "For the money events "
                    f"({', '.join(MONEY_EVENT_TYPES)}) data.object's charge, payment_intent, destination "
                    "(at most 255 characters), reason, failure_code (100) and status (50), and the event's "
                    "account (255), are text without NUL when present, and amount_reversed is integer cents; "
@@ -45,6 +47,8 @@ EVENT: dict[str, Any] = {
     "properties": {
         "id": {**_ID, "maxLength": MAX_EVENT_ID},
         "type": {**_ID, "maxLength": 100},
+        "created": {"type": "integer", "nullable": True, "minimum": 0, "maximum": MAX_CREATED,
+                    "description": "Unix time the event happened"},
         "data": {"type": "object", "required": ["object"], "properties": {"object": {
             "type": "object",
             "properties": {
@@ -55,6 +59,11 @@ EVENT: dict[str, Any] = {
                 "refunds": {"type": "object", "nullable": True, "properties": {"data": {
                     "type": "array", "nullable": True, "items": {
                         "type": "object", "required": ["id"], "properties": {"id": _ID, "metadata": _METADATA}}}}},
+                # A Connect account (account.updated).
+                "details_submitted": _FLAG, "payouts_enabled": _FLAG, "charges_enabled": _FLAG,
+                "requirements": {"type": "object", "nullable": True, "properties": {
+                    "currently_due": {"type": "array", "nullable": True, "items": _TEXT},
+                    "disabled_reason": {**_OPTIONAL_TEXT, "maxLength": 255}}},
             },
         }}},
     },

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from hustlexp.services.admin_roles import AdminRoleService
     from hustlexp.services.badge import BadgeService
     from hustlexp.services.chargebacks import ChargebackService
+    from hustlexp.services.connect import ConnectService
     from hustlexp.services.dispute import DisputeService
     from hustlexp.services.escrow import EscrowService
     from hustlexp.services.feed import FeedService
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from hustlexp.services.trust import TrustService
     from hustlexp.services.uploads import UploadService
     from hustlexp.services.user import UserService
+    from hustlexp.services.wallet import WalletService
     from hustlexp.services.xp import XPService
 
 
@@ -51,10 +53,13 @@ class Services:
     def __init__(self, db: Database, *, payments: PaymentsGateway | None = None,
                  storage: Storage | None = None, webhook_secret: str = "whsec_local",
                  clock: Callable[[], datetime] = _utcnow, storage_dir: Path | None = None,
-                 send_inline: bool = False, push: PushGateway | None = None) -> None:
+                 send_inline: bool = False, push: PushGateway | None = None,
+                 app_url: str = "http://localhost:8081") -> None:
         self.db = db
         # FCM, when configured (FIREBASE_ADMIN_KEY); without it pushes wait in the notifications.
         self.push = push
+        # The app's public URL (HUSTLEXP_APP_URL): where Connect onboarding sends the worker back.
+        self.app_url = app_url
         # Money rows are sent by a dispatcher (hustlexp.jobs.dispatcher); True sends them from
         # the writing thread right after commit instead (tests, one-shot CLI passes).
         self.send_inline = send_inline
@@ -196,3 +201,13 @@ class Services:
     @cached_property
     def payout_desk(self) -> PayoutDeskService:
         return self._build("payout_desk", "PayoutDeskService")
+
+    # -- Connect onboarding and the wallet (issue 12) --
+
+    @cached_property
+    def connect(self) -> ConnectService:
+        return self._build("connect", "ConnectService")
+
+    @cached_property
+    def wallet(self) -> WalletService:
+        return self._build("wallet", "WalletService")

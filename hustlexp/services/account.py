@@ -45,6 +45,7 @@ EXPORT_SECTIONS: tuple[tuple[str, str], ...] = (
     ("push_devices", "SELECT platform, created_at, updated_at FROM push_devices WHERE user_id = %(id)s "
                      "ORDER BY created_at"),
     ("payouts", "SELECT * FROM money_outbox WHERE recipient_id = %(id)s ORDER BY created_at"),
+    ("payout_accounts", "SELECT * FROM payout_accounts WHERE user_id = %(id)s ORDER BY created_at"),
     ("ratings", "SELECT NULL LIMIT 0"),  # no ratings are stored yet; the section says so
 )
 # The users columns that identify a person, scrubbed at anonymisation (the rest are counters

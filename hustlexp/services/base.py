@@ -12,10 +12,14 @@ Conventions (all services):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from uuid import UUID
 
 from hustlexp.domain import ServiceResult
 from hustlexp.errors import DomainError, ValidationError
@@ -90,6 +94,20 @@ def page_params(limit: int | None, offset: int | None, *, default: int = 20, max
     if offset < 0:
         raise ValidationError("offset must be 0 or more", details={"offset": [">= 0"]})
     return limit, offset
+
+
+def encode_cursor(at: datetime, row_id: Any) -> str:
+    """An opaque keyset cursor: the (timestamp, id) of a page's last row."""
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """(timestamp, id) of a cursor from encode_cursor; anything else is a 400 naming `cursor`."""
+    try:
+        at, row_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
+        return datetime.fromisoformat(at), str(UUID(row_id))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationError("the cursor is not valid", details={"cursor": ["use next_cursor as returned"]}) from None
 
 
 def one(conn: Any, query: str, params: Any = None) -> dict[str, Any] | None:

@@ -7,13 +7,11 @@ messaging.get_thread, VISIBLE_SQL below); unread counts only those."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Any
 
-from hustlexp.errors import NotFound, ValidationError
-from hustlexp.services.base import Service, one, page_params, returning, returns_result
+from hustlexp.errors import NotFound
+from hustlexp.services.base import Service, decode_cursor, encode_cursor, one, page_params, returning, returns_result
 from hustlexp.services.messaging import OPEN_FOR_MESSAGES, message_item
 
 # Messages of task `t` the viewer %(me)s can see (alias m).
@@ -21,18 +19,6 @@ VISIBLE_SQL = ("m.task_id = t.id AND m.deleted_at IS NULL "
                "AND (m.sender_id = %(me)s OR (m.receiver_id = %(me)s AND m.moderation_status = 'approved'))")
 UNREAD_SQL = ("m.receiver_id = %(me)s AND m.read_at IS NULL AND m.deleted_at IS NULL "
               "AND m.moderation_status = 'approved'")
-
-
-def _encode(at: datetime, task_id: Any) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{task_id}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> tuple[datetime, str]:
-    try:
-        at, task_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
-        return datetime.fromisoformat(at), task_id
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValidationError("the cursor is not valid", details={"cursor": ["use next_cursor as returned"]}) from None
 
 
 class InboxService(Service):
@@ -43,7 +29,7 @@ class InboxService(Service):
         is_active, other_user {id, full_name, avatar_url, trust_tier, is_verified}, last_message
         (None before the first), unread_count, last_activity_at}."""
         limit, _ = page_params(limit, 0)
-        after = _decode(cursor) if cursor else None
+        after = decode_cursor(cursor) if cursor else None
         now = self.s.clock()
         with self.db.transaction() as conn:
             self._require_user(conn, user_id)
@@ -70,7 +56,7 @@ class InboxService(Service):
         has_more = len(rows) > limit
         rows = rows[:limit]
         return {"conversations": [self._item(r, user_id, now) for r in rows], "has_more": has_more,
-                "next_cursor": _encode(rows[-1]["activity_at"], rows[-1]["task_id"]) if has_more else None}
+                "next_cursor": encode_cursor(rows[-1]["activity_at"], rows[-1]["task_id"]) if has_more else None}
 
     @returns_result
     def unread_count(self, user_id: Any) -> dict[str, int]:

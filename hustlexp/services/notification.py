@@ -174,6 +174,12 @@ CATALOG: dict[str, Kind] = {
                         "A payout of {amount} to your bank failed. Check your payout details.",
                         "A payout to the bank failed. Check your payout details.",
                         email=True, distinct_by=("notice_key",)),
+    # Connect onboarding (issue 12a): the worker's payout account can, or can no longer, be paid.
+    "PAYOUT_ACCOUNT_READY": _k(P.MEDIUM, None, "profile", "Payouts are on",
+                               "Your payout account is ready: your earnings are on their way."),
+    "PAYOUT_ACCOUNT_RESTRICTED": _k(P.HIGH, None, "profile", "Payouts paused",
+                                    "Stripe needs more information before it can pay you. Your earnings are "
+                                    "safe and wait until you update your payout account.", email=True),
 }
 
 CATEGORIES = frozenset(CATALOG)

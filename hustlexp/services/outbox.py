@@ -21,8 +21,9 @@ attempt's (same attempt_count, still PROCESSING), so a late answer never overwri
 Failures that a retry can cure (network, Stripe 5xx, 409, 429) back off 5 min, 30 min, 2 h,
 24 h, then the row is FAILED_PERMANENT and admins are told. A failure no retry can cure (an
 invalid request, a bad destination, bad credentials: 4xx but 409/429) is FAILED_PERMANENT at
-once, with the same alert. A transfer to a worker with no connected account yet waits without counting as a
-failure: it goes out once the account exists."""
+once, with the same alert. A transfer to a worker with no connected account yet, or whose account
+Stripe says cannot take payouts now (services.connect), waits without counting as a failure: it
+goes out once the account exists and can (connect.apply makes it due then)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from uuid import UUID
 from hustlexp.domain import MoneyKind, MoneyStatus
 from hustlexp.obs import context
 from hustlexp.services.base import Service, one, returns_result
+from hustlexp.services.connect import PAYABLE_SQL, PAYOUT_ACCOUNT_JOIN
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +53,24 @@ SUPERSEDED = "SUPERSEDED"
 # NOTIFY channel whose payload is a comma-separated list of money_outbox ids now due.
 CHANNEL = "hustlexp_money_outbox"
 # last_error of a PENDING transfer waiting for its worker's payout account (the admin desk's
-# WAITING_FOR_ACCOUNT).
+# WAITING_FOR_ACCOUNT): none connected yet, or Stripe says the account cannot take payouts now.
 NO_ACCOUNT = "NO_PAYOUT_ACCOUNT"
+PAYOUTS_DISABLED = "PAYOUTS_DISABLED"
+WAITING_FOR_ACCOUNT = (NO_ACCOUNT, PAYOUTS_DISABLED)
 
 
 class NoPayoutAccount(Exception):
-    pass
+    """The worker cannot be paid yet: `reason` is NO_PAYOUT_ACCOUNT (none connected) or
+    PAYOUTS_DISABLED (Stripe says the account cannot take payouts now)."""
+
+    def __init__(self, reason: str = NO_ACCOUNT) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Stripe refusing a transfer because the destination cannot take one yet: the transfer waits
+# for account.updated like one to a worker we know is restricted, it never fails.
+ACCOUNT_NOT_READY_CODES = frozenset({"insufficient_capabilities_for_transfer"})
 
 
 class MoneyOutbox(Service):
@@ -185,9 +199,11 @@ class MoneyOutbox(Service):
             try:
                 with stripe_budget(self.s.payments.call_seconds):
                     stripe_id = self._call_stripe(row)
-            except NoPayoutAccount:
-                return self._wait_for_account(row)
+            except NoPayoutAccount as waiting:
+                return self._wait_for_account(row, waiting.reason)
             except PaymentError as exc:
+                if row["kind"] == MoneyKind.TRANSFER and exc.stripe_code in ACCOUNT_NOT_READY_CODES:
+                    return self._wait_for_account(row, PAYOUTS_DISABLED)
                 return self._failed(row, exc)
             return self._succeeded(row, stripe_id)
 
@@ -195,13 +211,16 @@ class MoneyOutbox(Service):
         payments = self.s.payments
         with self.db.transaction() as conn:
             escrow = one(conn, "SELECT * FROM escrows WHERE id = %s", (row["escrow_id"],))
-            recipient = one(conn, "SELECT stripe_connect_id FROM users WHERE id = %s", (row["recipient_id"],)) \
-                if row["recipient_id"] else None
+            recipient = one(conn, f"""SELECT u.stripe_connect_id, {PAYABLE_SQL} AS payable
+                                        FROM users u {PAYOUT_ACCOUNT_JOIN} WHERE u.id = %s""",
+                            (row["recipient_id"],)) if row["recipient_id"] else None
         assert escrow is not None
         kind = MoneyKind(row["kind"])
         if kind is MoneyKind.TRANSFER:
             if recipient is None or not recipient["stripe_connect_id"]:
                 raise NoPayoutAccount
+            if not recipient["payable"]:
+                raise NoPayoutAccount(PAYOUTS_DISABLED)
             if row["attempt_count"] > 1:
                 # Stripe forgets idempotency keys after a day and our last back-off is a day:
                 # a retry first asks whether an earlier attempt did pay.
@@ -239,15 +258,15 @@ class MoneyOutbox(Service):
                  stripe_id)
         return {"id": row["id"], "status": MoneyStatus.SUCCEEDED.value, "stripe_id": stripe_id}
 
-    def _wait_for_account(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _wait_for_account(self, row: dict[str, Any], reason: str) -> dict[str, Any]:
         with self.db.transaction() as conn:
             cursor = conn.execute(f"""UPDATE money_outbox SET status = 'PENDING', attempt_count = attempt_count - 1,
                                              next_attempt_at = %s, last_error = %s WHERE {FENCE}""",
-                                  (self.s.clock() + NO_ACCOUNT_RECHECK, NO_ACCOUNT, row["id"], row["attempt_count"]))
+                                  (self.s.clock() + NO_ACCOUNT_RECHECK, reason, row["id"], row["attempt_count"]))
             if not self._still_ours(cursor, row):
                 return {"id": row["id"], "status": SUPERSEDED}
-        log.info("outbox %s: worker %s has no payout account yet; transfer waits", row["id"],
-                 row["recipient_id"])
+        log.info("outbox %s: worker %s cannot be paid yet (%s); transfer waits", row["id"],
+                 row["recipient_id"], reason)
         return {"id": row["id"], "status": "WAITING"}
 
     def _failed(self, row: dict[str, Any], exc: Any) -> dict[str, Any]:

@@ -126,12 +126,16 @@ class _BoundedSession(requests.Session):
 class PaymentsGateway:
     def __init__(self, secret_key: str, *, api_base: str | None = None,
                  http_client: stripe.HTTPClient | None = None, webhook_secret: str | None = None,
+                 connect_webhook_secret: str | None = None,
                  max_network_retries: int = 0, read_timeout: float = READ_TIMEOUT_SECONDS) -> None:
         if not secret_key:
             raise ValueError("a Stripe secret key is required")
         if not 0 < read_timeout <= READ_TIMEOUT_SECONDS:
             raise ValueError(f"read_timeout must be in (0, {READ_TIMEOUT_SECONDS}] seconds")
         self.webhook_secret = webhook_secret
+        # Events about connected accounts (account.updated) come from a Connect endpoint, which
+        # Stripe signs with its own secret; one URL may serve both endpoints.
+        self.connect_webhook_secret = connect_webhook_secret
         # One call waits at most this long for each of its 1 + max_network_retries tries.
         self.read_timeout = read_timeout
         self.max_network_retries = max_network_retries
@@ -249,16 +253,43 @@ class PaymentsGateway:
             )
         return str(refund.id)
 
+    # -- Connect (Express accounts of workers) ------------------------------------------
+
+    def create_express_account(self, *, user_id: str, email: str | None, idempotency_key: str) -> dict[str, Any]:
+        """A new Express account that can receive transfers, tagged with our user id."""
+        params: dict[str, Any] = {"type": "express", "business_type": "individual",
+                                  "capabilities": {"transfers": {"requested": True}},
+                                  "metadata": {"hustlexp_user_id": user_id}}
+        if email:
+            params["email"] = email
+        with _stripe_call("accounts.create", {"user_id": user_id}):
+            account = self._client.v1.accounts.create(params,  # type: ignore[arg-type]
+                                                      {"idempotency_key": idempotency_key})
+        return account_snapshot(account.to_dict())
+
+    def retrieve_account(self, account_id: str) -> dict[str, Any]:
+        with _stripe_call("accounts.retrieve", {"account_id": account_id}):
+            account = self._client.v1.accounts.retrieve(account_id)
+        return account_snapshot(account.to_dict())
+
+    def create_account_link(self, *, account_id: str, refresh_url: str, return_url: str) -> dict[str, Any]:
+        """A one-time onboarding link for the account (Stripe makes a new one per call; no key)."""
+        with _stripe_call("account_links.create", {"account_id": account_id}):
+            link = self._client.v1.account_links.create({"account": account_id, "refresh_url": refresh_url,
+                                                         "return_url": return_url, "type": "account_onboarding"})
+        return {"url": str(link.url), "expires_at": int(link.expires_at)}
+
     # -- Webhooks -----------------------------------------------------------------------
 
     def construct_event(self, payload: bytes, signature_header: str | None, *,
                         secret: str | None = None,
                         tolerance: int = WEBHOOK_TOLERANCE_SECONDS) -> dict[str, Any]:
         """The event in a webhook body, as a plain dict, once its Stripe-Signature header proves
-        it was signed with our secret within `tolerance` seconds."""
-        secret = secret if secret is not None else self.webhook_secret
+        it was signed with our secret (or the Connect endpoint's) within `tolerance` seconds."""
+        secrets = [secret] if secret is not None else [s for s in (self.webhook_secret, self.connect_webhook_secret)
+                                                       if s]
         try:
-            stripe.WebhookSignature.verify_header(payload, signature_header, secret, tolerance)
+            _verify_with_any(payload, signature_header, secrets or [""], tolerance)
             # The stripe library refuses only old timestamps; a future one is as suspect.
             if _signed_at(signature_header) > time.time() + tolerance:
                 raise WebhookSignatureError("webhook timestamp is in the future")
@@ -271,6 +302,27 @@ class PaymentsGateway:
                 or not isinstance(event.get("type"), str):
             raise WebhookSignatureError("webhook body is not a JSON event")
         return event
+
+
+def _verify_with_any(payload: bytes, header: str | None, secrets: list[str], tolerance: int) -> None:
+    for n, secret in enumerate(secrets, start=1):
+        try:
+            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance)
+            return
+        except stripe.SignatureVerificationError:
+            if n == len(secrets):
+                raise
+
+
+def account_snapshot(account: dict[str, Any]) -> dict[str, Any]:
+    """What we keep of a Stripe Account (API answer or account.updated object)."""
+    requirements = account.get("requirements") or {}
+    return {"id": str(account["id"]), "details_submitted": bool(account.get("details_submitted")),
+            "payouts_enabled": bool(account.get("payouts_enabled")),
+            "charges_enabled": bool(account.get("charges_enabled")),
+            "currently_due": [str(item) for item in requirements.get("currently_due") or []],
+            "disabled_reason": requirements.get("disabled_reason"),
+            "metadata": {str(k): str(v) for k, v in (account.get("metadata") or {}).items()}}
 
 
 def _traced(metadata: dict[str, str], request_id: str | None) -> dict[str, str]:

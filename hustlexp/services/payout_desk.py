@@ -2,8 +2,8 @@
 
 Desk statuses map onto the outbox like this (disjoint, so each row shows in at most one):
 - PENDING: due now or backing off after a retryable failure;
-- WAITING_FOR_ACCOUNT: a PENDING transfer whose worker has no payout account yet
-  (last_error = outbox.NO_ACCOUNT);
+- WAITING_FOR_ACCOUNT: a PENDING transfer whose worker cannot be paid yet (no account, or payouts off)
+  (last_error in outbox.WAITING_FOR_ACCOUNT);
 - FAILED_PERMANENT: gave up (or refused for good by Stripe), waiting for an admin;
 - LOCKED: not sent (PENDING or FAILED_PERMANENT) because a chargeback holds its escrow.
 A retry puts a PENDING or FAILED_PERMANENT row back to PENDING, due now, audited; a LOCKED
@@ -17,14 +17,14 @@ from uuid import UUID
 from hustlexp.errors import Conflict, NotFound
 from hustlexp.services import audit
 from hustlexp.services.base import Service, one, returns_result
-from hustlexp.services.outbox import NO_ACCOUNT
+from hustlexp.services.outbox import WAITING_FOR_ACCOUNT
 
 DESK_STATUSES = ("PENDING", "WAITING_FOR_ACCOUNT", "FAILED_PERMANENT", "LOCKED")
 _HELD = "held_by_chargeback(o.escrow_id, o.kind)"
 # Constant SQL per desk status; values travel as parameters.
 _FILTERS = {
-    "PENDING": f"o.status = 'PENDING' AND o.last_error IS DISTINCT FROM %(no_account)s AND NOT {_HELD}",
-    "WAITING_FOR_ACCOUNT": f"o.status = 'PENDING' AND o.last_error = %(no_account)s AND NOT {_HELD}",
+    "PENDING": f"o.status = 'PENDING' AND NOT coalesce(o.last_error = ANY(%(waiting)s), false) AND NOT {_HELD}",
+    "WAITING_FOR_ACCOUNT": f"o.status = 'PENDING' AND o.last_error = ANY(%(waiting)s) AND NOT {_HELD}",
     "FAILED_PERMANENT": f"o.status = 'FAILED_PERMANENT' AND NOT {_HELD}",
     "LOCKED": f"o.status IN ('PENDING', 'FAILED_PERMANENT') AND {_HELD}",
 }
@@ -47,7 +47,7 @@ class PayoutDeskService(Service):
                        AND (%(after)s::uuid IS NULL OR (o.created_at, o.id) >
                             (SELECT created_at, id FROM money_outbox WHERE id = %(after)s))
                      ORDER BY o.created_at, o.id LIMIT %(limit)s""",
-                {"no_account": NO_ACCOUNT, "after": after, "limit": limit + 1}).fetchall()
+                {"waiting": list(WAITING_FOR_ACCOUNT), "after": after, "limit": limit + 1}).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
         for row in rows:

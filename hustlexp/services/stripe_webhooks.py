@@ -13,10 +13,12 @@ from typing import Any
 
 from hustlexp.errors import ValidationError
 from hustlexp.services.base import Service, about, one, returns_result
+from hustlexp.services.connect import event_time
 
 log = logging.getLogger(__name__)
 
 MAX_EVENT_ID = 255  # processed_stripe_events.event_id
+MAX_CREATED = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 
 
 class StripeWebhookHandler(Service):
@@ -45,7 +47,7 @@ class StripeWebhookHandler(Service):
             if claimed is None:
                 log.info("stripe event %s (%s) already processed", event_id, event_type)
                 return {"event_id": event_id, "type": event_type, "result": "duplicate"}
-            handler = self._handlers().get(event_type)
+            handler = self._handlers(event).get(event_type)
             obj = event["data"]["object"]
             outcome = handler(obj) if handler else self._money_event(event, looked_up)
             conn.execute("UPDATE processed_stripe_events SET result = %s, error_message = %s WHERE event_id = %s",
@@ -53,12 +55,14 @@ class StripeWebhookHandler(Service):
         log.info("stripe event %s (%s): %s", event_id, event_type, outcome)
         return {"event_id": event_id, "type": event_type, **outcome}
 
-    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    def _handlers(self, event: dict[str, Any]) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         return {
             "payment_intent.canceled": self._payment_canceled,
             "payment_intent.payment_failed": self._payment_failed,
             "transfer.created": self._transfer_created,
             "charge.refunded": self._charge_refunded,
+            # Connect onboarding (issue 12a): our copy of the worker's account, ordered by the event's time.
+            "account.updated": lambda account: self.s.connect.apply(account, as_of=event_time(event)).unwrap(),
         }
 
     def _payment_canceled(self, pi: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +152,8 @@ class StripeWebhookHandler(Service):
 
 MONEY_EVENT_TYPES = ("charge.dispute.created", "charge.dispute.closed", "transfer.reversed", "payout.failed")
 HANDLED_TYPES = ("payment_intent.succeeded", "payment_intent.canceled", "payment_intent.payment_failed",
-                  "transfer.created", "charge.refunded", *MONEY_EVENT_TYPES)
+                  "transfer.created", "charge.refunded", "account.updated",
+                  *MONEY_EVENT_TYPES)
 # Text the money-event handlers store, and the most each column holds.
 _MONEY_EVENT_TEXT = {"charge": 255, "payment_intent": 255, "reason": 100, "status": 50, "destination": 255,
                      "failure_code": 100}
@@ -181,6 +186,10 @@ def check_event_shape(event: dict[str, Any]) -> None:
 
     text(event.get("id"), "id", high=MAX_EVENT_ID)
     text(event.get("type"), "type", high=100)
+    created = event.get("created")
+    if (created is not None or event.get("type") == "account.updated") and (
+            isinstance(created, bool) or not isinstance(created, int) or not 0 <= created <= MAX_CREATED):
+        problems["created"] = ["a unix timestamp (account.updated needs one)"]
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         problems["data.object"] = ["an object"]
@@ -199,6 +208,18 @@ def check_event_shape(event: dict[str, Any]) -> None:
             for name in ("code", "message"):
                 if obj["last_payment_error"].get(name) is not None:
                     text(obj["last_payment_error"][name], f"{path}.last_payment_error.{name}", low=0)
+        # A Connect account (account.updated, issue 12a): what connect.apply reads of it.
+        for name in ("details_submitted", "payouts_enabled", "charges_enabled"):
+            if obj.get(name) is not None and not isinstance(obj[name], bool):
+                problems[f"{path}.{name}"] = ["true or false"]
+        if mapping(obj.get("requirements"), f"{path}.requirements"):
+            due, reason = obj["requirements"].get("currently_due"), obj["requirements"].get("disabled_reason")
+            if due is not None and not isinstance(due, list):
+                problems[f"{path}.requirements.currently_due"] = ["a list of text"]
+            for n, item in enumerate(due if isinstance(due, list) else []):
+                text(item, f"{path}.requirements.currently_due[{n}]", low=0)
+            if reason is not None:
+                text(reason, f"{path}.requirements.disabled_reason", low=0, high=255)
         if mapping(obj.get("refunds"), f"{path}.refunds") and obj["refunds"].get("data") is not None:
             refunds = obj["refunds"]["data"]
             if not isinstance(refunds, list):

@@ -20,7 +20,7 @@ from tests.fakes.stripe_fake import FakeStripe
 
 PRODUCTION = {"HUSTLEXP_ENV": "production", "DATABASE_URL": "postgresql://db.invalid/hx",
               "STRIPE_SECRET_KEY": "sk_live_x", "STRIPE_WEBHOOK_SECRET": "whsec_x",
-              "FIREBASE_PROJECT_ID": "hustlexp-prod"}
+              "FIREBASE_PROJECT_ID": "hustlexp-prod", "HUSTLEXP_APP_URL": "https://app.hustlexp.test"}
 
 
 # -- configuration -----------------------------------------------------------------------

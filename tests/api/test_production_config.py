@@ -15,7 +15,7 @@ from hustlexp.config import ConfigError
 
 SAFE = {"HUSTLEXP_ENV": "production", "DATABASE_URL": "postgresql://db.invalid/hx",
         "STRIPE_SECRET_KEY": "sk_live_51Prod", "STRIPE_WEBHOOK_SECRET": "whsec_prodsecret",
-        "FIREBASE_PROJECT_ID": "hustlexp-prod"}
+        "FIREBASE_PROJECT_ID": "hustlexp-prod", "HUSTLEXP_APP_URL": "https://app.hustlexp.test"}
 
 
 def test_production_accepts_real_looking_settings() -> None:
@@ -56,6 +56,30 @@ def test_serve_in_production_with_the_public_webhook_secret_exits_2_in_one_line(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "STRIPE_WEBHOOK_SECRET" in lines[0], done.stderr
     assert not (tmp_path / "pg").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize("app_url", ["", "http://app.hustlexp.test", "https://", "hustlexp://settings"])
+def test_production_needs_the_apps_https_url_for_onboarding(app_url: str) -> None:
+    with pytest.raises(ConfigError, match="HUSTLEXP_APP_URL"):
+        config.load(SAFE | {"HUSTLEXP_APP_URL": app_url})
+    assert config.load(SAFE).client_app_url == "https://app.hustlexp.test"
+    assert config.load({"HUSTLEXP_APP_URL": "http://127.0.0.1:19006/"}).client_app_url == "http://127.0.0.1:19006"
+
+
+def test_hand_set_payout_accounts_are_off_in_production_unless_switched_on() -> None:
+    assert config.load(SAFE).manual_payout_accounts is False
+    assert config.load(SAFE | {"HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS": "1"}).manual_payout_accounts is True
+    assert config.load({}).manual_payout_accounts is True
+    assert config.load({"HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS": "0"}).manual_payout_accounts is False
+    with pytest.raises(ConfigError, match="HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS"):
+        config.load({"HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS": "yes"})
+
+
+def test_production_refuses_the_public_secret_for_the_connect_endpoint() -> None:
+    with pytest.raises(ConfigError, match="STRIPE_CONNECT_WEBHOOK_SECRET"):
+        config.load(SAFE | {"STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_local"})
+    assert config.load(SAFE | {"STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_connectprod"}).stripe_connect_webhook_secret \
+        == "whsec_connectprod"
 
 
 def test_storage_is_local_by_default_and_s3_needs_a_bucket() -> None:

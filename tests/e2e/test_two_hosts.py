@@ -1,6 +1,7 @@
 """Two API hosts on one database behave as one service: two `hustlexp serve` processes (each
-with its own dispatcher) share the request limits, the notifications, and push delivery
-(each push sent once, through the real firebase-admin client to a local fake FCM)."""
+with its own dispatcher and its own disk) share the request limits, the notifications, the
+photos (in one S3 bucket: moto's server, reached by boto3 over HTTP), and push delivery (each
+push sent once, through the real firebase-admin client to a local fake FCM)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import requests
 from psycopg.rows import dict_row
 
 from hustlexp.services.limits import RULES
@@ -22,7 +24,9 @@ from tests import pg as pg_helpers
 from tests.api.conftest import SigningKey
 from tests.e2e.conftest import serve_stack
 from tests.e2e.system import Actor, Served, World, data, error
+from tests.fakes import s3_server
 from tests.fakes.fcm_fake import FakeFCM
+from tests.images import JPEG
 
 DELIVERY_DEADLINE = 60.0  # generous: a bound on waiting, not a performance claim
 
@@ -54,14 +58,18 @@ def on(world: World, actor: Actor) -> Actor:
     return Actor(world, actor.uid, actor.profile, actor.headers)
 
 
-def test_two_hosts_share_limits_notifications_and_push(pg: pg_helpers.TestServer, cert_url: str,
+def test_two_hosts_share_limits_notifications_photos_and_push(pg: pg_helpers.TestServer, cert_url: str,
                                                        signing_key: SigningKey,
                                                        tmp_path_factory: pytest.TempPathFactory) -> None:
     workdir = tmp_path_factory.mktemp("two-hosts")
     with ExitStack() as stack:
         fcm = stack.enter_context(FakeFCM())
+        endpoint = stack.enter_context(s3_server.s3_server())
+        s3_server.client(endpoint).create_bucket(Bucket="hustlexp-two-hosts")
         a = stack.enter_context(serve_stack(pg, cert_url, signing_key, workdir, FCM_API_BASE=fcm.url,
-                                            FCM_CREDENTIALS=json.dumps(fcm.service_account())))
+                                            FCM_CREDENTIALS=json.dumps(fcm.service_account()),
+                                            HUSTLEXP_STORAGE="s3", HUSTLEXP_S3_BUCKET="hustlexp-two-hosts",
+                                            HUSTLEXP_S3_ENDPOINT_URL=endpoint, **s3_server.CREDENTIALS))
         b = stack.enter_context(second_host(a, workdir))
         conn = stack.enter_context(psycopg.connect(a.db_url, autocommit=True, row_factory=dict_row))
         world_a, world_b = World(a, conn), World(b, conn)
@@ -99,4 +107,19 @@ def test_two_hosts_share_limits_notifications_and_push(pg: pg_helpers.TestServer
             "'ESCROW_FUNDED'", (poster_a.id,)).fetchall()
         assert len(rows) == limit and all(r["sent_at"] and r["push_due_at"] is None and r["push_error"] is None
                                           for r in rows)
+
+        # A photo announced through A goes straight to the bucket, is confirmed through B, and
+        # A serves it: nothing of it lives on either host's disk.
+        worker_a = world_a.worker()
+        world_a.accept(tasks[0], worker_a)
+        target = data(worker_a.post("/api/uploads", json={"bucket": "proofs", "task_id": tasks[0]["id"],
+                                                          "content_type": "image/jpeg", "size": len(JPEG)}), 201)
+        assert target["upload_url"].startswith(endpoint)
+        assert requests.put(target["upload_url"], data=JPEG, headers=target["headers"], timeout=10).status_code == 200
+        photo = data(on(world_b, worker_a).post(f"/api/uploads/{target['upload']['id']}/confirm", json={}))["photo"]
+        served = poster_a.get(photo["url"])
+        assert served.status_code == 200 and served.content == JPEG
+        stored = s3_server.client(endpoint).list_objects_v2(Bucket="hustlexp-two-hosts").get("Contents", [])
+        assert [o["Key"] for o in stored] == [photo["storage_key"]]
+        assert not any(p.is_file() for p in workdir.rglob("*.jpg"))
         world_a.check_money()

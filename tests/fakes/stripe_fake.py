@@ -12,7 +12,10 @@ What it models, because our money safety depends on it:
   injected failure is evaluated afresh;
 - refunds never exceed what was captured minus earlier refunds;
 - failures on demand (`fail_next`), including a response lost *after* the effect happened,
-  and a Stripe that accepts the connection and never answers (`kind="hang"`, until `unhang()`).
+  and a Stripe that accepts the connection and never answers (`kind="hang"`, until `unhang()`);
+- Connect: Express accounts that start restricted, one-time Account Links a browser follows
+  (served: a GET that redirects), `account.updated` events, and transfers refused while the
+  destination's transfers capability is inactive (see the Connect section).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ CANCELABLE = frozenset({"requires_payment_method", "requires_capture", "requires
                         "requires_action", "processing"})
 REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
 CANCEL_REASONS = REFUND_REASONS | {"abandoned"}
+# Where the served fake answers a browser opening an Account Link.
+ONBOARDING_PATH = "/connect/onboarding/"
 
 
 class NetworkFailure(Exception):
@@ -116,6 +121,7 @@ class FakeStripe:
             ("GET", re.compile(r"/v1/refunds"), self._list_refunds),
         ]
         self._init_money_events()
+        self._init_connect()
 
     # -- ways in ------------------------------------------------------------------------
 
@@ -428,6 +434,7 @@ class FakeStripe:
         if not destination.startswith("acct_"):
             raise _StripeError(400, "invalid_request_error", f"No such destination: '{destination}'",
                                code="resource_missing", param="destination")
+        self._check_transfer_destination(destination)
         tr_id = _new_id("tr")
         transfer = {
             "id": tr_id, "object": "transfer", "amount": amount, "amount_reversed": 0,
@@ -609,6 +616,129 @@ class FakeStripe:
             }
 
 
+    # -- Connect: Express accounts, Account Links, account.updated (issue 12a) ---------------
+    # Accounts made here start restricted (transfers inactive, requirements due). Following an
+    # Account Link (a browser GET on the served fake, or follow_link() in process) is the worker
+    # finishing Stripe's forms: the account becomes complete and an account.updated event is
+    # recorded for the test to deliver. Transfers to an account made here go through only while
+    # its transfers capability is active, as at Stripe; other acct_ ids are taken as given.
+
+    def _init_connect(self) -> None:
+        self.accounts: dict[str, dict[str, Any]] = {}
+        self.account_links: dict[str, dict[str, Any]] = {}
+        self._routes += [
+            ("POST", re.compile(r"/v1/accounts"), self._create_account),
+            ("GET", re.compile(r"/v1/accounts/(?P<account_id>[^/]+)"), self._retrieve_account),
+            ("POST", re.compile(r"/v1/account_links"), self._create_account_link),
+        ]
+
+    def complete_onboarding(self, account_id: str) -> dict[str, Any]:
+        """The worker finished Stripe's forms: details submitted, charges and payouts enabled,
+        transfers active, nothing due. Returns the `account.updated` event."""
+        with self._lock:
+            account = self._account(account_id)
+            account.update(details_submitted=True, charges_enabled=True, payouts_enabled=True,
+                           capabilities={**account["capabilities"], "transfers": "active"})
+            account["requirements"] = _requirements([], disabled_reason=None)
+            return self.event("account.updated", account)
+
+    def restrict_account(self, account_id: str, currently_due: tuple[str, ...] = ("individual.verification.document",),
+                         disabled_reason: str = "requirements.past_due") -> dict[str, Any]:
+        """Stripe wants more from the worker: payouts (and transfers) stop until it gets it.
+        Returns the `account.updated` event."""
+        with self._lock:
+            account = self._account(account_id)
+            account.update(payouts_enabled=False, charges_enabled=False,
+                           capabilities={**account["capabilities"], "transfers": "inactive"})
+            account["requirements"] = _requirements(list(currently_due), disabled_reason=disabled_reason)
+            return self.event("account.updated", account)
+
+    def follow_link(self, url_or_id: str) -> tuple[str, dict[str, Any] | None]:
+        """Open an Account Link as the worker's browser would: (where Stripe redirects, the
+        account.updated event or None). A link works once and for 5 minutes; a used or expired
+        one sends the worker to its refresh_url, with nothing changed."""
+        link_id = url_or_id.rstrip("/").rsplit("/", 1)[-1]
+        with self._lock:
+            link = self.account_links.get(link_id)
+            if link is None:
+                return "about:blank", None
+            if link["used"] or link["expires_at"] < time.time():
+                return link["refresh_url"], None
+            link["used"] = True
+            return link["return_url"], self.complete_onboarding(link["account"])
+
+    def _account(self, account_id: str, param: str | None = None) -> dict[str, Any]:
+        account = self.accounts.get(account_id)
+        if account is None:
+            raise _StripeError(404 if param is None else 400, "invalid_request_error",
+                               f"No such account: '{account_id}'", code="resource_missing", param=param)
+        return account
+
+    def _check_transfer_destination(self, destination: str) -> None:
+        account = self.accounts.get(destination)
+        if account is not None and account["capabilities"].get("transfers") != "active":
+            raise _StripeError(400, "invalid_request_error",
+                               "Your destination account needs to have at least one of the following "
+                               "capabilities enabled: transfers, crypto_transfers, legacy_payments",
+                               code="insufficient_capabilities_for_transfer", param="destination")
+
+    def _create_account(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        _allow(params, {"type", "email", "country", "capabilities", "business_type", "metadata",
+                        "business_profile", "settings", "tos_acceptance", "controller"})
+        type_ = _str_param(params, "type") or "standard"
+        if type_ not in ("express", "standard", "custom"):
+            raise _StripeError(400, "invalid_request_error", f"Invalid type: {type_}",
+                               code="parameter_invalid_string", param="type")
+        business_type = _str_param(params, "business_type")
+        if business_type is not None and business_type not in ("individual", "company", "non_profit",
+                                                               "government_entity"):
+            raise _StripeError(400, "invalid_request_error", f"Invalid business_type: {business_type}",
+                               code="parameter_invalid_string", param="business_type")
+        requested = params.get("capabilities") or {}
+        if not isinstance(requested, dict):
+            raise _StripeError(400, "invalid_request_error", "Invalid capabilities", param="capabilities")
+        capabilities = {name: "inactive" for name, ask in requested.items()
+                        if isinstance(ask, dict) and ask.get("requested") == "true"}
+        account_id = _new_id("acct")
+        account = {
+            "id": account_id, "object": "account", "type": type_, "email": params.get("email"),
+            "country": _str_param(params, "country") or "US", "business_type": business_type,
+            "capabilities": capabilities, "charges_enabled": False, "payouts_enabled": False,
+            "details_submitted": False, "created": int(time.time()), "default_currency": "usd",
+            "metadata": _metadata(params),
+            "requirements": _requirements(["external_account", "individual.dob.day", "individual.first_name",
+                                           "individual.last_name", "tos_acceptance.date", "tos_acceptance.ip"],
+                                          disabled_reason="requirements.past_due"),
+        }
+        self.accounts[account_id] = account
+        return 200, account
+
+    def _retrieve_account(self, params: dict[str, Any], account_id: str) -> tuple[int, dict[str, Any]]:
+        _allow(params, set())
+        return 200, self._account(account_id)
+
+    def _create_account_link(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        _allow(params, {"account", "refresh_url", "return_url", "type", "collect", "collection_options"})
+        account = self._account(_str_param(params, "account", required=True), "account")
+        type_ = _str_param(params, "type", required=True)
+        if type_ not in ("account_onboarding", "account_update"):
+            raise _StripeError(400, "invalid_request_error", f"Invalid type: {type_}",
+                               code="parameter_invalid_string", param="type")
+        urls = {name: _str_param(params, name, required=name == "return_url") for name in ("refresh_url", "return_url")}
+        for name, url in urls.items():
+            if url is not None and not re.match(r"https?://", url):
+                raise _StripeError(400, "invalid_request_error", f"Not a valid URL: {name}",
+                                   code="url_invalid", param=name)
+        link_id = secrets.token_hex(12)
+        created = int(time.time())
+        self.account_links[link_id] = {"account": account["id"], "used": False, "expires_at": created + 300,
+                                       "refresh_url": urls["refresh_url"] or urls["return_url"],
+                                       "return_url": urls["return_url"]}
+        base = self.base_url or "https://connect.stripe.test"
+        return 200, {"object": "account_link", "created": created, "expires_at": created + 300,
+                     "url": f"{base}{ONBOARDING_PATH}{link_id}"}
+
+
 class FakeStripeHTTPClient(stripe.HTTPClient):
     """stripe-python's custom HTTP client interface, answered by a FakeStripe in-process."""
 
@@ -661,6 +791,9 @@ class _FakeStripeRequestHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
+        if self.command == "GET" and parts.path.startswith(ONBOARDING_PATH):
+            self._redirect(self.stripe_fake.follow_link(parts.path.removeprefix(ONBOARDING_PATH))[0])
+            return
         if self.stripe_fake.latency:
             time.sleep(self.stripe_fake.latency)
         try:
@@ -677,6 +810,12 @@ class _FakeStripeRequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
@@ -746,6 +885,11 @@ def _metadata(params: dict[str, Any]) -> dict[str, str]:
                            param="metadata")
     # Stripe drops keys set to "" (that is how metadata keys are unset).
     return {str(k): str(v) for k, v in metadata.items() if v != ""}
+
+
+def _requirements(currently_due: list[str], *, disabled_reason: str | None) -> dict[str, Any]:
+    return {"currently_due": currently_due, "eventually_due": list(currently_due), "past_due": list(currently_due),
+            "pending_verification": [], "errors": [], "current_deadline": None, "disabled_reason": disabled_reason}
 
 
 def _page(url: str, items: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:

@@ -226,3 +226,73 @@ def test_concurrent_requests_all_land(fake: FakeStripe) -> None:
     assert len(ids) == len(set(ids)) == 50
     assert set(fake.payment_intents) == set(ids)
     assert len(fake.calls) == 100
+
+
+# -- Connect: accounts, account links (issue 12a) -------------------------------------------
+
+
+def test_an_express_account_starts_restricted_and_its_link_completes_it_once(fake: FakeStripe,
+                                                                            client: stripe.StripeClient) -> None:
+    account = client.v1.accounts.create({"type": "express", "business_type": "individual",
+                                         "capabilities": {"transfers": {"requested": True}},
+                                         "metadata": {"hustlexp_user_id": "u1"}})
+    assert (account.payouts_enabled, account.details_submitted, account.capabilities.to_dict()) == (
+        False, False, {"transfers": "inactive"})
+    assert account.requirements.currently_due and account.metadata.to_dict() == {"hustlexp_user_id": "u1"}
+    link = client.v1.account_links.create({"account": account.id, "type": "account_onboarding",
+                                           "refresh_url": "https://app.test/r", "return_url": "https://app.test/ok"})
+    assert link.expires_at > link.created
+    back, event = fake.follow_link(link.url)
+    assert back == "https://app.test/ok" and event is not None and event["type"] == "account.updated"
+    assert event["data"]["object"]["payouts_enabled"] is True
+    assert event["data"]["object"]["requirements"]["currently_due"] == []
+    assert fake.follow_link(link.url) == ("https://app.test/r", None)
+    assert client.v1.accounts.retrieve(account.id).payouts_enabled is True
+
+
+def test_transfers_follow_the_accounts_transfers_capability(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    account = client.v1.accounts.create({"type": "express", "capabilities": {"transfers": {"requested": True}}})
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.transfers.create({"amount": 100, "currency": "usd", "destination": account.id})
+    assert caught.value.code == "insufficient_capabilities_for_transfer"
+    fake.complete_onboarding(account.id)
+    assert client.v1.transfers.create({"amount": 100, "currency": "usd", "destination": account.id}).amount == 100
+    fake.restrict_account(account.id)
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.transfers.create({"amount": 100, "currency": "usd", "destination": account.id})
+    # An account id the fake never made is taken as given (accounts set by hand).
+    assert client.v1.transfers.create({"amount": 100, "currency": "usd", "destination": "acct_elsewhere"}).id
+
+
+def test_account_calls_refuse_what_stripe_refuses(fake: FakeStripe, client: stripe.StripeClient) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.accounts.retrieve("acct_missing")
+    assert caught.value.http_status == 404 and caught.value.code == "resource_missing"
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.account_links.create({"account": "acct_missing", "type": "account_onboarding",
+                                        "return_url": "https://app.test/ok"})
+    assert caught.value.param == "account"
+    account = client.v1.accounts.create({"type": "express"})
+    for params, param in (({"type": "nope", "return_url": "https://a.test"}, "type"),
+                          ({"type": "account_onboarding"}, "return_url"),
+                          ({"type": "account_onboarding", "return_url": "hustlexp://x"}, "return_url")):
+        with pytest.raises(stripe.InvalidRequestError) as caught:
+            client.v1.account_links.create({"account": account.id, **params})  # type: ignore[arg-type]
+        assert caught.value.param == param
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v1.accounts.create({"type": "express", "bank": "x"})  # type: ignore[typeddict-unknown-key]
+    assert caught.value.param == "bank"
+
+
+def test_a_served_link_redirects_the_browser(fake: FakeStripe) -> None:
+    base_url = fake.serve()
+    client = stripe.StripeClient("sk_test_fake", base_addresses={"api": base_url}, max_network_retries=0)
+    account = client.v1.accounts.create({"type": "express"})
+    link = client.v1.account_links.create({"account": account.id, "type": "account_onboarding",
+                                           "return_url": "https://app.test/ok"})
+    assert link.url.startswith(base_url)
+    first = requests.get(link.url, allow_redirects=False, timeout=10)
+    assert (first.status_code, first.headers["Location"]) == (302, "https://app.test/ok")
+    again = requests.get(link.url, allow_redirects=False, timeout=10)
+    assert (again.status_code, again.headers["Location"]) == (302, "https://app.test/ok")  # no refresh_url given
+    assert [e["type"] for e in fake.events] == ["account.updated"]

@@ -46,7 +46,9 @@ def test_catalog_covers_every_domain_type():
         "RATING_RECEIVED", "DISPUTE_EVIDENCE_REQUESTED", "TASK_UNDER_REVIEW",
         # money events (issue 12)
         "CHARGEBACK_OPENED", "CHARGEBACK_CLOSED", "PAYMENT_RISK_REVIEW", "PAYOUT_REVERSED", "PAYOUT_INCIDENT",
-        "PAYOUT_FAILED"}
+        "PAYOUT_FAILED",
+        # Connect onboarding (issue 12)
+        "PAYOUT_ACCOUNT_READY", "PAYOUT_ACCOUNT_RESTRICTED"}
 
 
 @pytest.mark.parametrize(("category", "recipient", "priority"), [
