@@ -44,6 +44,10 @@ class EscrowSchema(Schema):
     refunded_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
+    chargeback_hold = fields.String(allow_none=True, metadata={
+        "enum": ["CHARGEBACK", "CHARGEBACK_LOST", None],
+        "description": "CHARGEBACK while a chargeback of the poster's payment holds the money (neither "
+                       "released nor refunded until it closes); CHARGEBACK_LOST once it was lost for good"})
 
 
 class TaskSchema(Schema):

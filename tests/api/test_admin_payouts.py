@@ -81,6 +81,8 @@ def test_chargeback_over_http_holds_the_escrow_and_shows_on_the_desk(world, admi
     assert world.webhook(event).status_code == 200
     accept = world.client.post(f"/api/proofs/{proof['id']}/accept", headers=world.ph)
     assert accept.status_code == 409 and error(accept)["code"] == "HX204"
+    escrow_url = f"/api/escrows/{task['escrow_id']}"
+    assert data(world.client.get(escrow_url, headers=world.ph))["chargeback_hold"] == "CHARGEBACK"
     listed = data(world.client.get("/api/admin/chargebacks", headers=headers))
     [chargeback] = listed["chargebacks"]
     assert (chargeback["task_id"], chargeback["status"], chargeback["money_held"], chargeback["chargeback_hold"],
@@ -90,6 +92,7 @@ def test_chargeback_over_http_holds_the_escrow_and_shows_on_the_desk(world, admi
     world.webhook(world.fake.close_dispute(event["data"]["object"]["id"], "won"))
     assert data(world.client.get("/api/admin/chargebacks?status=WON", headers=headers))["chargebacks"][0]["id"] \
         == chargeback["id"]
+    assert data(world.client.get(escrow_url, headers=world.wh))["chargeback_hold"] is None
     accept = world.client.post(f"/api/proofs/{proof['id']}/accept", headers=world.ph)
     assert accept.status_code == 200
     assert world.send_money(task["escrow_id"])["transferred"] == 4500 * 85 // 100
