@@ -19,7 +19,13 @@ now, searchable, near a position, ranked, in pages of a cursor.
   reaches it get their poster looked up. The page is exactly the one scoring the whole radius
   gives; the work is a neighbourhood, whose size grows with how far the page's scores are
   from the ceiling (posters rated far apart widen it: bench_feed.py --rated).
-  Without a position, relevance still scores every candidate (no bound narrows the set).
+- Two stages without a position (relevance, no search), the same idea on the component an
+  index orders: urgency, a function of the deadline (tasks_open_deadline_idx). The candidates
+  among the tasks due nearest the worker's ideal deadline give the (limit+1)-th best score;
+  with every other component at its ceiling, a task reaches it only inside a deadline window,
+  and inside it only tasks whose score with the poster at its ceiling reaches it are scored.
+  Same pages as scoring every candidate; the work grows with how far the page's scores are
+  from the ceiling (bench_feed.py --only 'no position').
 - Cursor pagination: the cursor carries the sort key and id of the last item and the instant the
   first page was scored at, so later pages score with the same clock and skip tasks posted since:
   no item repeats or goes missing while others insert."""
@@ -30,7 +36,7 @@ import base64
 import binascii
 import json
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from hustlexp.errors import NotFound, ValidationError
@@ -218,6 +224,15 @@ class FeedService(Service):
             reach = None
             if lat is not None and query is None and sort in ("relevance", "distance"):
                 reach = self._reach(conn, sort, filters, page, params, worker, limit)
+            elif lat is None and query is None and sort == "relevance":
+                window = self._window(conn, filters, page, params, worker, limit)
+                if window is not None:
+                    params |= window
+                    page += " AND f.relevance >= %(bound)s"
+                    due = [f"t.deadline {op} %({name})s" for name, op in (("due_from", ">="), ("due_to", "<="))
+                           if window[name] is not None]
+                    scored = _scored([*filters, *(due if window["urgency_floor"] > 0 else []),
+                                      f"{_RELEVANCE_CEILING} >= %(bound)s - 1e-9"], False)
             if reach is not None and lat is not None:
                 bound, reach_km, poster_ceiling = reach
                 params |= _bbox(lat, lng or 0.0, reach_km) | {"bound": bound, "poster_ceiling": poster_ceiling}
@@ -289,6 +304,58 @@ class FeedService(Service):
         rest = sum(WEIGHTS[name] * ceiling for name, ceiling in ceilings.items())
         reach = radius * (1 - (bound - rest) / WEIGHTS["distance"]) if math.isfinite(bound) else 0.0
         return bound, max(0.0, min(radius, reach * (1 + 1e-9) + 1e-9)), ceilings["poster_rating"]
+
+
+    def _window(self, conn: Any, filters: list[str], page: str, params: dict[str, Any],
+                history: dict[str, Any], limit: int) -> dict[str, Any] | None:
+        """First stage without a position (relevance, no search). Urgency is the component an
+        index orders: the candidates among the tasks due nearest the worker's ideal deadline
+        (tasks_open_deadline_idx, from both sides) give the (limit+1)-th best score, a floor for
+        the page's last one. A task reaches it only if its urgency reaches what the floor leaves
+        once every other component is at its ceiling: a deadline window, widened by a second on
+        each side. Returns {bound, poster_ceiling, urgency_floor, due_from, due_to} (a None end
+        is open; urgency_floor <= 0 means no window), or None when no floor was found (the
+        second stage then scores every candidate, as a full scan)."""
+        bias, as_of = params["urgency_bias"], params["as_of"]
+        ideal = as_of + timedelta(hours=URGENCY_HOURS * (1 - bias))
+        size = PROBE
+        candidates = _scored(filters, False, source="due t")
+        for _ in range(PROBE_ROUNDS):
+            row = one(conn, f"""WITH due AS MATERIALIZED ({due_sql()})
+                                SELECT array(SELECT f.relevance FROM ({candidates}) f WHERE {page}) AS keys,
+                                       (SELECT max(stars::float8 / ratings) FROM poster_rating_totals) AS best""",
+                      params | {"size": size, "ideal": ideal})
+            assert row is not None
+            keys = sorted(row["keys"], reverse=True)
+            if len(keys) > limit:
+                bound = keys[limit]
+                break
+            size *= 4
+        else:
+            return None
+        best_poster = max(NEW_POSTER_RATING, row["best"] if row["best"] is not None else 0.0)
+        ceilings = {"price": 1.0, "trust": 1.0, "poster_rating": (best_poster - 1) / 4,
+                    "category": RECENT_CATEGORY_SCORE if history["recent"] else
+                    EXPERIENCED_SCORE if history["done"] > 0 else 0.0}
+        rest = sum(WEIGHTS[name] * ceiling for name, ceiling in ceilings.items())
+        # urgency = 1 - |u - bias| with u = clamp(1 - hours_due / URGENCY_HOURS, 0, 1): it
+        # reaches `floor` for u within bias -/+ (1 - floor), i.e. a range of deadlines.
+        floor = (bound - rest) / WEIGHTS["urgency"] - 1e-9
+        low, high = max(0.0, bias - (1 - floor)), min(1.0, bias + (1 - floor))
+        second = timedelta(seconds=1)
+        return {"bound": bound, "poster_ceiling": ceilings["poster_rating"], "urgency_floor": floor,
+                "due_from": as_of + timedelta(hours=URGENCY_HOURS * (1 - high)) - second if high < 1 else None,
+                "due_to": as_of + timedelta(hours=URGENCY_HOURS * (1 - low)) + second if low > 0 else None}
+
+
+def due_sql() -> str:
+    """The %(size)s OPEN tasks due nearest %(ideal)s, half from each side (posted by %(as_of)s),
+    with what ranking reads: two walks of tasks_open_deadline_idx."""
+    side = f"""SELECT {_RANKED_COLUMNS} FROM tasks t
+                WHERE t.state = 'OPEN' AND t.deadline {{op}} %(ideal)s AND t.created_at <= %(as_of)s
+                ORDER BY t.deadline {{direction}} LIMIT %(size)s / 2"""
+    return (f"({side.format(op='>=', direction='ASC')}) UNION ALL "
+            f"({side.format(op='<', direction='DESC')})")
 
 
 def nearest_sql(*, skip_passed: bool = False) -> str:

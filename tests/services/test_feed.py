@@ -12,7 +12,7 @@ import pytest
 
 from hustlexp.services import Services
 from hustlexp.services import feed as feed_module
-from hustlexp.services.feed import WEIGHTS, FeedService, decode_cursor, nearest_sql
+from hustlexp.services.feed import WEIGHTS, FeedService, decode_cursor, due_sql, nearest_sql
 from tests.services import flows
 
 # Downtown and points ~1 km, ~5 km and ~30 km north of it (1 degree of latitude ~ 111 km).
@@ -211,6 +211,63 @@ def test_two_stages_give_the_pages_a_full_scan_gives(services, stripe_fake, monk
     monkeypatch.setattr(FeedService, "_reach", lambda *args: None)
     assert staged == walk()
     assert len(staged) == 24
+
+
+def test_without_a_position_two_stages_give_the_pages_a_full_scan_gives(services, stripe_fake, monkeypatch):
+    """No position: the first stage reads only a few tasks due nearest the ideal deadline, so
+    the deadline window prunes for real; every page must still be the full scan's."""
+    worker = flows.user(services)
+    rated = flows.completed_task(services, stripe_fake)
+    services.ratings.submit(rated["task"], rated["worker"], stars=5).unwrap()
+    services.ratings.submit(rated["task"], rated["poster"], stars=5).unwrap()
+    categories = ("cleaning", "delivery", "errands", "pet_care")
+    deadlines: list[datetime] = []
+    for n in range(24):
+        deadlines.append(datetime.now(UTC) + timedelta(hours=84 + 14 * (n % 12 - 2)))
+        fields = {"price": 8000 + 1000 * (n % 7), "category": categories[n % 4], "deadline": deadlines[-1]}
+        if n % 3 == 0:  # the 5-star poster's tasks lift the ceiling every bound is checked against
+            flows.fund(services, stripe_fake, flows.post(services, rated["poster"], **fields))
+        else:
+            flows.funded_task(services, stripe_fake, **fields)
+
+    def walk() -> list[tuple[Any, float]]:
+        seen: list[tuple[Any, float]] = []
+        page = feed(services, worker, limit=4)
+        while True:
+            seen += [(i["id"], i["relevance_score"]) for i in page["items"]]
+            if not page["has_more"]:
+                return seen
+            page = feed(services, worker, limit=4, cursor=page["next_cursor"])
+
+    windows: list[dict[str, Any] | None] = []
+    window = FeedService._window
+
+    def recorded(self: FeedService, *args: Any) -> Any:
+        windows.append(window(self, *args))
+        return windows[-1]
+
+    monkeypatch.setattr(feed_module, "PROBE", 6)
+    monkeypatch.setattr(FeedService, "_window", recorded)
+    staged = walk()
+
+    def left_out(w: dict[str, Any] | None) -> bool:
+        return w is not None and w["urgency_floor"] > 0 and any(
+            (w["due_from"] is not None and d < w["due_from"]) or (w["due_to"] is not None and d > w["due_to"])
+            for d in deadlines)
+    assert any(map(left_out, windows)), windows  # the second stage did leave tasks out
+    monkeypatch.setattr(FeedService, "_window", lambda *args: None)
+    assert staged == walk()
+    assert len(staged) == 24
+
+
+def test_due_first_reads_the_deadline_index(services):
+    """Without a position the first stage walks tasks_open_deadline_idx from the ideal deadline
+    both ways (only the plan's shape is checked)."""
+    params = {"ideal": datetime.now(UTC), "as_of": datetime.now(UTC), "size": 6}
+    with services.db.transaction() as conn:
+        conn.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(r["QUERY PLAN"] for r in conn.execute("EXPLAIN " + due_sql(), params).fetchall())
+        assert plan.count("tasks_open_deadline_idx") == 2 and "Sort" not in plan, plan
 
 
 def test_nearest_first_reads_the_point_index(services):
