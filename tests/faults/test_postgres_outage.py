@@ -116,8 +116,18 @@ def test_postgres_restart_mid_load_loses_no_acknowledged_write(world: World, pos
         until(lambda: requests.get(world.url("/health"), timeout=30).json()["checks"] == {"database": "ok"},
               "GET /health to answer database ok")
 
-        # Money still moves once: the proof submitted before the outage is approved after it.
-        done = data(poster.post(f"/api/proofs/{proof['id']}/accept"))
+        # Money still moves once: the proof submitted before the outage is approved after it. That
+        # /health answered from one gunicorn worker does not say the other's pool has reconnected
+        # yet: until it has, it answers 503 with Retry-After and writes nothing, and a client
+        # retries, as this one does.
+        def approved() -> list[requests.Response]:  # in a list: a 4xx Response is falsy
+            answer = poster.post(f"/api/proofs/{proof['id']}/accept")
+            if answer.status_code == 503:
+                assert json_answer(answer)["error"]["code"] == "SERVICE_UNAVAILABLE"
+                return []
+            return [answer]
+
+        done = data(until(approved, "the approve to be served after the restart")[0])
         assert done["escrow"]["state"] == "RELEASED"
         world.check_money()
         # The job worker lives on and its procrastinate worker beats again.
