@@ -54,34 +54,25 @@ class WalletService(Service):
     def earnings(self, user_id: Any, *, limit: int | None = 20, cursor: str | None = None) -> dict[str, Any]:
         """{totals: {paid, on_the_way, waiting_for_payout_account, failed}, payouts (newest first),
         next_cursor, has_more}. Totals cover every payout, not only this page."""
-        limit, _ = page_params(limit, 0)
-        after = decode_cursor(cursor) if cursor else None
+        params = _keyset(user_id, limit, cursor)
         with self.db.transaction() as conn:
             _require_user(conn, user_id)
-            params = {"me": user_id, "limit": limit + 1, "after_at": after[0] if after else None,
-                      "after_id": after[1] if after else None}
             sums = {r["status"]: r["cents"] for r in conn.execute(
                 f"SELECT status, sum(amount)::bigint AS cents FROM ({_PAYOUTS}) p GROUP BY status", params)}
             rows = conn.execute(f"""
                 SELECT * FROM ({_PAYOUTS}) p
                  WHERE %(after_at)s::timestamptz IS NULL OR (p.created_at, p.id) < (%(after_at)s, %(after_id)s::uuid)
                  ORDER BY p.created_at DESC, p.id DESC LIMIT %(limit)s""", params).fetchall()
-        has_more = len(rows) > limit
-        rows = rows[:limit]
         return {"totals": {status.lower(): int(sums.get(status) or 0) for status in EARNING_STATUSES},
-                "payouts": rows, "has_more": has_more,
-                "next_cursor": encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if has_more else None}
+                **_page("payouts", rows, params, "id")}
 
     @returns_result
     def payments(self, user_id: Any, *, limit: int | None = 20, cursor: str | None = None) -> dict[str, Any]:
         """{totals: {charged, held, released, refunded}, payments (one per task posted, newest
         first), next_cursor, has_more}. Totals cover every task, not only this page."""
-        limit, _ = page_params(limit, 0)
-        after = decode_cursor(cursor) if cursor else None
+        params = _keyset(user_id, limit, cursor)
         with self.db.transaction() as conn:
             _require_user(conn, user_id)
-            params = {"me": user_id, "limit": limit + 1, "after_at": after[0] if after else None,
-                      "after_id": after[1] if after else None}
             totals = one(conn, f"""SELECT coalesce(sum(charged), 0)::bigint AS charged,
                                           coalesce(sum(held), 0)::bigint AS held,
                                           coalesce(sum(released), 0)::bigint AS released,
@@ -93,10 +84,24 @@ class WalletService(Service):
                     OR (p.created_at, p.task_id) < (%(after_at)s, %(after_id)s::uuid)
                  ORDER BY p.created_at DESC, p.task_id DESC LIMIT %(limit)s""", params).fetchall()
         assert totals is not None
-        has_more = len(rows) > limit
-        rows = rows[:limit]
-        return {"totals": {k: int(v) for k, v in totals.items()}, "payments": rows, "has_more": has_more,
-                "next_cursor": encode_cursor(rows[-1]["created_at"], rows[-1]["task_id"]) if has_more else None}
+        return {"totals": {k: int(v) for k, v in totals.items()}, **_page("payments", rows, params, "task_id")}
+
+
+def _keyset(user_id: Any, limit: int | None, cursor: str | None) -> dict[str, Any]:
+    """Query parameters of one keyset page, newest first: one row more than the page tells
+    whether another follows."""
+    size, _ = page_params(limit, 0)
+    after = decode_cursor(cursor) if cursor else None
+    return {"me": user_id, "limit": size + 1, "after_at": after[0] if after else None,
+            "after_id": after[1] if after else None}
+
+
+def _page(name: str, rows: list[dict[str, Any]], params: dict[str, Any], id_key: str) -> dict[str, Any]:
+    size = params["limit"] - 1
+    has_more = len(rows) > size
+    rows = rows[:size]
+    return {name: rows, "has_more": has_more,
+            "next_cursor": encode_cursor(rows[-1]["created_at"], rows[-1][id_key]) if has_more else None}
 
 
 def _require_user(conn: Any, user_id: Any) -> None:
