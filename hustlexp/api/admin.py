@@ -338,7 +338,8 @@ class MetricsSummary(MethodView):
 
 # --- identity verification (tier 2 needs it; the ID-verification provider is future work) ---
 
-class VerifySchema(Schema):
+class AdminNoteSchema(Schema):
+    """An admin's note on a check they made (identity verification, a Radar flag cleared)."""
     note = fields.String(validate=validate.Length(max=500), metadata={"description": "What was checked"})
 
 
@@ -359,7 +360,7 @@ class VerifiedSchema(Schema):
 @blp.route("/users/<uuid:user_id>/verify")
 class VerifyUser(MethodView):
     @requires_admin("can_modify_trust")
-    @blp.arguments(VerifySchema, required=False)
+    @blp.arguments(AdminNoteSchema, required=False)
     @blp.response(200, VerifiedSchema)
     def post(self, body: dict[str, Any], user_id: UUID) -> Any:
         """Mark the user's identity verified (repeating it changes nothing but is audited)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from hustlexp.api.admin import blp
+from hustlexp.api.admin import AdminNoteSchema, blp
 from hustlexp.api.auth import current_user, requires_admin
 from hustlexp.api.base import MethodView, Schema, fields, respond, services, validate
 from hustlexp.services.payout_desk import DESK_STATUSES
@@ -89,10 +89,6 @@ class ChargebackPageSchema(Schema):
     next_before = fields.UUID(allow_none=True, required=True)
 
 
-class RiskClearSchema(Schema):
-    note = fields.String(validate=validate.Length(max=500), metadata={"description": "What was checked"})
-
-
 class RiskClearedSchema(Schema):
     escrow_id = fields.UUID(required=True)
     task_id = fields.UUID(required=True)
@@ -109,7 +105,7 @@ class PayoutDesk(MethodView):
     @blp.response(200, PayoutPageSchema)
     def get(self, query: dict[str, Any]) -> Any:
         """Money movements in one desk status, oldest first: PENDING (due or backing off),
-        WAITING_FOR_ACCOUNT (the worker has no payout account yet), FAILED_PERMANENT (needs an
+        WAITING_FOR_ACCOUNT (the worker cannot be paid yet: no account, or payouts off), FAILED_PERMANENT (needs an
         admin), LOCKED (a chargeback holds the escrow)."""
         return respond(services().payout_desk.payouts(current_user().id, **query))
 
@@ -139,7 +135,7 @@ class Chargebacks(MethodView):
 @blp.route("/escrows/<uuid:escrow_id>/clear-risk")
 class RiskClear(MethodView):
     @requires_admin("can_override_escrow")
-    @blp.arguments(RiskClearSchema, required=False)
+    @blp.arguments(AdminNoteSchema, required=False)
     @blp.response(200, RiskClearedSchema)
     @blp.alt_response(404, response="NOT_FOUND", description="No such escrow")
     @blp.alt_response(409, response="CONFLICT", description="Not flagged by Radar, or already cleared")

@@ -149,6 +149,13 @@ class PageQuerySchema(Schema):
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
+class CursorPageQuerySchema(Schema):
+    """A keyset page: `cursor` is the previous page's next_cursor (opaque; at most 500 characters)."""
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.String(validate=validate.Length(min=1, max=500),
+                           metadata={"description": "next_cursor of the previous page"})
+
+
 class ErrorBodySchema(Schema):
     code = fields.String(required=True, metadata={"description": "Machine-readable error code"})
     message = fields.String(required=True)

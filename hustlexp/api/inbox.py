@@ -6,17 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from hustlexp.api.auth import current_user, requires_user
-from hustlexp.api.base import Blueprint, MethodView, Schema, fields, respond, services, validate
+from hustlexp.api.base import Blueprint, CursorPageQuerySchema, MethodView, Schema, fields, respond, services
 from hustlexp.api.messages import MessageSchema
 from hustlexp.api.ratings import RaterSchema
 
 blp = Blueprint("inbox", __name__, url_prefix="/api", description="Messages inbox")
-
-
-class ConversationsQuerySchema(Schema):
-    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.String(validate=validate.Length(min=1, max=500),
-                           metadata={"description": "next_cursor of the previous page"})
 
 
 class OtherUserSchema(RaterSchema):
@@ -53,7 +47,7 @@ class UnreadCountSchema(Schema):
 @blp.route("/conversations")
 class Conversations(MethodView):
     @requires_user(allow_paused=True)
-    @blp.arguments(ConversationsQuerySchema, location="query")
+    @blp.arguments(CursorPageQuerySchema, location="query")
     @blp.response(200, ConversationsSchema)
     def get(self, query: dict[str, Any]) -> Any:
         """The caller's conversations: the other party, the last message, unread count."""

@@ -8,7 +8,17 @@ from typing import Any
 from flask import current_app
 
 from hustlexp.api.auth import current_user, requires_user
-from hustlexp.api.base import EXTENSION, Blueprint, MethodView, Schema, fields, respond, services, validate
+from hustlexp.api.base import (
+    EXTENSION,
+    Blueprint,
+    CursorPageQuerySchema,
+    MethodView,
+    Schema,
+    fields,
+    respond,
+    services,
+    validate,
+)
 from hustlexp.errors import Forbidden
 from hustlexp.services.wallet import EARNING_STATUSES
 
@@ -47,12 +57,6 @@ class PayoutAccountStatusSchema(Schema):
     disabled_reason = fields.String(allow_none=True, required=True)
     synced_at = fields.DateTime(allow_none=True, required=True, metadata={
         "description": "When this was last read from Stripe (null: never)"})
-
-
-class WalletQuerySchema(Schema):
-    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.String(validate=validate.Length(min=1, max=500),
-                           metadata={"description": "next_cursor of the previous page"})
 
 
 class EarningsTotalsSchema(Schema):
@@ -157,7 +161,7 @@ class PayoutAccount(MethodView):
 @blp.route("/me/earnings")
 class Earnings(MethodView):
     @requires_user(allow_paused=True)
-    @blp.arguments(WalletQuerySchema, location="query")
+    @blp.arguments(CursorPageQuerySchema, location="query")
     @blp.response(200, EarningsSchema)
     def get(self, query: dict[str, Any]) -> Any:
         """The caller's earnings as a worker: totals (paid, on the way, waiting for a payout
@@ -168,7 +172,7 @@ class Earnings(MethodView):
 @blp.route("/me/payments")
 class Payments(MethodView):
     @requires_user(allow_paused=True)
-    @blp.arguments(WalletQuerySchema, location="query")
+    @blp.arguments(CursorPageQuerySchema, location="query")
     @blp.response(200, PaymentsSchema)
     def get(self, query: dict[str, Any]) -> Any:
         """The caller's payments as a poster: per task what was charged, is held in escrow, was
