@@ -1,13 +1,21 @@
 """Throughput of `hustlexp serve` against a bare Flask + psycopg transition, side by side.
 
     python benchmarks/bench_throughput.py [--runs 3] [--duration 5] [--workers 4] [--python]
+                                          [--connections 16] [--slow-connections 64]
     nox -s bench -- --runs 3
 
 Starts an embedded PostgreSQL, the fake Stripe over real HTTP (with a latency switch),
 `hustlexp serve` and benchmarks/bare_app.py under the same gunicorn settings, then loads each
 row with the same tool (wrk -t2 -c16 when installed, else the Python generator in
 benchmarks/loadgen.py; whole lifecycles always use the Python generator) and prints one table:
-req/s, p50/p99, errors, and each endpoint ÷ the bare transition. With --runs N every row is
+req/s, p50/p99, errors, and each endpoint ÷ the bare transition.
+
+The rows with Stripe at 0 ms use --connections (16) clients, as issue 11 defines them. The rows
+with every Stripe call taking 200 ms use --slow-connections (64): by Little's law a client
+waiting 200 ms per Stripe call sends at most 5 of them a second, so 16 clients could never
+create more than 80 tasks/s however fast the server is, and the row would measure the client.
+With 64 clients the ceiling is 320/s, above what this machine serves, so the row measures the
+server (its worker threads and pool). Each row's label states its client count. With --runs N every row is
 measured N times and shown as the median with its spread (min–max). Numbers depend on the
 machine and its load; they are for comparing changes, never asserted."""
 
@@ -228,8 +236,10 @@ class Bench:
         self.use_wrk = loadgen.have_wrk() and not args.python
         self.delays: dict[str, list[tuple[float, float, int, int]]] = {"lifecycle": [], "lifecycle_slow": []}
 
-    def load(self, base: str, reqs: list[loadgen.Request], *, cycle: bool) -> loadgen.Outcome:
-        return self.meter(lambda: loadgen.run_requests(base, reqs, self.args.connections, self.args.duration,
+    def load(self, base: str, reqs: list[loadgen.Request], *, cycle: bool,
+             connections: int | None = None) -> loadgen.Outcome:
+        clients = connections or self.args.connections
+        return self.meter(lambda: loadgen.run_requests(base, reqs, clients, self.args.duration,
                                                        cycle=cycle, use_wrk=self.use_wrk))
 
     def lifecycles(self, pairs: list[tuple[str, str]]) -> loadgen.Outcome:
@@ -312,20 +322,21 @@ class Bench:
         out["accept"] = self.load(self.api, accepts, cycle=False)
 
         pairs = []
-        for i in range(self.args.connections):
+        for i in range(max(self.args.connections, self.args.slow_connections)):
             p, w = f"lc-poster-{run}-{i}", f"lc-worker-{run}-{i}"
             self.register(p)
             self.register(w, payout=True)
             pairs.append((p, w))
         since = self.sql("SELECT now() AS now")[0]["now"]
-        out["lifecycle"] = self.lifecycles(pairs)
+        out["lifecycle"] = self.lifecycles(pairs[:self.args.connections])
         self.delays["lifecycle"].append(self.dispatch_delay(since))
 
         self.stripe.set_latency(SLOW_STRIPE)
         try:
-            out["create_slow"] = self.load(self.api, create_requests(), cycle=True)
+            out["create_slow"] = self.load(self.api, create_requests(), cycle=True,
+                                           connections=self.args.slow_connections)
             since = self.sql("SELECT now() AS now")[0]["now"]
-            out["lifecycle_slow"] = self.lifecycles(pairs)
+            out["lifecycle_slow"] = self.lifecycles(pairs[:self.args.slow_connections])
             self.delays["lifecycle_slow"].append(self.dispatch_delay(since))
         finally:
             self.stripe.set_latency(0.0)
@@ -347,6 +358,12 @@ class Bench:
         return float(row["p50"] or 0), float(row["p99"] or 0), int(row["sent"]), int(row["unsent"])
 
 
+def rows(connections: int, slow: int) -> list[tuple[str, str, str, Callable[[dict[str, float]], str]]]:
+    """The table's rows, each labelled with the client count it runs with."""
+    return [(key, label.replace("{c}", str(connections)).replace("{s}", str(slow)), goal, judge)
+            for key, label, goal, judge in ROWS]
+
+
 ROWS: list[tuple[str, str, str, Callable[[dict[str, float]], str]]] = [
     # key, label, goal, how the goal is judged from the medians
     ("bare", "bare transition (lock, check, update, ledger row)", "-", lambda m: ""),
@@ -357,10 +374,10 @@ ROWS: list[tuple[str, str, str, Callable[[dict[str, float]], str]]] = [
     ("list1000", "GET /api/tasks?limit=20, 1,000 OPEN", ">= 0.6", lambda m: _ge(m["list1000"] / m["bare"], 0.6)),
     ("list100000", "GET /api/tasks?limit=20, 100,000 OPEN", ">= 0.6",
      lambda m: _ge(m["list100000"] / m["bare"], 0.6)),
-    ("lifecycle", "whole lifecycle, 16 clients (lifecycles/s)", ">= 90/s", lambda m: _ge(m["lifecycle"], 90)),
-    ("create_slow", "POST /api/tasks, Stripe at 200 ms", ">= 50 % of 0 ms",
+    ("lifecycle", "whole lifecycle, {c} clients (lifecycles/s)", ">= 90/s", lambda m: _ge(m["lifecycle"], 90)),
+    ("create_slow", "POST /api/tasks, Stripe at 200 ms, {s} clients", ">= 50 % of 0 ms",
      lambda m: _ge(m["create_slow"] / m["create"], 0.5)),
-    ("lifecycle_slow", "lifecycle, Stripe at 200 ms (lifecycles/s)", ">= 60/s",
+    ("lifecycle_slow", "lifecycle, Stripe at 200 ms, {s} clients (lifecycles/s)", ">= 60/s",
      lambda m: _ge(m["lifecycle_slow"], 60)),
 ]
 
@@ -377,29 +394,29 @@ def report_delays(delays: dict[str, list[tuple[float, float, int, int]]]) -> Non
         print(f"  {label:30} {runs}")
 
 
-def report(runs: list[dict[str, loadgen.Outcome]], tool: str) -> None:
+def report(runs: list[dict[str, loadgen.Outcome]], tool: str, table: list[tuple[str, str, str, Any]]) -> None:
     def rate(key: str, o: loadgen.Outcome) -> float:
         return o.unit_rate if key.startswith("lifecycle") else o.rate
 
-    medians = {key: statistics.median(rate(key, r[key]) for r in runs) for key, *_ in ROWS}
+    medians = {key: statistics.median(rate(key, r[key]) for r in runs) for key, *_ in table}
     print(f"\nload: {tool}; {len(runs)} run(s); median (min-max)")
-    head = f"{'endpoint':52} {'rate/s':>22} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'÷ bare':>7}  goal"
+    head = f"{'endpoint':58} {'rate/s':>22} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'÷ bare':>7}  goal"
     print(head)
     print("-" * len(head))
-    for key, label, goal, judge in ROWS:
+    for key, label, goal, judge in table:
         rates = [rate(key, r[key]) for r in runs]
         p50 = statistics.median(r[key].p50 or 0 for r in runs)
         p99 = statistics.median(r[key].p99 or 0 for r in runs)
         errors = sum(r[key].errors for r in runs)
         ratio = "" if key.startswith("lifecycle") else f"{medians[key] / medians['bare']:.2f}"
         spread = f"{medians[key]:.0f} ({min(rates):.0f}-{max(rates):.0f})"
-        print(f"{label:52} {spread:>22} {p50:8.1f} {p99:8.1f} {errors:7d} {ratio:>7}  {goal} {judge(medians)}")
+        print(f"{label:58} {spread:>22} {p50:8.1f} {p99:8.1f} {errors:7d} {ratio:>7}  {goal} {judge(medians)}")
 
     print("\nCPU ms per request (per lifecycle for lifecycles), median of the runs; rate/s of each run")
-    head = f"{'endpoint':52} {'app':>7} {'db':>7} {'stripe':>7} {'total':>7}  rate/s per run"
+    head = f"{'endpoint':58} {'app':>7} {'db':>7} {'stripe':>7} {'total':>7}  rate/s per run"
     print(head)
     print("-" * len(head))
-    for key, label, *_ in ROWS:
+    for key, label, *_ in table:
         def per(o: loadgen.Outcome, spent: float, key: str = key) -> float:
             done = o.units if key.startswith("lifecycle") else o.requests
             return spent * 1000 / done if done else 0.0
@@ -407,7 +424,7 @@ def report(runs: list[dict[str, loadgen.Outcome]], tool: str) -> None:
         cpu = [statistics.median(per(r[key], getattr(r[key], f"cpu_{part}")) for r in runs)
                for part in ("app", "db", "stripe")]
         each = " ".join(f"{rate(key, r[key]):.0f}" for r in runs)
-        print(f"{label:52} {cpu[0]:7.2f} {cpu[1]:7.2f} {cpu[2]:7.2f} {sum(cpu):7.2f}  {each}")
+        print(f"{label:58} {cpu[0]:7.2f} {cpu[1]:7.2f} {cpu[2]:7.2f} {sum(cpu):7.2f}  {each}")
 
 
 def main() -> int:
@@ -417,7 +434,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers, both apps")
     parser.add_argument("--threads", type=int, default=None, help="threads per worker, both apps "
                         "(default: what `hustlexp serve` uses)")
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=16, help="clients of the rows with Stripe at 0 ms")
+    parser.add_argument("--slow-connections", type=int, default=64,
+                        help="clients of the rows with Stripe at 200 ms (enough that the client count does not "
+                             "bound them: at most clients / 0.2 s requests a second)")
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--python", action="store_true", help="use the Python load generator even if wrk exists")
     args = parser.parse_args()
@@ -454,7 +474,8 @@ def main() -> int:
                     f"127.0.0.1:{args.port + 1}", "--log-level", "warning"]
         bare_cmd += ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []
         print(f"hustlexp serve --workers {args.workers} (threads {threads}) and the bare app alike; "
-              f"{args.connections} connections, {args.duration:g} s a row; logs in {log}", flush=True)
+              f"{args.connections} connections ({args.slow_connections} with slow Stripe), "
+              f"{args.duration:g} s a row; logs in {log}", flush=True)
         runs = []
         use_wrk = False
         delays: dict[str, list[tuple[float, float, int, int]]] = {"lifecycle": [], "lifecycle_slow": []}
@@ -471,8 +492,9 @@ def main() -> int:
                 for key, values in bench.delays.items():
                     delays[key] += values
                 print(f"run {n + 1}/{args.runs} done", flush=True)
-        report(runs, f"wrk -t2 -c{args.connections} (+ Python for lifecycles)" if use_wrk
-               else f"Python generator, {args.connections} connections")
+        table = rows(args.connections, args.slow_connections)
+        report(runs, "wrk -t2 (+ Python for lifecycles), clients per row as labelled" if use_wrk
+               else "Python generator, clients per row as labelled", table)
         report_delays(delays)
     finally:
         stripe.stop()

@@ -2,7 +2,12 @@
 endpoint, in process (Flask test client) on a real embedded PostgreSQL, Stripe behind the
 in-process fake. Profiling only: psycopg's cursor is wrapped to count what goes over the wire.
 
-    python benchmarks/sql_profile.py [--n 20] [--show ENDPOINT]"""
+    python benchmarks/sql_profile.py [--n 20] [--show ENDPOINT]
+
+Also prints the CPU milliseconds PostgreSQL spent per request of each endpoint (its process
+tree, read from /proc: one request at a time, so nothing else is counted) and, for --show,
+each statement's mean round-trip time over the n requests (the server's work plus a local
+socket round trip), so the heavy statements stand out."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import io
 import os
 import sys
 import tempfile
+import time
 import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -22,6 +28,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = "127.0.0.1:9099"
 
+from benchmarks.bench_throughput import _postmaster, _tree_cpu
 from hustlexp.app import close_app, create_app
 from hustlexp.devtools import emulator_token
 from hustlexp.services.payments import PaymentsGateway
@@ -32,20 +39,30 @@ from tests.pg import TestServer
 PROJECT = "hustlexp-profile"
 SECRET = "whsec_profile"
 
+WARMUP = 5
 seen: list[str] = []
+took: list[float] = []
 _execute = psycopg.Cursor.execute
 _command = psycopg.Connection._exec_command
 
 
 def counting_execute(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
     seen.append(str(query) if not hasattr(query, "as_string") else query.as_string(self.connection))
-    return _execute(self, query, *args, **kw)
+    start = time.perf_counter()
+    try:
+        return _execute(self, query, *args, **kw)
+    finally:
+        took.append(time.perf_counter() - start)
 
 
 def counting_command(self: Any, command: Any, *args: Any, **kw: Any) -> Any:
     text = command.decode() if isinstance(command, bytes) else str(command)
     seen.append(text if not hasattr(command, "as_string") else command.as_string(self))
-    return _command(self, command, *args, **kw)
+    start = time.perf_counter()
+    try:
+        return _command(self, command, *args, **kw)
+    finally:
+        took.append(time.perf_counter() - start)
 
 
 def main() -> int:
@@ -56,6 +73,8 @@ def main() -> int:
     server, fake = TestServer(), FakeStripe()
     per: dict[str, list[Counter[str]]] = defaultdict(list)
     shown: dict[str, list[str]] = {}
+    times: list[list[float]] = []  # --show: each request's statement times, in order
+    cpu: dict[str, list[float]] = defaultdict(list)
     with server.database() as url, tempfile.TemporaryDirectory() as tmp:
         app = create_app({"HUSTLEXP_ENV": "development", "DATABASE_URL": url, "FIREBASE_PROJECT_ID": PROJECT,
                           "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099", "STRIPE_WEBHOOK_SECRET": SECRET,
@@ -63,6 +82,8 @@ def main() -> int:
                          payments=PaymentsGateway("sk_test_profile", http_client=fake.http_client(),
                                                   webhook_secret=SECRET))
         client = app.test_client()
+        with psycopg.connect(url) as conn:
+            postgres = _postmaster(conn)
 
         def user(connect: bool = False) -> dict[str, str]:
             uid = f"prof-{uuid.uuid4().hex[:12]}"
@@ -75,7 +96,10 @@ def main() -> int:
 
         def measured(name: str, call: Any) -> Any:
             seen.clear()
+            took.clear()
+            before = _tree_cpu(postgres)
             response = call()
+            cpu[name].append(_tree_cpu(postgres) - before)
             assert response.status_code < 300, (name, response.get_json())
             counts = Counter(statements=0, transactions=0, savepoints=0)
             for text in seen:
@@ -87,8 +111,10 @@ def main() -> int:
                 elif head not in ("COMMIT", "RELEASE", "ROLLBACK"):
                     counts["statements"] += 1
             per[name].append(counts)
-            if args.show == name and name not in shown:
-                shown[name] = list(seen)
+            if args.show == name:
+                shown.setdefault(name, list(seen))
+                if len(took) == len(shown[name]):
+                    times.append(list(took))
             return response.get_json()
 
         psycopg.Cursor.execute = counting_execute  # type: ignore[method-assign]
@@ -113,14 +139,22 @@ def main() -> int:
         psycopg.Connection._exec_command = _command  # type: ignore[method-assign]
         close_app(app)
     server.close()
-    print(f"{'endpoint':10} {'statements':>10} {'transactions':>13} {'savepoints':>11}   (mean of {args.n})")
+    # The first requests of a connection plan every statement (psycopg prepares a statement on
+    # its 5th run): the times leave them out when there are enough others.
+    warm = WARMUP if args.n > 2 * WARMUP else 0
+    print(f"{'endpoint':10} {'statements':>10} {'transactions':>13} {'savepoints':>11} {'db CPU ms':>10}"
+          f"   (mean of {args.n}; CPU of the last {args.n - warm})")
     for name, rows in per.items():
         mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("statements", "transactions", "savepoints")}
-        print(f"{name:10} {mean['statements']:10.1f} {mean['transactions']:13.1f} {mean['savepoints']:11.1f}")
+        spent = cpu[name][warm:]
+        print(f"{name:10} {mean['statements']:10.1f} {mean['transactions']:13.1f} {mean['savepoints']:11.1f}"
+              f" {1000 * sum(spent) / len(spent):10.2f}")
     for name, texts in shown.items():
-        print(f"\n-- {name}: every statement of one request")
-        for text in texts:
-            print("  " + " ".join(text.split())[:160])
+        runs = times[warm:] if len(times) > warm else times
+        print(f"\n-- {name}: every statement of one request, mean round trip in µs over {len(runs)} requests")
+        for i, text in enumerate(texts):
+            mean_us = 1e6 * sum(r[i] for r in runs) / len(runs) if runs else 0.0
+            print(f"  {mean_us:7.0f}  " + " ".join(text.split())[:150])
     return 0
 
 
