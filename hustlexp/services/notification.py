@@ -221,14 +221,6 @@ def _preferences_from(row: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _group(last: dict[str, Any] | None, new_id: UUID) -> tuple[UUID, int]:
-    """Join the open group of this category (same task) or start one: a group takes at most
-    five and closes after five minutes of silence."""
-    if last is not None and (last["group_position"] or 1) < GROUP_MAX:
-        return last["group_id"] or last["id"], (last["group_position"] or 1) + 1
-    return new_id, 1
-
-
 _PREFERENCE_COLUMNS = ", ".join(f"p.{c}" for c in (
     "push_enabled", "email_enabled", "sms_enabled", "quiet_hours_enabled", "quiet_hours_start",
     "quiet_hours_end", "category_preferences"))
@@ -475,10 +467,7 @@ class NotificationService(Service):
         if kind.bucket is not None and not prefs["categories"][kind.bucket]:
             return None
 
-        earlier, last = self._recent(conn, recipient_id, category, task_uuid, self._discriminator(kind, meta), now)
-        if earlier is not None:
-            return notification_item(earlier)
-
+        discriminator = self._discriminator(kind, meta)
         channels, held, push_after = self._channels(conn, kind, category, level, prefs, recipient, now)
         if held is not None:
             meta["push_held"] = held
@@ -492,26 +481,14 @@ class NotificationService(Service):
         link = self._checked_link(deep_link) if deep_link is not None else \
             _deep_link(kind, recipient_id, task_uuid)
 
-        new_id = uuid.uuid4()
-        group_id, position = _group(last, new_id)
         # The push goes now, when the hold ends, or never (hustlexp.services.push sends it);
         # one due now wakes the push dispatcher at commit.
         push_due = now if NotificationChannel.PUSH.value in channels else push_after
-        row = one(conn, """
-            WITH row AS (
-                INSERT INTO notifications (id, user_id, category, title, body, deep_link, task_id, metadata,
-                                           channels, priority, group_id, group_position, expires_at,
-                                           created_at, push_due_at)
-                VALUES (%(id)s, %(user_id)s, %(category)s, %(title)s, %(body)s, %(link)s, %(task_id)s,
-                        %(metadata)s, %(channels)s, %(priority)s, %(group_id)s, %(position)s,
-                        %(expires)s, %(now)s, %(push_due)s)
-                RETURNING *)
-            SELECT row.*, CASE WHEN %(wake)s THEN pg_notify(%(channel)s, row.id::text) END AS woke FROM row""", {
-            "id": new_id, "user_id": recipient_id, "category": category, "title": final_title,
+        row = self._insert_unless_repeat(conn, {
+            "id": uuid.uuid4(), "user_id": recipient_id, "category": category, "title": final_title,
             "body": final_body, "link": link, "task_id": task_uuid, "metadata": _json(meta),
-            "channels": channels, "priority": level, "group_id": group_id, "position": position,
-            "expires": now + RETENTION, "now": now, "push_due": push_due, "wake": push_due == now,
-            "channel": PUSH_CHANNEL})
+            "channels": channels, "priority": level, "expires": now + RETENTION, "now": now,
+            "push_due": push_due, "wake": push_due == now}, discriminator)
         assert row is not None
         return notification_item(row)
 
@@ -641,31 +618,53 @@ class NotificationService(Service):
         return None
 
     @staticmethod
-    def _recent(conn: Any, user_id: UUID, category: str, task_id: UUID | None,
-                discriminator: tuple[str, str] | None, now: datetime
-                ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """(the notification this one would repeat, the latest of its group), both from the last
-        five minutes, in one statement that notifications_recent_idx answers directly: the cost
-        stays flat however many notifications the recipient has had. Only notifications about a
-        task are deduplicated; `task_id IS NULL` rather than IS NOT DISTINCT FROM keeps the
-        grouping read on the index."""
+    def _insert_unless_repeat(conn: Any, values: dict[str, Any], discriminator: tuple[str, str] | None
+                              ) -> dict[str, Any]:
+        """Insert the notification, or return the one it repeats, in one statement.
+
+        A repeat is a notification of the same recipient, category and task (and discriminator)
+        from the last five minutes: it comes back and nothing is inserted. Otherwise the new row
+        joins the open group of its category and task (the latest from the last five minutes,
+        while the group has fewer than GROUP_MAX) or starts one. Both reads use
+        notifications_recent_idx, so the cost stays flat however many notifications the
+        recipient has had; the caller holds the event's advisory lock, taken in an earlier
+        statement so this one's snapshot sees what a concurrent copy of the event committed.
+        Only notifications about a task are deduplicated; `task_id IS NULL` rather than IS NOT
+        DISTINCT FROM keeps the grouping read on the index."""
         key, value = discriminator if discriminator is not None else (None, None)
-        same_task = "task_id IS NULL" if task_id is None else "task_id = %(task_id)s"
-        rows = conn.execute(f"""
-            (SELECT true AS repeat, n.* FROM notifications n
-              WHERE %(task_id)s::uuid IS NOT NULL AND user_id = %(uid)s AND category = %(category)s
-                AND task_id = %(task_id)s AND created_at > %(dedupe_since)s AND created_at <= %(now)s
-                AND (%(key)s::text IS NULL OR metadata ->> %(key)s::text = %(value)s::text)
-              ORDER BY created_at DESC LIMIT 1)
+        same_task = "task_id IS NULL" if values["task_id"] is None else "task_id = %(task_id)s"
+        row = one(conn, f"""
+            WITH earlier AS (
+                SELECT n.* FROM notifications n
+                 WHERE %(task_id)s::uuid IS NOT NULL AND user_id = %(user_id)s AND category = %(category)s
+                   AND task_id = %(task_id)s AND created_at > %(dedupe_since)s AND created_at <= %(now)s
+                   AND (%(key)s::text IS NULL OR metadata ->> %(key)s::text = %(value)s::text)
+                 ORDER BY created_at DESC LIMIT 1),
+            last AS (
+                SELECT n.id, n.group_id, coalesce(n.group_position, 1) AS position FROM notifications n
+                 WHERE user_id = %(user_id)s AND category = %(category)s AND {same_task}
+                   AND created_at > %(group_since)s AND created_at <= %(now)s
+                 ORDER BY created_at DESC, group_position DESC NULLS LAST LIMIT 1),
+            open_group AS (SELECT coalesce(group_id, id) AS group_id, position + 1 AS position
+                             FROM last WHERE position < %(group_max)s),
+            row AS (
+                INSERT INTO notifications (id, user_id, category, title, body, deep_link, task_id, metadata,
+                                           channels, priority, group_id, group_position, expires_at,
+                                           created_at, push_due_at)
+                SELECT %(id)s, %(user_id)s, %(category)s, %(title)s, %(body)s, %(link)s, %(task_id)s,
+                       %(metadata)s, %(channels)s, %(priority)s, coalesce(g.group_id, %(id)s),
+                       coalesce(g.position, 1), %(expires)s, %(now)s, %(push_due)s
+                  FROM (SELECT) AS new LEFT JOIN open_group g ON true
+                 WHERE NOT EXISTS (SELECT FROM earlier)
+                RETURNING *)
+            SELECT row.*, CASE WHEN %(wake)s THEN pg_notify(%(channel)s, row.id::text) IS NULL END AS woke
+              FROM row
             UNION ALL
-            (SELECT false AS repeat, n.* FROM notifications n
-              WHERE user_id = %(uid)s AND category = %(category)s AND {same_task}
-                AND created_at > %(group_since)s AND created_at <= %(now)s
-              ORDER BY created_at DESC, group_position DESC NULLS LAST LIMIT 1)""", {
-            "uid": user_id, "category": category, "task_id": task_id, "dedupe_since": now - DEDUPE_WINDOW,
-            "group_since": now - GROUP_WINDOW, "now": now, "key": key, "value": value}).fetchall()
-        found = {r.pop("repeat"): r for r in rows}
-        return found.get(True), found.get(False)
+            SELECT earlier.*, NULL FROM earlier""", values | {
+            "dedupe_since": values["now"] - DEDUPE_WINDOW, "group_since": values["now"] - GROUP_WINDOW,
+            "key": key, "value": value, "group_max": GROUP_MAX, "channel": PUSH_CHANNEL})
+        assert row is not None
+        return row
 
     def _channels(self, conn: Any, kind: Kind, category: str, priority: str, prefs: dict[str, Any],
                   recipient: dict[str, Any], now: datetime) -> tuple[Channels, str | None, datetime | None]:
