@@ -76,43 +76,51 @@ class BadgeService(Service):
         """Award every catalog badge the user now qualifies for and lacks; returns the newly
         awarded badges (earned view), each announced with a BADGE_EARNED notification."""
         with self.db.transaction() as conn:
+            return self.award_due(conn, user_id, task_id=task_id)
+
+    def award_due(self, conn: Any, user_id: Any, *, task_id: Any = None,
+                  user: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """check_and_award() inside the caller's transaction (no savepoint: an error rolls the
+        caller back). `user` (trust_tier, current_level, current_streak) spares the read when the
+        caller holds the row with its values of this moment."""
+        if user is None:
             user = one(conn, "SELECT trust_tier, current_level, current_streak FROM users WHERE id = %s",
                        (user_id,))
             if user is None:
                 raise NotFound("No such user.", code="HX504")
-            stats = one(conn, _STATS, {"user_id": user_id})
-            assert stats is not None
-            held = {r["badge_type"] for r in conn.execute(
-                "SELECT badge_type FROM badges WHERE user_id = %s", (user_id,)).fetchall()}
+        stats = one(conn, _STATS, {"user_id": user_id})
+        assert stats is not None
+        held = {r["badge_type"] for r in conn.execute(
+            "SELECT badge_type FROM badges WHERE user_id = %s", (user_id,)).fetchall()}
 
-            qualifies: set[str] = set()
-            qualifies |= {b for b, n in TASK_COUNT_BADGES.items() if stats["completed"] >= n}
-            qualifies |= {b for b, n in STREAK_BADGES.items() if user["current_streak"] >= n}
-            qualifies |= {b for b, n in TRUST_BADGES.items() if user["trust_tier"] >= n}
-            qualifies |= {b for b, n in LEVEL_BADGES.items() if user["current_level"] >= n}
-            qualifies |= {b for b, cat in SPECIALIST_BADGES.items() if stats[cat] >= SPECIALIST_COUNT}
-            if stats["early"] >= EARLY_BIRD_COUNT:
-                qualifies.add("early-bird")
-            if "perfect-week" not in held and stats["completed"] >= PERFECT_WEEK_COUNT:
-                week = one(conn, _PERFECT_WEEK, {"user_id": user_id, "count": PERFECT_WEEK_COUNT})
-                if week and week["ok"]:
-                    qualifies.add("perfect-week")
+        qualifies: set[str] = set()
+        qualifies |= {b for b, n in TASK_COUNT_BADGES.items() if stats["completed"] >= n}
+        qualifies |= {b for b, n in STREAK_BADGES.items() if user["current_streak"] >= n}
+        qualifies |= {b for b, n in TRUST_BADGES.items() if user["trust_tier"] >= n}
+        qualifies |= {b for b, n in LEVEL_BADGES.items() if user["current_level"] >= n}
+        qualifies |= {b for b, cat in SPECIALIST_BADGES.items() if stats[cat] >= SPECIALIST_COUNT}
+        if stats["early"] >= EARLY_BIRD_COUNT:
+            qualifies.add("early-bird")
+        if "perfect-week" not in held and stats["completed"] >= PERFECT_WEEK_COUNT:
+            week = one(conn, _PERFECT_WEEK, {"user_id": user_id, "count": PERFECT_WEEK_COUNT})
+            if week and week["ok"]:
+                qualifies.add("perfect-week")
 
-            awarded: list[dict[str, Any]] = []
-            for definition in CATALOG:
-                if definition.id not in qualifies or definition.id in held:
-                    continue
-                row = one(conn, "INSERT INTO badges (user_id, badge_type, badge_tier, awarded_for, task_id) "
-                                "VALUES (%s, %s, %s, %s, %s) "
-                                "ON CONFLICT (user_id, badge_type) DO NOTHING RETURNING *",
-                          (user_id, definition.id, definition.tier, definition.condition, task_id))
-                if row is None:  # a concurrent check got there first
-                    continue
-                awarded.append(earned_view(row))
-                self._notify(user_id, "BADGE_EARNED", task_id=task_id, metadata={
-                    "badge_id": str(row["id"]), "badge_type": definition.id, "badge_name": definition.name,
-                    "badge_tier": definition.tier})
-            return awarded
+        awarded: list[dict[str, Any]] = []
+        for definition in CATALOG:
+            if definition.id not in qualifies or definition.id in held:
+                continue
+            row = one(conn, "INSERT INTO badges (user_id, badge_type, badge_tier, awarded_for, task_id) "
+                            "VALUES (%s, %s, %s, %s, %s) "
+                            "ON CONFLICT (user_id, badge_type) DO NOTHING RETURNING *",
+                      (user_id, definition.id, definition.tier, definition.condition, task_id))
+            if row is None:  # a concurrent check got there first
+                continue
+            awarded.append(earned_view(row))
+            self._notify(user_id, "BADGE_EARNED", task_id=task_id, metadata={
+                "badge_id": str(row["id"]), "badge_type": definition.id, "badge_name": definition.name,
+                "badge_tier": definition.tier})
+        return awarded
 
     @returns_result
     def get_user_badges(self, user_id: Any) -> dict[str, Any]:

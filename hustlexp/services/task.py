@@ -147,7 +147,7 @@ class TaskService(Service):
         dispute ruling, task.complete). Must run inside the caller's transaction."""
         task = _update(conn, task["id"], "state = 'COMPLETED', completed_at = now()")
         escrow = self.s.escrows.release_completed(conn, task)
-        xp = self.s.xp.award(escrow["id"]).unwrap()
+        xp = self.s.xp.award_released(conn, {**escrow, "worker_id": task["worker_id"]})
         self._notify(task["worker_id"], "ESCROW_RELEASED", **about(task, amount=worker_payout(escrow["amount"])))
         for party in (task["poster_id"], task["worker_id"]):
             self._notify(party, "RATING_REQUESTED", **about(task))

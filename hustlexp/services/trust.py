@@ -145,22 +145,29 @@ class TrustService(Service):
         holds promotion for PENALTY_HOLD after a penalty. Runs after every completion, rating
         publication and verification. Returns {old_tier, new_tier, changed, new_badges}."""
         with self.db.transaction() as conn:
+            return self.promote(conn, user_id, task_id=task_id, dispute_id=dispute_id)
+
+    def promote(self, conn: Conn, user_id: Any, *, task_id: Any = None, dispute_id: Any = None,
+                locked: bool = False) -> dict[str, Any]:
+        """update_user_trust() inside the caller's transaction (no savepoint: an error rolls the
+        caller back); `locked` when the caller already holds the user's row FOR UPDATE."""
+        if not locked:
             self._lock_user(conn, user_id)
-            metrics = self._metrics(conn, user_id)
-            old = metrics["trust_tier"]
-            target = tier_from_metrics(metrics)
-            held = metrics["last_penalty_at"] is not None and metrics["last_penalty_at"] + PENALTY_HOLD > self.s.clock()
-            if target <= old or held:
-                return {"old_tier": old, "new_tier": old, "changed": False, "new_badges": []}
-            details = {"completed": metrics["completed"], "approval_percent": approval_percent(metrics),
-                       "is_verified": metrics["is_verified"], "average_rating": average_rating(metrics),
-                       "dispute_percent": dispute_percent(metrics)}
-            with _described(conn, "PROMOTION", task_id=task_id, dispute_id=dispute_id, details=details):
-                conn.execute("UPDATE users SET trust_tier = %s WHERE id = %s", (target, user_id))
-            badges = self.s.badges.check_and_award(user_id, task_id=task_id).unwrap()
-            self._notify_change(user_id, old, target, task_id=task_id)
-            return {"old_tier": old, "new_tier": target, "changed": True,
-                    "new_badges": [b["badge_type"] for b in badges]}
+        metrics = self._metrics(conn, user_id)
+        old = metrics["trust_tier"]
+        target = tier_from_metrics(metrics)
+        held = metrics["last_penalty_at"] is not None and metrics["last_penalty_at"] + PENALTY_HOLD > self.s.clock()
+        if target <= old or held:
+            return {"old_tier": old, "new_tier": old, "changed": False, "new_badges": []}
+        details = {"completed": metrics["completed"], "approval_percent": approval_percent(metrics),
+                   "is_verified": metrics["is_verified"], "average_rating": average_rating(metrics),
+                   "dispute_percent": dispute_percent(metrics)}
+        with _described(conn, "PROMOTION", task_id=task_id, dispute_id=dispute_id, details=details):
+            conn.execute("UPDATE users SET trust_tier = %s WHERE id = %s", (target, user_id))
+        badges = self.s.badges.award_due(conn, user_id, task_id=task_id)
+        self._notify_change(user_id, old, target, task_id=task_id)
+        return {"old_tier": old, "new_tier": target, "changed": True,
+                "new_badges": [b["badge_type"] for b in badges]}
 
     @returns_result
     def penalize(self, user_id: Any, *, dispute_id: Any = None, task_id: Any = None,

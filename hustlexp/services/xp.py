@@ -126,67 +126,76 @@ class XPService(Service):
                          (escrow_id,))
             if escrow is None:
                 raise NotFound("No such escrow.")
-            if escrow["state"] != EscrowState.RELEASED:
-                raise Conflict("XP is awarded only for a released escrow.", code="HX101")
-            user_id = escrow["worker_id"]
-            # The lock serialises awards for this worker: a concurrent repeat waits here, then
-            # meets the committed row in ON CONFLICT below.
-            user = one(conn, "SELECT id, trust_tier, xp_total, current_level, current_streak, "
-                             "last_task_completed_at, streak_grace_expires_at "
-                             "FROM users WHERE id = %s FOR UPDATE", (user_id,))
-            if user is None:
-                raise NotFound("No such user.", code="HX504")
+            return self.award_released(conn, escrow)
 
-            now = self.s.clock()
-            streak_at_award, new_streak = next_streak(
-                user["current_streak"], user["last_task_completed_at"], user["streak_grace_expires_at"], now)
-            base = base_xp(escrow["amount"])
-            s_mult = streak_multiplier(streak_at_award)
-            t_mult = trust_multiplier(user["trust_tier"])
-            gained = effective_xp(base, s_mult, t_mult, NO_DECAY)
-            xp_before = user["xp_total"]
-            xp_after = xp_before + gained
-            level_before = user["current_level"]
-            level_after = max(level_before, level_for(xp_after))
+    def award_released(self, conn: Any, escrow: dict[str, Any]) -> dict[str, Any]:
+        """award() inside the caller's transaction, with no savepoint of its own (the completion
+        chain: any error rolls the whole completion back), for an escrow the caller read:
+        id, task_id, amount, state and its task's worker_id."""
+        if escrow["state"] != EscrowState.RELEASED:
+            raise Conflict("XP is awarded only for a released escrow.", code="HX101")
+        user_id = escrow["worker_id"]
+        # The lock serialises awards for this worker: a concurrent repeat waits here, then
+        # meets the committed row in ON CONFLICT below.
+        user = one(conn, "SELECT id, trust_tier, xp_total, current_level, current_streak, "
+                         "last_task_completed_at, streak_grace_expires_at "
+                         "FROM users WHERE id = %s FOR UPDATE", (user_id,))
+        if user is None:
+            raise NotFound("No such user.", code="HX504")
 
-            row = one(conn, """
-                INSERT INTO xp_ledger (user_id, task_id, escrow_id, base_xp, streak_multiplier,
-                                       trust_multiplier, decay_factor, effective_xp, user_xp_before,
-                                       user_xp_after, user_level_before, user_level_after,
-                                       user_streak_at_award, awarded_at)
-                VALUES (%(user_id)s, %(task_id)s, %(escrow_id)s, %(base)s, %(s_mult)s, %(t_mult)s,
-                        %(decay)s, %(gained)s, %(xp_before)s, %(xp_after)s, %(level_before)s,
-                        %(level_after)s, %(streak)s, %(now)s)
-                ON CONFLICT (escrow_id) DO NOTHING
-                RETURNING *""", {
-                "user_id": user_id, "task_id": escrow["task_id"], "escrow_id": escrow["id"],
-                "base": base, "s_mult": s_mult, "t_mult": t_mult, "decay": NO_DECAY, "gained": gained,
-                "xp_before": xp_before, "xp_after": xp_after, "level_before": level_before,
-                "level_after": level_after, "streak": streak_at_award, "now": now})
-            if row is None:
-                existing = one(conn, "SELECT * FROM xp_ledger WHERE escrow_id = %s", (escrow["id"],))
-                assert existing is not None
-                return existing | {"created": False, "level_up": False, "new_badges": []}
+        now = self.s.clock()
+        streak_at_award, new_streak = next_streak(
+            user["current_streak"], user["last_task_completed_at"], user["streak_grace_expires_at"], now)
+        base = base_xp(escrow["amount"])
+        s_mult = streak_multiplier(streak_at_award)
+        t_mult = trust_multiplier(user["trust_tier"])
+        gained = effective_xp(base, s_mult, t_mult, NO_DECAY)
+        xp_before = user["xp_total"]
+        xp_after = xp_before + gained
+        level_before = user["current_level"]
+        level_after = max(level_before, level_for(xp_after))
 
-            conn.execute(
-                "UPDATE users SET xp_total = %s, current_level = %s, current_streak = %s, "
-                "last_task_completed_at = %s, streak_grace_expires_at = %s WHERE id = %s",
-                (xp_after, level_after, new_streak, now, grace_expiry(now.astimezone(UTC).date()), user_id))
+        row = one(conn, """
+            INSERT INTO xp_ledger (user_id, task_id, escrow_id, base_xp, streak_multiplier,
+                                   trust_multiplier, decay_factor, effective_xp, user_xp_before,
+                                   user_xp_after, user_level_before, user_level_after,
+                                   user_streak_at_award, awarded_at)
+            VALUES (%(user_id)s, %(task_id)s, %(escrow_id)s, %(base)s, %(s_mult)s, %(t_mult)s,
+                    %(decay)s, %(gained)s, %(xp_before)s, %(xp_after)s, %(level_before)s,
+                    %(level_after)s, %(streak)s, %(now)s)
+            ON CONFLICT (escrow_id) DO NOTHING
+            RETURNING *""", {
+            "user_id": user_id, "task_id": escrow["task_id"], "escrow_id": escrow["id"],
+            "base": base, "s_mult": s_mult, "t_mult": t_mult, "decay": NO_DECAY, "gained": gained,
+            "xp_before": xp_before, "xp_after": xp_after, "level_before": level_before,
+            "level_after": level_after, "streak": streak_at_award, "now": now})
+        if row is None:
+            existing = one(conn, "SELECT * FROM xp_ledger WHERE escrow_id = %s", (escrow["id"],))
+            assert existing is not None
+            return existing | {"created": False, "level_up": False, "new_badges": []}
 
-            badges = self.s.badges.check_and_award(user_id, task_id=escrow["task_id"]).unwrap()
-            trust = self.s.trust.update_user_trust(user_id, task_id=escrow["task_id"]).unwrap()
-            level_up = level_after > level_before
-            self._notify(user_id, "XP_EARNED", task_id=escrow["task_id"], metadata={
-                "xp_ledger_id": str(row["id"]), "effective_xp": gained, "base_xp": base,
-                "total_xp": xp_after, "streak": new_streak})
-            if level_up:
-                self._notify(user_id, "LEVEL_UP", task_id=escrow["task_id"], metadata={
-                    "level_before": level_before, "level_after": level_after, "total_xp": xp_after})
-            new_badges = [b["badge_type"] for b in badges]
-            for b in trust.get("new_badges", []):
-                if b not in new_badges:
-                    new_badges.append(b)
-            return row | {"created": True, "level_up": level_up, "new_badges": new_badges}
+        conn.execute(
+            "UPDATE users SET xp_total = %s, current_level = %s, current_streak = %s, "
+            "last_task_completed_at = %s, streak_grace_expires_at = %s WHERE id = %s",
+            (xp_after, level_after, new_streak, now, grace_expiry(now.astimezone(UTC).date()), user_id))
+
+        # The worker's row is locked above and its new level and streak are known: the badge
+        # check and the promotion neither lock nor read it again.
+        badges = self.s.badges.award_due(conn, user_id, task_id=escrow["task_id"], user={
+            "trust_tier": user["trust_tier"], "current_level": level_after, "current_streak": new_streak})
+        trust = self.s.trust.promote(conn, user_id, task_id=escrow["task_id"], locked=True)
+        level_up = level_after > level_before
+        self._notify(user_id, "XP_EARNED", task_id=escrow["task_id"], metadata={
+            "xp_ledger_id": str(row["id"]), "effective_xp": gained, "base_xp": base,
+            "total_xp": xp_after, "streak": new_streak})
+        if level_up:
+            self._notify(user_id, "LEVEL_UP", task_id=escrow["task_id"], metadata={
+                "level_before": level_before, "level_after": level_after, "total_xp": xp_after})
+        new_badges = [b["badge_type"] for b in badges]
+        for b in trust.get("new_badges", []):
+            if b not in new_badges:
+                new_badges.append(b)
+        return row | {"created": True, "level_up": level_up, "new_badges": new_badges}
 
     @returns_result
     def get_user_xp(self, user_id: Any, limit: int | None = 10) -> dict[str, Any]:
