@@ -107,39 +107,49 @@ class EscrowService(Service):
 
     @returns_result
     def handle_payment_success(self, *, payment_intent_id: str, amount_received: int,
-                               escrow_id: str | None = None) -> dict[str, Any]:
-        """payment_intent.succeeded: PENDING -> FUNDED when the amount is exactly the escrow's.
-        A payment landing on an escrow that already ended is refunded (late payment)."""
+                               escrow_id: str | None = None, risk_level: str | None = None) -> dict[str, Any]:
+        """payment_intent.succeeded: PENDING -> FUNDED when the amount is exactly the escrow's,
+        with Radar's `risk_level` of the charge (None: not known). A payment landing on an
+        escrow that already ended is refunded (late payment)."""
         with self.db.transaction() as conn:
-            escrow = _locked_by_intent(conn, payment_intent_id, escrow_id)
-            if escrow is None:
-                log.warning("payment %s matches no escrow", payment_intent_id)
-                return {"result": "ignored", "reason": "unknown_payment_intent"}
-            state = escrow["state"]
-            if state == EscrowState.PENDING:
-                if amount_received != escrow["amount"]:
-                    log.error("payment %s received %s cents for escrow %s of %s: not funding",
-                              payment_intent_id, amount_received, escrow["id"], escrow["amount"])
-                    return {"result": "skipped", "reason": "amount_mismatch", "escrow_id": escrow["id"]}
-                # The poster to notify comes back with the update (one round trip, not two).
-                task = one(conn, """
-                    UPDATE escrows e SET state = 'FUNDED', funded_at = now(),
-                                         stripe_payment_intent_id = coalesce(e.stripe_payment_intent_id, %s)
-                      FROM tasks t WHERE e.id = %s AND t.id = e.task_id
-                    RETURNING t.id, t.poster_id""", (payment_intent_id, escrow["id"]))
-                assert task is not None
-                self._notify(task["poster_id"], "ESCROW_FUNDED", task_id=task["id"],
-                             metadata={"amount": escrow["amount"]})
-                return {"result": "processed", "escrow_id": escrow["id"], "state": "FUNDED"}
-            if state == EscrowState.REFUNDED and escrow["funded_at"] is None:
-                # Paid after the task ended unpaid: keep the state, give the money back.
-                conn.execute("UPDATE escrows SET funded_at = now(), stripe_payment_intent_id = "
-                             "coalesce(stripe_payment_intent_id, %s) WHERE id = %s",
-                             (payment_intent_id, escrow["id"]))
-                self._queue(conn, escrow, MoneyKind.REFUND, escrow["amount"], None)
-                return {"result": "processed", "escrow_id": escrow["id"], "state": state,
-                        "action": "late_payment_refunded"}
-            return {"result": "skipped", "reason": f"escrow already {state}", "escrow_id": escrow["id"]}
+            return self.payment_succeeded(conn, payment_intent_id=payment_intent_id,
+                                          amount_received=amount_received, escrow_id=escrow_id,
+                                          risk_level=risk_level)
+
+    def payment_succeeded(self, conn: Any, *, payment_intent_id: str, amount_received: int,
+                          escrow_id: str | None = None, risk_level: str | None = None) -> dict[str, Any]:
+        """handle_payment_success() inside the webhook's transaction, with no savepoint of its
+        own: an error rolls the whole delivery back (and its event id with it)."""
+        escrow = _locked_by_intent(conn, payment_intent_id, escrow_id)
+        if escrow is None:
+            log.warning("payment %s matches no escrow", payment_intent_id)
+            return {"result": "ignored", "reason": "unknown_payment_intent"}
+        state = escrow["state"]
+        if state == EscrowState.PENDING:
+            if amount_received != escrow["amount"]:
+                log.error("payment %s received %s cents for escrow %s of %s: not funding",
+                          payment_intent_id, amount_received, escrow["id"], escrow["amount"])
+                return {"result": "skipped", "reason": "amount_mismatch", "escrow_id": escrow["id"]}
+            # The poster to notify comes back with the update (one round trip, not two).
+            task = one(conn, """
+                UPDATE escrows e SET state = 'FUNDED', funded_at = now(),
+                                     stripe_payment_intent_id = coalesce(e.stripe_payment_intent_id, %s),
+                                     payment_risk_level = coalesce(%s, e.payment_risk_level)
+                  FROM tasks t WHERE e.id = %s AND t.id = e.task_id
+                RETURNING t.id, t.poster_id""", (payment_intent_id, risk_level, escrow["id"]))
+            assert task is not None
+            self._notify(task["poster_id"], "ESCROW_FUNDED", task_id=task["id"],
+                         metadata={"amount": escrow["amount"]})
+            return {"result": "processed", "escrow_id": escrow["id"], "state": "FUNDED"}
+        if state == EscrowState.REFUNDED and escrow["funded_at"] is None:
+            # Paid after the task ended unpaid: keep the state, give the money back.
+            conn.execute("UPDATE escrows SET funded_at = now(), stripe_payment_intent_id = "
+                         "coalesce(stripe_payment_intent_id, %s) WHERE id = %s",
+                         (payment_intent_id, escrow["id"]))
+            self._queue(conn, escrow, MoneyKind.REFUND, escrow["amount"], None)
+            return {"result": "processed", "escrow_id": escrow["id"], "state": state,
+                    "action": "late_payment_refunded"}
+        return {"result": "skipped", "reason": f"escrow already {state}", "escrow_id": escrow["id"]}
 
     @returns_result
     def handle_payment_canceled(self, *, payment_intent_id: str, escrow_id: str | None = None

@@ -21,19 +21,17 @@ BLOCKING_LEVEL = "highest"
 
 
 class PaymentRiskService(Service):
-    def record(self, escrow_id: Any, risk_level: str) -> dict[str, Any]:
-        """In the funding webhook's transaction, once the escrow is FUNDED."""
-        with self.db.transaction() as conn:
-            escrow = one(conn, """UPDATE escrows SET payment_risk_level = %s WHERE id = %s
-                                  RETURNING id, task_id, amount,
-                                            (SELECT title FROM tasks t WHERE t.id = escrows.task_id) AS title""",
-                         (risk_level, escrow_id))
+    def record(self, conn: Any, escrow_id: Any, risk_level: str) -> dict[str, Any]:
+        """In the funding webhook's transaction, once the escrow is FUNDED with its level stored
+        (EscrowService.payment_succeeded): a level under review alerts the money admins."""
+        if risk_level in REVIEWED_LEVELS:
+            escrow = one(conn, """SELECT e.task_id, e.amount, t.title FROM escrows e JOIN tasks t ON t.id = e.task_id
+                                   WHERE e.id = %s""", (escrow_id,))
             assert escrow is not None
-            if risk_level in REVIEWED_LEVELS:
-                log.warning("escrow %s funded by a payment Radar scored %s: flagged for review", escrow_id, risk_level)
-                alert_admins(self, conn, "PAYMENT_RISK_REVIEW", task_id=escrow["task_id"], metadata={
-                    "title": escrow["title"], "escrow_id": escrow_id, "risk_level": risk_level,
-                    "amount": escrow["amount"], "blocks_acceptance": risk_level == BLOCKING_LEVEL})
+            log.warning("escrow %s funded by a payment Radar scored %s: flagged for review", escrow_id, risk_level)
+            alert_admins(self, conn, "PAYMENT_RISK_REVIEW", task_id=escrow["task_id"], metadata={
+                "title": escrow["title"], "escrow_id": escrow_id, "risk_level": risk_level,
+                "amount": escrow["amount"], "blocks_acceptance": risk_level == BLOCKING_LEVEL})
         return {"risk_level": risk_level, "flagged": risk_level in REVIEWED_LEVELS}
 
     @returns_result

@@ -104,14 +104,15 @@ class StripeWebhookHandler(Service):
         A failed read fails the delivery, and Stripe's redelivery tries again."""
         if event["type"] != "payment_intent.succeeded":
             return {}
-        with self.db.transaction() as conn:
-            if one(conn, "SELECT 1 FROM processed_stripe_events WHERE event_id = %s", (event["id"],)):
-                return {}
         charge = event["data"]["object"].get("latest_charge")
         if isinstance(charge, dict):
             return {"risk_level": (charge.get("outcome") or {}).get("risk_level")}
         if not charge:
             return {"risk_level": None}
+        # Only a charge Stripe must be asked about costs a look-up first: a replay skips the call.
+        with self.db.transaction() as conn:
+            if one(conn, "SELECT 1 FROM processed_stripe_events WHERE event_id = %s", (event["id"],)):
+                return {}
         from hustlexp.services.payments import PaymentError
 
         try:
@@ -142,11 +143,14 @@ class StripeWebhookHandler(Service):
         return {"result": "ignored", "reason": "unhandled event type"}
 
     def _payment_succeeded(self, pi: dict[str, Any], risk_level: str | None) -> dict[str, Any]:
-        outcome = self.s.escrows.handle_payment_success(
-            payment_intent_id=pi["id"], amount_received=pi.get("amount_received") or pi.get("amount") or 0,
-            escrow_id=_meta(pi, "escrow_id")).unwrap()
+        # In process()'s transaction, with no savepoints: the funding, its risk level, the
+        # notification and the event id commit or roll back together.
+        conn = self.db.current()
+        outcome = self.s.escrows.payment_succeeded(
+            conn, payment_intent_id=pi["id"], amount_received=pi.get("amount_received") or pi.get("amount") or 0,
+            escrow_id=_meta(pi, "escrow_id"), risk_level=risk_level)
         if outcome.get("state") == "FUNDED" and risk_level:
-            outcome |= self.s.payment_risk.record(outcome["escrow_id"], risk_level)
+            outcome |= self.s.payment_risk.record(conn, outcome["escrow_id"], risk_level)
         return outcome
 
 
