@@ -42,6 +42,17 @@ def risk_clearance(tier: int) -> list[str]:
     return sorted(str(level) for level in RISK_CLEARANCE[tier])
 
 
+def update_if_eligible(conn: Any, task_id: Any, user_id: Any, tier: int, assignments: str
+                       ) -> dict[str, Any] | None:
+    """Apply `assignments` (SQL over the task's columns; the user's id is %(user)s) to the task
+    only if every rule holds for the user, in one statement: the task row as updated, or None
+    when a rule fails (refusal() names it). The caller holds the task's lock."""
+    return one(conn, f"""UPDATE tasks t SET {assignments} FROM escrows e, users u
+                          WHERE t.id = %(task)s AND e.task_id = t.id AND u.id = %(user)s AND {PREDICATE}
+                         RETURNING t.*""",
+               {"task": task_id, "user": user_id, "risk_clearance": risk_clearance(tier)})
+
+
 def refusal(conn: Any, task_id: Any, user_id: Any, tier: int) -> dict[str, Any] | None:
     """None when the user may take the task now; else {reason, task columns...} for the first rule
     that fails. The caller has checked that both rows exist."""

@@ -18,6 +18,7 @@ from hustlexp.domain import EscrowState, TaskState
 from hustlexp.errors import Conflict, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, about, one, page_params, returning, returns_result
+from hustlexp.services.eligibility import update_if_eligible
 from hustlexp.services.escrow import worker_payout
 from hustlexp.services.trust import require_eligible
 
@@ -104,10 +105,16 @@ class TaskService(Service):
                 raise Conflict(f"the task is {task['state']}, no longer OPEN")
             if task["candidate_id"] is None:
                 raise NotFound("No such user.", code="HX504")
-            # The feed's own predicate (services/eligibility.py), so the two never disagree.
-            require_eligible(conn, task_id, worker_id, task["candidate_trust_tier"])
-            task = _update(conn, task_id, "state = 'ACCEPTED', worker_id = %(worker)s, accepted_at = now()",
-                           {"worker": worker_id})
+            # The feed's own predicate (services/eligibility.py), so the two never disagree, as
+            # the condition of the update itself; only a refused worker costs a second read, to
+            # say which rule failed.
+            tier = task["candidate_trust_tier"]
+            accepted = update_if_eligible(conn, task_id, worker_id, tier,
+                                          "state = 'ACCEPTED', worker_id = %(user)s, accepted_at = now()")
+            if accepted is None:
+                require_eligible(conn, task_id, worker_id, tier)
+                raise Conflict("the task cannot be accepted now")
+            task = accepted
             self._notify(task["poster_id"], "TASK_ACCEPTED", **about(task))
             self._notify(worker_id, "TASK_WORKER_ASSIGNED", **about(task))
             return task
