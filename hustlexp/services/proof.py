@@ -56,11 +56,17 @@ class ProofService(Service):
         time, location and camera come from the image's EXIF; `capture_time` from the client
         fills in for a photo without one. `key` names an object already stored (a confirmed
         direct upload); otherwise `data` is stored under a new key."""
-        proof = self.create(task_id, worker_id).unwrap()
         with self.db.transaction() as conn:
-            locked = one(conn, "SELECT * FROM proofs WHERE id = %s FOR UPDATE", (proof["id"],))
-            if locked is None or locked["state"] != ProofState.PENDING:
-                raise Conflict("photos are added only to a proof that is not yet submitted")
+            # One transaction: the task locked (as submit locks it, so the two never interleave),
+            # then its PENDING proof, locked or created.
+            task = self._worker_task(conn, task_id, worker_id, lock=True)
+            if task["state"] != TaskState.ACCEPTED:
+                raise Conflict(f"proof is added while the task is ACCEPTED; it is {task['state']}")
+            proof = one(conn, "SELECT * FROM proofs WHERE task_id = %s AND state = 'PENDING' FOR UPDATE",
+                        (task_id,))
+            if proof is None:
+                proof = returning(conn, "INSERT INTO proofs (task_id, submitter_id) VALUES (%s, %s) RETURNING *",
+                                  (task_id, worker_id))
             taken = conn.execute("SELECT sequence_number FROM proof_photos WHERE proof_id = %s",
                                  (proof["id"],)).fetchall()
             if len(taken) >= MAX_PHOTOS:
