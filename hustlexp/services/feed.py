@@ -72,6 +72,9 @@ PROBE, PROBE_ROUNDS = 300, 3
 # Second stage: when the extent the first stage leaves holds more than SPLIT_ROWS tasks, score
 # SPLIT_SHARE of it first (of its radius, or of its deadline window's width): see _staged.
 SPLIT_ROWS, SPLIT_SHARE = 4000, 0.75
+# newest and price with a position score the whole box when it holds at most this many tasks,
+# else walk their order index (_few_in_box).
+BOX_SCAN_MAX = 2000
 
 # Must be the expression tasks_search_idx indexes, character for character.
 SEARCH_DOCUMENT = "to_tsvector('english', t.title || ' ' || t.description)"
@@ -235,7 +238,9 @@ class FeedService(Service):
             elif lat is None and query is None and sort == "relevance":
                 floor = self._due_floor(conn, filters, page, params, worker, limit)
             if floor is None:
-                rows = _page(conn, _scored([*filters, *within], lat is not None), page, params, sort)
+                box = [_BOX] if lat is not None and query is None and (
+                    sort in ("relevance", "distance") or _few_in_box(conn, params)) else []
+                rows = _page(conn, _scored([*filters, *within, *box], lat is not None), page, params, sort)
             else:
                 rows = _staged(conn, floor, filters, within, page, params, limit)
         has_more = len(rows) > limit
@@ -435,12 +440,24 @@ def _round(floor: Floor, filters: list[str], within: list[str], page: str, param
     # so the radius needs no check of its own (one distance less to compute per task).
     if floor.staged == "sort" or key <= floor.rest + 1e-6:
         extra += within
-    return _scored([*filters, *extra], True), page, params
+    return _scored([*filters, *extra, _BOX], True), page, params
 
 
 # Both ends open or closed: %(start)s / %(end)s are None when that side is unbounded.
 _DUE_WINDOW = "(%({start})s::timestamptz IS NULL OR t.deadline >= %({start})s) " \
               "AND (%({end})s::timestamptz IS NULL OR t.deadline <= %({end})s)"
+
+
+def _few_in_box(conn: Any, params: dict[str, Any]) -> bool:
+    """Whether the position's box holds at most BOX_SCAN_MAX OPEN tasks (counted on the point
+    index, stopping there). Then newest and price score them all; else they walk their order
+    index (tasks_open_created_idx, tasks_open_price_idx) until the page is full, which on a board
+    that dense is soon: the cheaper of the two, whatever the radius."""
+    row = one(conn, f"""SELECT count(*) <= %(box_max)s AS few FROM (
+                          SELECT 1 FROM tasks t
+                           WHERE t.state = 'OPEN' AND t.location_lat IS NOT NULL AND t.location_lng IS NOT NULL
+                             AND {_BOX} LIMIT %(box_max)s + 1) box""", params | {"box_max": BOX_SCAN_MAX})
+    return bool(row and row["few"])
 
 
 def _page(conn: Any, scored: str, page: str, params: dict[str, Any], sort: str) -> list[dict[str, Any]]:
@@ -488,14 +505,12 @@ def nearest_sql(*, skip_passed: bool = False) -> str:
 
 def _scored(filters: list[str], positioned: bool, source: str = "tasks t") -> str:
     """The candidates (eligible, filtered) with the few columns ranking needs and their score.
-    With a position they come from the box (the point index answers it, in its own expression),
-    or from `source` when that already holds only tasks of the box (the first stage's nearest):
-    then no box is offered to the planner, whose estimate of one is a guess and could make it
-    read the whole box again. Every fragment is a constant of this module or eligibility's;
-    request values travel as parameters."""
+    Where they are read from is the caller's choice: add _BOX to the filters to read a position's
+    box from the point index (in its own expression); leave it out where `source` already holds
+    only tasks of the box (the first stage's nearest) or another index should lead (search, an
+    order walk), since the planner's estimate of a box is a fixed guess, not a count. Every
+    fragment is a constant of this module or eligibility's; request values travel as parameters."""
     distance = _DISTANCE if positioned else "NULL::float8"
-    if positioned and source == "tasks t":
-        filters = [*filters, _BOX]
     return f"""
         SELECT t.id, t.created_at, t.price, dist.km AS distance_km, {_RELEVANCE} AS relevance,
                pr.stars::float8 / pr.ratings AS poster_average_rating
