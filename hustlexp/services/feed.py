@@ -2,8 +2,12 @@
 now, searchable, near a position, ranked, in pages of a cursor.
 
 - Eligibility is eligibility.PREDICATE, the very rules `accept` checks.
-- Search: PostgreSQL full-text over title and description (tasks_search_idx, a GIN index on the
-  same expression as SEARCH_DOCUMENT).
+- Search: PostgreSQL full-text over title and description (tasks_open_search_idx, a GIN index
+  on the same expression as SEARCH_DOCUMENT). A search leads with that index and only checks
+  the radius on its matches: offered a position's box as well, the planner trusts its fixed
+  guess of a box's size and may compute the text of every task in it instead.
+- newest and price read their order index (tasks_open_created_idx, tasks_open_price_idx) until
+  the page is full, or, with a position whose box holds few tasks, score the box (_few_in_box).
 - Geo without extensions: a bounding box the GiST point index answers, then the haversine
   distance for the exact radius and the distance score.
 - Relevance: MATCHING_ALGORITHMS' components weighted by WEIGHTS, the one place to tune them.

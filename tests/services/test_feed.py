@@ -75,9 +75,11 @@ def test_distance_radius_and_distance_sort(services, stripe_fake):
     assert {i["distance_km"] for i in without["items"]} == {None}
 
 
-def test_a_task_in_the_corner_of_the_radius_box_stays_out(services, stripe_fake):
+@pytest.mark.parametrize("box_max", [0, 2000])
+def test_a_task_in_the_corner_of_the_radius_box_stays_out(services, stripe_fake, monkeypatch, box_max):
     """The index answers a box around the radius; its corners lie beyond the radius and every
-    sort, staged or not, must leave them out."""
+    sort, staged or not, box scored or order walked (box_max), must leave them out."""
+    monkeypatch.setattr(feed_module, "BOX_SCAN_MAX", box_max)
     worker = flows.user(services)
     inside = flows.funded_task(services, stripe_fake, price=500, **north(2))[1]
     corner = {"location_lat": round(HOME[0] + 6 / 111.045, 7),
@@ -112,6 +114,16 @@ def test_full_text_search_and_filters(services, stripe_fake):
     assert ids(feed(services, worker, sort="price")) == [shelf["id"], dog["id"]]
 
 
+@pytest.mark.parametrize("sort", ["relevance", "newest", "price"])
+def test_search_near_a_position_keeps_to_the_radius(services, stripe_fake, sort):
+    worker = flows.user(services)
+    near = flows.funded_task(services, stripe_fake, title="Walk my dog", price=2000, **north(2))[1]
+    flows.funded_task(services, stripe_fake, title="Walk my dog too", price=9000, **north(9))
+    flows.funded_task(services, stripe_fake, title="Mow the lawn", **north(1))
+    page = feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=5, q="dog", sort=sort)
+    assert ids(page) == [near["id"]] and round(page["items"][0]["distance_km"]) == 2
+
+
 def test_relevance_prefers_near_and_well_paid(services, stripe_fake):
     assert math.isclose(sum(WEIGHTS.values()), 1.0)
     worker = flows.user(services)
@@ -123,8 +135,10 @@ def test_relevance_prefers_near_and_well_paid(services, stripe_fake):
     assert all(0 <= s <= 1 for s in scores) and scores[0] > scores[1]
 
 
+@pytest.mark.parametrize("box_max", [0, 2000])  # newest and price: order walked, box scored
 @pytest.mark.parametrize("sort", ["relevance", "newest", "price", "distance"])
-def test_cursor_pages_are_stable_while_tasks_are_posted(services, stripe_fake, sort):
+def test_cursor_pages_are_stable_while_tasks_are_posted(services, stripe_fake, monkeypatch, sort, box_max):
+    monkeypatch.setattr(feed_module, "BOX_SCAN_MAX", box_max)
     worker = flows.user(services)
     posted = [flows.funded_task(services, stripe_fake, price=1000 + 500 * (n % 3), **north(n % 4 + 1))[1]["id"]
               for n in range(7)]
