@@ -49,6 +49,8 @@ SPAN_DEG = (30 / 111.045, 30 / (111.045 * 0.758))
 WORDS = tuple(f"{w}{n}" if n else w for n in range(20) for w in (
     "assemble", "bookshelf", "walk", "dog", "clean", "kitchen", "move", "couch", "deliver", "groceries",
     "fix", "faucet", "mow", "lawn", "tutor", "math", "photograph", "party", "install", "router"))
+# Matches about one task in eight.
+BROAD = "dog or walk or clean or fix or move or lawn"
 CATEGORIES = ("cleaning", "delivery", "moving", "handyman", "yard_work", "pet_care", "errands", "tech_help",
               "assembly", "tutoring")
 
@@ -125,8 +127,12 @@ def main() -> int:
             "relevance, no position": lambda: {},
             "relevance, no position, page 2": lambda: {"cursor": first_page_cursor},
             "newest, no position": lambda: {"sort": "newest"},
+            "newest, 40 km": lambda: {**near(), "sort": "newest"},
+            "price, 5 km": lambda: {**near(), "radius_km": 5, "sort": "price"},
+            "price, no position": lambda: {"sort": "price"},
             "search 'dog', 10 km": lambda: {**near(), "radius_km": 10, "q": "dog walk"},
             "search 'faucet', no position": lambda: {"q": "faucet", "sort": "newest"},
+            "search, 6 words OR'd, 40 km": lambda: {**near(), "q": BROAD},
         }
         first_page_cursor = services.feed.feed(worker).unwrap()["next_cursor"]
         for name, make in shapes.items():
