@@ -289,7 +289,7 @@ class FeedService(Service):
         # Tasks per km² of the box around the position, from the disk the probe covered (none
         # left to find when it saw fewer than it asked for).
         density = row["seen"] / (math.pi * row["spread"] ** 2) if row["seen"] >= size and row["spread"] else 0.0
-        return _floor("distance" if sort == "relevance" else "sort", bound, row["best"], history, params, density)
+        return _floor("distance" if sort == "relevance" else "key", bound, row["best"], history, params, density)
 
     def _due_floor(self, conn: Any, filters: list[str], page: str, params: dict[str, Any],
                    history: dict[str, Any], limit: int) -> Floor | None:
@@ -321,10 +321,11 @@ class FeedService(Service):
 @dataclass(frozen=True)
 class Floor:
     """What a first stage found: no page item's key is worse than `key` (the (limit+1)-th best
-    among the candidates it read). That leaves an extent to score (`extent`): for sort=distance
-    the disk of that radius; for relevance the disk (`staged` = "distance") or deadline window
-    ("urgency") outside of which even a task whose other components are all at their ceilings
-    (`rest` in all, the poster's part at `poster_ceiling`) scores below the key. `density`
+    among the candidates it read). That leaves an extent to score: for sort=distance (`staged`
+    = "key") the disk of that radius (reach_km); for relevance the disk ("distance", reach_km)
+    or deadline window ("urgency", window) outside of which even a task whose other components
+    are all at their ceilings (`rest` in all, the poster's part at `poster_ceiling`) scores
+    below the key. `density`
     (tasks per km², or per hour of deadlines, as the first stage saw them) foresees what scoring
     an extent costs; 0 when the first stage saw every task there is."""
     staged: str
@@ -344,7 +345,7 @@ class Floor:
         return self.rest + WEIGHTS[self.staged] * (1 - slack)
 
     def reach_km(self, key: float) -> float:
-        reach = key if self.staged == "sort" else self.radius * self.slack(key)  # sort=distance: a distance
+        reach = key if self.staged == "key" else self.radius * self.slack(key)
         # Margins: rounding may only ever widen what is scored.
         return max(0.0, min(self.radius, reach * (1 + 1e-9) + 1e-9)) if math.isfinite(reach) else 0.0
 
@@ -371,7 +372,7 @@ class Floor:
         """A key whose extent is SPLIT_SHARE of the floor's (radius or window width), when the
         floor's extent holds more than SPLIT_ROWS tasks; None otherwise (or for sort=distance,
         whose floor is already tight)."""
-        if self.staged == "sort" or self.cost(self.key) <= SPLIT_ROWS:
+        if self.staged == "key" or self.cost(self.key) <= SPLIT_ROWS:
             return None
         return self.key_at(self.slack(self.key) * SPLIT_SHARE)
 
@@ -399,7 +400,7 @@ def _staged(conn: Any, floor: Floor, filters: list[str], within: list[str], page
     as high, and usually leaves no more than that narrower extent, which proves the page exact.
     If it does not, score what lies beyond the narrower extent under that higher floor and merge
     the two: the page is the one scoring the whole extent gives."""
-    sort = "relevance" if floor.staged != "sort" else "distance"
+    sort = "distance" if floor.staged == "key" else "relevance"
     narrower = floor.narrower()
     if narrower is None:
         return _page(conn, *_round(floor, filters, within, page, params, floor.key, floor.key), sort)
@@ -419,11 +420,11 @@ def _round(floor: Floor, filters: list[str], within: list[str], page: str, param
     """(scored, page, params) of a second stage over the extent of extent_key, keeping only
     tasks whose key can reach `key` (<= extent_key's floor), and with `inside` only what lies
     outside the extent of that key."""
-    sql_key, _, direction = _ORDER["distance" if floor.staged == "sort" else "relevance"]
+    sql_key, _, direction = _ORDER["distance" if floor.staged == "key" else "relevance"]
     page += f" AND {sql_key} {'>=' if direction == 'DESC' else '<='} %(bound)s"
     params = params | {"bound": key, "poster_ceiling": floor.poster_ceiling}
     # Margin: the ceiling may only ever keep a task the exact score would drop.
-    extra = [] if floor.staged == "sort" else [f"{_RELEVANCE_CEILING} >= %(bound)s - 1e-9"]
+    extra = [] if floor.staged == "key" else [f"{_RELEVANCE_CEILING} >= %(bound)s - 1e-9"]
     if floor.staged == "urgency":
         start, end = floor.window(extent_key)
         params |= {"due_from": start, "due_to": end}
@@ -442,7 +443,7 @@ def _round(floor: Floor, filters: list[str], within: list[str], page: str, param
                      "point(%(in_max_lng)s, %(in_max_lat)s)), false)")
     # Past the radius the distance scores 0: with a key above `rest` no task there reaches it,
     # so the radius needs no check of its own (one distance less to compute per task).
-    if floor.staged == "sort" or key <= floor.rest + 1e-6:
+    if floor.staged == "key" or key <= floor.rest + 1e-6:
         extra += within
     return _scored([*filters, *extra, _BOX], True), page, params
 
