@@ -47,6 +47,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from hustlexp.errors import NotFound, ValidationError
 from hustlexp.services.base import Service, one, returns_result
@@ -142,15 +143,48 @@ def encode_cursor(sort: str, key: Any, task_id: Any, as_of: datetime) -> str:
 
 
 def decode_cursor(cursor: str, sort: str) -> dict[str, Any]:
+    """The cursor's parts, each of its own type (a forged or damaged cursor is a 400, never an
+    error from the database)."""
     bad = ValidationError("the cursor is not valid", details={"cursor": ["use next_cursor as returned"]})
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        decoded = {"sort": raw["s"], "key": raw["k"], "id": raw["id"], "as_of": datetime.fromisoformat(raw["at"])}
+        decoded = {"sort": raw["s"], "key": raw["k"], "id": raw["id"], "as_of": raw["at"]}
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise bad from None
     if decoded["sort"] != sort:
         raise ValidationError("the cursor belongs to another sort", details={"cursor": [f"made for {decoded['sort']}"]})
+    try:
+        decoded["key"] = _KEY_TYPES[_ORDER[sort][1]](decoded["key"])
+        decoded["id"] = UUID(decoded["id"])
+        decoded["as_of"] = _aware(decoded["as_of"])
+    except (ValueError, TypeError, AttributeError, OverflowError):
+        raise bad from None
     return decoded
+
+
+def _finite(value: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
+
+
+def _aware(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(value)
+    return moment
+
+
+def _int4(value: str) -> int:
+    number = int(value)
+    if not -2**31 <= number < 2**31:
+        raise ValueError(value)
+    return number
+
+
+# A cursor's key, read back by the type its sort orders on.
+_KEY_TYPES: dict[str, Any] = {"float8": _finite, "timestamptz": _aware, "integer": _int4}
 
 
 def _bbox(lat: float, lng: float, radius_km: float) -> dict[str, float]:

@@ -4,7 +4,10 @@ are posted."""
 
 from __future__ import annotations
 
+import base64
+import json
 import math
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -359,3 +362,22 @@ def assert_rounds(rounds: list[Any], split: float | None) -> None:
         return
     firsts, seconds = rounds.count(None), len(rounds) - rounds.count(None)
     assert firsts > 0 and (seconds > 0 if split < 0.5 else seconds < firsts), rounds
+
+
+@pytest.mark.parametrize(("sort", "key", "task_id", "at"), [
+    ("relevance", "abc", str(uuid.UUID(int=1)), "2026-01-01T00:00:00+00:00"),
+    ("relevance", "NaN", str(uuid.UUID(int=1)), "2026-01-01T00:00:00+00:00"),
+    ("relevance", ["0.5"], str(uuid.UUID(int=1)), "2026-01-01T00:00:00+00:00"),
+    ("relevance", "0.5", "not-a-uuid", "2026-01-01T00:00:00+00:00"),
+    ("relevance", "0.5", 5, "2026-01-01T00:00:00+00:00"),
+    ("relevance", "0.5", str(uuid.UUID(int=1)), "2026-01-01T00:00:00"),  # no time zone
+    ("newest", "yesterday", str(uuid.UUID(int=1)), "2026-01-01T00:00:00+00:00"),
+    ("price", "99999999999", str(uuid.UUID(int=1)), "2026-01-01T00:00:00+00:00"),
+    ("price", "1.5", str(uuid.UUID(int=1)), "2026-01-01T00:00:00+00:00"),
+])
+def test_a_forged_cursor_is_refused_not_run(services, stripe_fake, sort, key, task_id, at):
+    worker = flows.user(services)
+    flows.funded_task(services, stripe_fake)
+    raw = json.dumps({"s": sort, "k": key, "id": task_id, "at": at}).encode()
+    result = services.feed.feed(worker, sort=sort, cursor=base64.urlsafe_b64encode(raw).decode().rstrip("="))
+    assert result.code == "VALIDATION_ERROR" and "cursor" in result.error.details
