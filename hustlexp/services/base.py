@@ -78,15 +78,6 @@ class Service:
         else:
             self.s.notifications.notify(user_id, category, **kw).unwrap()
 
-    def _notify_all(self, events: list[tuple[Any, str, dict[str, Any]]]) -> None:
-        """_notify() for the notifications of one event, each (user_id, category, keywords):
-        recorded together (NotificationService.record_all: two statements for all of them)."""
-        if self.db.in_transaction():
-            self.s.notifications.record_all(self.db.current(), events)
-        else:
-            for user_id, category, kw in events:
-                self._notify(user_id, category, **kw)
-
 
 def about(task: dict[str, Any], **metadata: Any) -> dict[str, Any]:
     """notify() arguments for an event of `task` (the templates name the task by its title)."""

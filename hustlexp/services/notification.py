@@ -44,8 +44,6 @@ CAPS: dict[str, tuple[int, int]] = {"live": (10, 50), "trust": (3, 10), "system"
 
 # Inside NotificationService `list` names a method, so annotations there use this alias.
 Channels = list[str]
-Rows = list[dict[str, Any]]
-Recorded = list[dict[str, Any] | None]
 
 TIER_NAMES = {1: "Rookie", 2: "Verified", 3: "Trusted", 4: "Elite"}
 # Why a trust tier went down, as the user reads it (trust penalties and decay).
@@ -75,22 +73,6 @@ def _k(priority: P, bucket: str | None, link: str, title: str | tuple[str, ...],
        *bodies: str, **kw: Any) -> Kind:
     titles = (title,) if isinstance(title, str) else title
     return Kind(priority, bucket, link, titles, bodies, **kw)
-
-
-@dataclass
-class _Pending:
-    """One notification to record, its arguments checked (NotificationService.record_all)."""
-
-    kind: Kind
-    category: str
-    recipient_id: UUID
-    task_id: UUID | None
-    level: str
-    meta: dict[str, Any]
-    now: datetime
-    title: str | None
-    body: str | None
-    deep_link: str | None
 
 
 CATALOG: dict[str, Kind] = {
@@ -436,28 +418,6 @@ class NotificationService(Service):
                priority: str | None = None, deep_link: str | None = None) -> dict[str, Any] | None:
         """notify() inside the caller's transaction with no savepoint of its own: any error
         propagates and rolls back the change the notification announces (Service._notify)."""
-        return self.record_all(conn, [(user_id, category, {
-            "task_id": task_id, "title": title, "body": body, "metadata": metadata, "priority": priority,
-            "deep_link": deep_link})])[0]
-
-    def record_all(self, conn: Any, events: Sequence[tuple[Any, str, dict[str, Any]]]) -> Recorded:
-        """record() for the notifications of one event, each (user_id, category, record()'s
-        keywords), in two statements for all of them: one takes the events' locks and reads the
-        recipients, their preferences and the task; one inserts each notification unless it
-        repeats one (or returns the one it repeats). Each comes out exactly as record() would
-        make it. Notifications that could see each other (one recipient twice in a category,
-        a frequency cap, no task) go one at a time. Results in the order given."""
-        pending = [self._pending(user_id, category, **kw) for user_id, category, kw in events]
-        pairs = {(p.recipient_id, p.category) for p in pending}
-        if len(pending) > 1 and (len(pairs) < len(pending) or any(
-                p.task_id is None or p.kind.cap is not None for p in pending)):
-            return [self._record(conn, [p])[0] for p in pending]
-        return self._record(conn, pending)
-
-    def _pending(self, user_id: Any, category: str, *, task_id: Any = None, title: str | None = None,
-                 body: str | None = None, metadata: dict[str, Any] | None = None, priority: str | None = None,
-                 deep_link: str | None = None) -> _Pending:
-        """One notification's arguments, checked."""
         kind = CATALOG.get(category)
         if kind is None:
             raise ValidationError(f"unknown notification category {category!r}",
@@ -474,76 +434,63 @@ class NotificationService(Service):
         meta = dict(metadata or {})
         if not all(isinstance(k, str) for k in meta):
             raise ValidationError("metadata keys must be strings", details={"metadata": ["string keys"]})
-        return _Pending(kind, category, recipient_id, task_uuid, level, meta, self.s.clock(), title, body, deep_link)
+        now = self.s.clock()
 
-    def _record(self, conn: Any, pending: Sequence[_Pending]) -> Recorded:
-        # One read: the events' locks (serialising notifications of one event, so a replayed event
-        # can't slip past the duplicate check that follows in a fresh snapshot; taken in key
-        # order, so two transactions never wait on each other's), the recipients, their
-        # preferences and the task.
-        locks = sorted({f"notify:{p.recipient_id}:{p.category}:{p.task_id}" for p in pending if p.task_id})
-        found = {r["n"]: r for r in conn.execute(f"""
-            WITH locked AS MATERIALIZED (
-                SELECT count(*) FILTER (WHERE pg_advisory_xact_lock(hashtextextended(k, 0)) IS NULL) AS n
-                  FROM (SELECT unnest(%(locks)s::text[]) AS k ORDER BY 1) keys)
-            SELECT i.n, u.id, u.account_status, p.user_id IS NOT NULL AS has_preferences, {_PREFERENCE_COLUMNS},
+        # One read: the event's lock (serialising notifications of one event, so a replayed event
+        # can't slip past the duplicate check that follows in a fresh snapshot), the recipient,
+        # their preferences and the task.
+        lock = f"notify:{recipient_id}:{category}:{task_uuid}" if task_uuid is not None else None
+        found = one(conn, f"""
+            SELECT (%(lock)s::text IS NULL OR pg_advisory_xact_lock(hashtextextended(%(lock)s, 0)) IS NULL)
+                       AS locked,
+                   u.id, u.account_status, p.user_id IS NOT NULL AS has_preferences, {_PREFERENCE_COLUMNS},
                    t.id AS task_id, t.title AS task_title, t.price AS task_price, t.poster_id AS task_poster_id,
                    t.worker_id AS task_worker_id, tp.full_name AS task_poster_name,
                    tw.full_name AS task_worker_name
-              FROM locked, unnest(%(users)s::uuid[], %(tasks)s::uuid[]) WITH ORDINALITY AS i(user_id, task_id, n)
-              JOIN users u ON u.id = i.user_id LEFT JOIN notification_preferences p ON p.user_id = u.id
-              LEFT JOIN tasks t ON t.id = i.task_id LEFT JOIN users tp ON tp.id = t.poster_id
-              LEFT JOIN users tw ON tw.id = t.worker_id""", {
-            "locks": locks, "users": [p.recipient_id for p in pending],
-            "tasks": [p.task_id for p in pending]}).fetchall()}
-        items: Rows = []
-        for n, p in enumerate(pending, start=1):
-            recipient = found.get(n)
-            if recipient is None:
-                raise NotFound("No such user.", code="HX504")
-            item = self._item(conn, p, recipient)
-            if item is not None:
-                items.append(item | {"n": n})
-        rows = {r.pop("n"): r for r in self._insert_unless_repeat(conn, items)} if items else {}
-        return [notification_item(rows[n]) if n in rows else None for n in range(1, len(pending) + 1)]
-
-    def _item(self, conn: Any, p: _Pending, recipient: dict[str, Any]) -> dict[str, Any] | None:
-        """The row to insert for one notification, or None when its recipient switched it off."""
+              FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id
+              LEFT JOIN tasks t ON t.id = %(task)s LEFT JOIN users tp ON tp.id = t.poster_id
+              LEFT JOIN users tw ON tw.id = t.worker_id
+             WHERE u.id = %(user)s""", {"lock": lock, "task": task_uuid, "user": recipient_id})
+        if found is None:
+            raise NotFound("No such user.", code="HX504")
+        recipient = found
         task = None
-        if p.task_id is not None:
-            if recipient["task_id"] is None:
+        if task_uuid is not None:
+            if found["task_id"] is None:
                 raise NotFound("No such task.")
-            task = {k.removeprefix("task_"): recipient[k] for k in (
+            task = {k.removeprefix("task_"): found[k] for k in (
                 "task_id", "task_title", "task_price", "task_poster_id", "task_worker_id", "task_poster_name",
                 "task_worker_name")}
-        kind, meta, now = p.kind, p.meta, p.now
-        self._check_audience(conn, kind, p.recipient_id, task)
+        self._check_audience(conn, kind, recipient_id, task)
 
         prefs = _preferences_from(recipient if recipient["has_preferences"] else None)
         if kind.bucket is not None and not prefs["categories"][kind.bucket]:
             return None
 
-        key, value = self._discriminator(kind, meta) or (None, None)
-        channels, held, push_after = self._channels(conn, kind, p.category, p.level, prefs, recipient, now)
+        discriminator = self._discriminator(kind, meta)
+        channels, held, push_after = self._channels(conn, kind, category, level, prefs, recipient, now)
         if held is not None:
             meta["push_held"] = held
             if push_after is not None:
                 meta["push_after"] = push_after.isoformat()
 
         context = _context(meta, task)
-        final_title = p.title if p.title is not None else _render(kind.titles, context)
-        final_body = p.body if p.body is not None else _render(kind.bodies, context)
-        final_title, final_body = self._checked_text(final_title, final_body, p.title is not None)
-        link = self._checked_link(p.deep_link) if p.deep_link is not None else \
-            _deep_link(kind, p.recipient_id, p.task_id)
+        final_title = title if title is not None else _render(kind.titles, context)
+        final_body = body if body is not None else _render(kind.bodies, context)
+        final_title, final_body = self._checked_text(final_title, final_body, title is not None)
+        link = self._checked_link(deep_link) if deep_link is not None else \
+            _deep_link(kind, recipient_id, task_uuid)
 
         # The push goes now, when the hold ends, or never (hustlexp.services.push sends it);
         # one due now wakes the push dispatcher at commit.
         push_due = now if NotificationChannel.PUSH.value in channels else push_after
-        return {"id": uuid.uuid4(), "user_id": p.recipient_id, "category": p.category, "title": final_title,
-                "body": final_body, "link": link, "task_id": p.task_id, "metadata": _json(meta),
-                "channels": ",".join(channels), "priority": p.level, "expires": now + RETENTION, "now": now,
-                "push_due": push_due, "wake": push_due == now, "key": key, "value": value}
+        row = self._insert_unless_repeat(conn, {
+            "id": uuid.uuid4(), "user_id": recipient_id, "category": category, "title": final_title,
+            "body": final_body, "link": link, "task_id": task_uuid, "metadata": _json(meta),
+            "channels": channels, "priority": level, "expires": now + RETENTION, "now": now,
+            "push_due": push_due, "wake": push_due == now}, discriminator)
+        assert row is not None
+        return notification_item(row)
 
     @returns_result
     def list(self, user_id: Any, *, unread_only: bool = False, limit: int | None = 20,
@@ -671,62 +618,53 @@ class NotificationService(Service):
         return None
 
     @staticmethod
-    def _insert_unless_repeat(conn: Any, items: Rows) -> Rows:
-        """Insert each notification, or return the one it repeats, in one statement (each row
-        comes back with its item's `n`).
+    def _insert_unless_repeat(conn: Any, values: dict[str, Any], discriminator: tuple[str, str] | None
+                              ) -> dict[str, Any]:
+        """Insert the notification, or return the one it repeats, in one statement.
 
         A repeat is a notification of the same recipient, category and task (and discriminator)
         from the last five minutes: it comes back and nothing is inserted. Otherwise the new row
         joins the open group of its category and task (the latest from the last five minutes,
         while the group has fewer than GROUP_MAX) or starts one. Both reads use
         notifications_recent_idx, so the cost stays flat however many notifications the
-        recipient has had; the caller holds the events' advisory locks, taken in an earlier
-        statement so this one's snapshot sees what a concurrent copy of an event committed.
-        Only notifications about a task are deduplicated; a notification without one is
-        recorded alone, and `task_id IS NULL` rather than IS NOT DISTINCT FROM keeps its
-        grouping read on the index."""
-        same_task = "n.task_id IS NULL" if items[0]["task_id"] is None else "n.task_id = i.task_id"
-        columns = ("n", "id", "user_id", "category", "title", "body", "link", "task_id", "metadata", "channels",
-                   "priority", "expires", "now", "push_due", "wake", "key", "value")
-        types = ("int", "uuid", "uuid", "text", "text", "text", "text", "uuid", "jsonb", "text", "text",
-                 "timestamptz", "timestamptz", "timestamptz", "bool", "text", "text")
-        arrays = ", ".join(f"%({c})s::{t}[]" for c, t in zip(columns, types, strict=True))
-        rows: Rows = conn.execute(f"""
-            WITH item AS (SELECT * FROM unnest({arrays}) AS i({", ".join(columns)})),
-            earlier AS (
-                SELECT i.n, e.* FROM item i CROSS JOIN LATERAL (
-                    SELECT n.* FROM notifications n
-                     WHERE i.task_id IS NOT NULL AND n.user_id = i.user_id AND n.category = i.category
-                       AND n.task_id = i.task_id AND n.created_at > i.now - %(dedupe)s::interval
-                       AND n.created_at <= i.now AND (i.key IS NULL OR n.metadata ->> i.key = i.value)
-                     ORDER BY n.created_at DESC LIMIT 1) e),
-            open_group AS (
-                SELECT i.n, coalesce(l.group_id, l.id) AS group_id, l.position + 1 AS position
-                  FROM item i CROSS JOIN LATERAL (
-                    SELECT n.id, n.group_id, coalesce(n.group_position, 1) AS position FROM notifications n
-                     WHERE n.user_id = i.user_id AND n.category = i.category AND {same_task}
-                       AND n.created_at > i.now - %(group)s::interval AND n.created_at <= i.now
-                     ORDER BY n.created_at DESC, n.group_position DESC NULLS LAST LIMIT 1) l
-                 WHERE l.position < %(group_max)s),
+        recipient has had; the caller holds the event's advisory lock, taken in an earlier
+        statement so this one's snapshot sees what a concurrent copy of the event committed.
+        Only notifications about a task are deduplicated; `task_id IS NULL` rather than IS NOT
+        DISTINCT FROM keeps the grouping read on the index."""
+        key, value = discriminator if discriminator is not None else (None, None)
+        same_task = "task_id IS NULL" if values["task_id"] is None else "task_id = %(task_id)s"
+        row = one(conn, f"""
+            WITH earlier AS (
+                SELECT n.* FROM notifications n
+                 WHERE %(task_id)s::uuid IS NOT NULL AND user_id = %(user_id)s AND category = %(category)s
+                   AND task_id = %(task_id)s AND created_at > %(dedupe_since)s AND created_at <= %(now)s
+                   AND (%(key)s::text IS NULL OR metadata ->> %(key)s::text = %(value)s::text)
+                 ORDER BY created_at DESC LIMIT 1),
+            last AS (
+                SELECT n.id, n.group_id, coalesce(n.group_position, 1) AS position FROM notifications n
+                 WHERE user_id = %(user_id)s AND category = %(category)s AND {same_task}
+                   AND created_at > %(group_since)s AND created_at <= %(now)s
+                 ORDER BY created_at DESC, group_position DESC NULLS LAST LIMIT 1),
+            open_group AS (SELECT coalesce(group_id, id) AS group_id, position + 1 AS position
+                             FROM last WHERE position < %(group_max)s),
             row AS (
                 INSERT INTO notifications (id, user_id, category, title, body, deep_link, task_id, metadata,
                                            channels, priority, group_id, group_position, expires_at,
                                            created_at, push_due_at)
-                SELECT i.id, i.user_id, i.category, i.title, i.body, i.link, i.task_id, i.metadata,
-                       string_to_array(i.channels, ','), i.priority, coalesce(g.group_id, i.id),
-                       coalesce(g.position, 1), i.expires, i.now, i.push_due
-                  FROM item i LEFT JOIN open_group g ON g.n = i.n
-                 WHERE NOT EXISTS (SELECT FROM earlier e WHERE e.n = i.n)
-                 ORDER BY i.n
+                SELECT %(id)s, %(user_id)s, %(category)s, %(title)s, %(body)s, %(link)s, %(task_id)s,
+                       %(metadata)s, %(channels)s, %(priority)s, coalesce(g.group_id, %(id)s),
+                       coalesce(g.position, 1), %(expires)s, %(now)s, %(push_due)s
+                  FROM (SELECT) AS new LEFT JOIN open_group g ON true
+                 WHERE NOT EXISTS (SELECT FROM earlier)
                 RETURNING *)
-            SELECT i.n, row.*, CASE WHEN i.wake THEN pg_notify(%(channel)s, row.id::text) IS NULL END AS woke
-              FROM row JOIN item i ON i.id = row.id
+            SELECT row.*, CASE WHEN %(wake)s THEN pg_notify(%(channel)s, row.id::text) IS NULL END AS woke
+              FROM row
             UNION ALL
-            SELECT earlier.*, NULL FROM earlier""", {
-            **{c: [item[c] for item in items] for c in columns},
-            "dedupe": DEDUPE_WINDOW, "group": GROUP_WINDOW, "group_max": GROUP_MAX,
-            "channel": PUSH_CHANNEL}).fetchall()
-        return rows
+            SELECT earlier.*, NULL FROM earlier""", values | {
+            "dedupe_since": values["now"] - DEDUPE_WINDOW, "group_since": values["now"] - GROUP_WINDOW,
+            "key": key, "value": value, "group_max": GROUP_MAX, "channel": PUSH_CHANNEL})
+        assert row is not None
+        return row
 
     def _channels(self, conn: Any, kind: Kind, category: str, priority: str, prefs: dict[str, Any],
                   recipient: dict[str, Any], now: datetime) -> tuple[Channels, str | None, datetime | None]:

@@ -115,8 +115,8 @@ class TaskService(Service):
                 require_eligible(conn, task_id, worker_id, tier)
                 raise Conflict("the task cannot be accepted now")
             task = accepted
-            self._notify_all([(task["poster_id"], "TASK_ACCEPTED", about(task)),
-                              (worker_id, "TASK_WORKER_ASSIGNED", about(task))])
+            self._notify(task["poster_id"], "TASK_ACCEPTED", **about(task))
+            self._notify(worker_id, "TASK_WORKER_ASSIGNED", **about(task))
             return task
 
     @returns_result
@@ -155,10 +155,9 @@ class TaskService(Service):
         task = _update(conn, task["id"], "state = 'COMPLETED', completed_at = now()")
         escrow = self.s.escrows.release_completed(conn, task)
         xp = self.s.xp.award_released(conn, {**escrow, "worker_id": task["worker_id"]})
-        released = about(task, amount=worker_payout(escrow["amount"]))
-        self._notify_all([(task["worker_id"], "ESCROW_RELEASED", released),
-                          (task["poster_id"], "RATING_REQUESTED", about(task)),
-                          (task["worker_id"], "RATING_REQUESTED", about(task))])
+        self._notify(task["worker_id"], "ESCROW_RELEASED", **about(task, amount=worker_payout(escrow["amount"])))
+        for party in (task["poster_id"], task["worker_id"]):
+            self._notify(party, "RATING_REQUESTED", **about(task))
         return {"task": task, "escrow": {k: escrow[k] for k in COMPLETION_ESCROW}, "xp_awarded": _xp_out(xp)}
 
     @returns_result
