@@ -207,6 +207,12 @@ class _Parser(FlaskParser):
 class Blueprint(_Blueprint):
     ARGUMENTS_PARSER = _Parser()
 
+    def arguments(self, schema: Any, **kwargs: Any) -> Any:
+        # webargs builds a new instance of a schema class on every request (copying every
+        # field); one instance per route is built here instead. Loading keeps no state on
+        # the instance, so threads share it.
+        return super().arguments(schema() if isinstance(schema, type) else schema, **kwargs)
+
     @staticmethod
     def _make_doc_response_schema(schema: Any) -> Any:
         if schema is None:
