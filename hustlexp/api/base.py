@@ -66,6 +66,7 @@ from webargs.flaskparser import FlaskParser, abort
 from werkzeug.exceptions import HTTPException
 
 from hustlexp.api import fields
+from hustlexp.api.json_provider import OrjsonProvider
 from hustlexp.db.errors import unavailable
 from hustlexp.domain import ServiceResult
 from hustlexp.errors import AuthInvalid, AuthRequired, DomainError, RateLimited, Unavailable
@@ -243,6 +244,7 @@ class Api(_Api):
 
 
 def init_api(app: Flask, *, title: str, version: str) -> Api:
+    app.json = OrjsonProvider(app)
     app.config.update(
         API_TITLE=title,
         API_VERSION=version,
