@@ -16,7 +16,9 @@ AUTH_INVALID with ``WWW-Authenticate: Bearer``; verified but unregistered -> 404
 
 Each Flask app gets its own named firebase_admin App (project id from settings). No
 credentials file is needed to verify tokens: Google's public certificates suffice. A
-service-account key (FIREBASE_ADMIN_KEY) additionally enables the revocation check. With
+service-account key (FIREBASE_ADMIN_KEY) additionally enables the revocation check. Each
+worker process keeps the tokens it verified (TokenVerifier.verify) and reuses them until they
+expire, or for at most REVOCATION_RECHECK_SECONDS when the revocation check is on. With
 FIREBASE_AUTH_EMULATOR_HOST set (refused in production), firebase-admin accepts the
 emulator's unsigned tokens.
 """
@@ -28,6 +30,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -63,6 +66,10 @@ ADMIN_FLAGS = frozenset({"can_resolve_disputes", "can_override_escrow", "can_mod
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Tolerated difference between Firebase's clock and ours (at most 60 s, as Firebase allows).
 _CLOCK_SKEW_SECONDS = 5
+# Verified tokens kept per worker process (a few MB at most), and how long one is reused
+# without asking Firebase again whether it was revoked (when the revocation check is on).
+VERIFIED_TOKENS_KEPT = 4096
+REVOCATION_RECHECK_SECONDS = 30
 
 
 class AccountPaused(DomainError):
@@ -72,7 +79,7 @@ class AccountPaused(DomainError):
 class TokenVerifier:
     """Verifies Firebase ID tokens for one Flask app through its own firebase_admin App."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         emulator = os.environ.get(EMULATOR_VARIABLE, "").strip() or None
         # firebase-admin reads the emulator switch from the process environment, not from us:
         # refuse any disagreement rather than verify differently from what the settings say.
@@ -92,8 +99,41 @@ class TokenVerifier:
         self.app = firebase_admin.initialize_app(
             credential, {"projectId": settings.firebase_project_id},
             name=f"hustlexp-{uuid.uuid4().hex}")
+        self.clock = clock
+        # Whole token string -> (its verified claims, time.time() until which they are reused).
+        self._verified: dict[str, tuple[dict[str, Any], float]] = {}
+        self._lock = threading.Lock()
 
     def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims. A token verified before is not verified again (signature,
+        certificates, and the revocation call when enabled) while its cache entry lasts: until
+        it expires, and with the revocation check on, for at most REVOCATION_RECHECK_SECONDS
+        (so a revoked token or a disabled account is refused within that time, not at once).
+        Refused tokens are never kept. Account status comes from our database on every request
+        whatever the cache holds (hustlexp.api.auth._load_user)."""
+        now = self.clock()
+        cached = self._verified.get(token)
+        if cached is not None:
+            if now < cached[1]:  # never past the token's own expiry
+                return dict(cached[0])
+            self._forget(token)
+        claims = self._verify_with_firebase(token)
+        _check_times(claims, now)
+        reuse_until = claims["exp"] + _CLOCK_SKEW_SECONDS
+        if self.check_revoked:
+            reuse_until = min(reuse_until, now + REVOCATION_RECHECK_SECONDS)
+        with self._lock:
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                # The oldest entry goes (insertion order): bounded memory, no bookkeeping per hit.
+                self._verified.pop(next(iter(self._verified)), None)
+            self._verified[token] = (claims, reuse_until)
+        return dict(claims)
+
+    def _forget(self, token: str) -> None:
+        with self._lock:
+            self._verified.pop(token, None)
+
+    def _verify_with_firebase(self, token: str) -> dict[str, Any]:
         try:
             claims = fb_auth.verify_id_token(token, app=self.app, check_revoked=self.check_revoked,
                                              clock_skew_seconds=_CLOCK_SKEW_SECONDS)
@@ -105,7 +145,6 @@ class TokenVerifier:
             # `exp` in a correctly signed token); bad input all the same.
             log.info("token refused: %s", type(exc).__name__)
             raise AuthInvalid("The sign-in token is invalid or expired.") from None
-        _check_times(claims, time.time())
         return cast(dict[str, Any], claims)
 
     def close(self) -> None:

@@ -12,11 +12,13 @@ Reading JSON stays with the stdlib (it accepts what our field validators then re
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from flask import Response
 from flask.json.provider import DefaultJSONProvider
+
+if TYPE_CHECKING:
+    from werkzeug.sansio.response import Response
 
 _OPTIONS = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
             | orjson.OPT_APPEND_NEWLINE)
@@ -35,4 +37,5 @@ class OrjsonProvider(DefaultJSONProvider):
         if (self.compact is None and self._app.debug) or self.compact is False:
             return super().response(*args, **kwargs)  # indented for people, as Flask does
         obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(self._encode(obj), mimetype=self.mimetype)
+        # A flask.Response at run time (its body may be bytes); typed as Flask types it.
+        return self._app.response_class(self._encode(obj), mimetype=self.mimetype)  # type: ignore[arg-type]

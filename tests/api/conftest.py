@@ -79,6 +79,11 @@ def signing_key() -> SigningKey:
     return SigningKey(KEY_ID)
 
 
+# Every certificate fetch the local x509 endpoint answered (firebase-admin fetches them for
+# each verification it does: the server sends no caching headers).
+CERT_FETCHES: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def cert_url(signing_key: SigningKey) -> Iterator[str]:
     """A local stand-in for Google's x509 endpoint, serving the tests' certificate."""
@@ -86,6 +91,7 @@ def cert_url(signing_key: SigningKey) -> Iterator[str]:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            CERT_FETCHES.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
