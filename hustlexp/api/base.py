@@ -65,7 +65,7 @@ from marshmallow import validate, validates_schema
 from webargs.flaskparser import FlaskParser, abort
 from werkzeug.exceptions import HTTPException
 
-from hustlexp.api import fields
+from hustlexp.api import dumping, fields
 from hustlexp.api.json_provider import OrjsonProvider
 from hustlexp.db.errors import unavailable
 from hustlexp.domain import ServiceResult
@@ -113,10 +113,26 @@ def now_iso() -> str:
 # ---------------------------------------------------------------------------
 
 class Schema(ma.Schema):
-    """Base schema: unknown fields are an error (marshmallow's RAISE), dates are ISO-8601."""
+    """Base schema: unknown fields are an error (marshmallow's RAISE), dates are ISO-8601.
+    Dumps run a plan made once per schema instance (hustlexp.api.dumping): the same output
+    as marshmallow's dump, without its per-value calls."""
 
     class Meta:
         unknown = ma.RAISE
+
+    def dump(self, obj: Any, *, many: bool | None = None) -> Any:
+        steps = self.__dict__.get("_hx_dump_plan", _UNPLANNED)
+        if steps is _UNPLANNED:
+            steps = self._hx_dump_plan = dumping.plan(self)
+        many = self.many if many is None else bool(many)
+        if steps is None or obj is None:
+            return super().dump(obj, many=many)
+        if many:
+            return [dumping.dump_with(steps, each, self.get_attribute) for each in obj]
+        return dumping.dump_with(steps, obj, self.get_attribute)
+
+
+_UNPLANNED = object()
 
 
 class StrictBoolean(fields.Boolean):

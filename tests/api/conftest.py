@@ -33,6 +33,7 @@ from typing import Any
 
 import firebase_admin._token_gen
 import jwt
+import marshmallow as ma
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -41,6 +42,7 @@ from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask.testing import FlaskClient
 
+from hustlexp.api import base
 from hustlexp.app import close_app, create_app
 from hustlexp.services import Services
 from hustlexp.services.payments import PaymentsGateway
@@ -138,6 +140,30 @@ def token_for(signing_key: SigningKey) -> TokenFor:
         return (key or signing_key).sign(firebase_claims(uid, email, **claims))
 
     return make
+
+
+def strictly(value: Any) -> Any:
+    """`value` with every leaf tagged by its type (True == 1 == 1.0 in Python, not in JSON)."""
+    if isinstance(value, dict):
+        return {k: strictly(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strictly(v) for v in value]
+    return (type(value).__name__, value)
+
+
+@pytest.fixture(autouse=True)
+def dumps_match_marshmallow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every answer the API tests get is dumped twice: by our planned dump (hustlexp.api.dumping)
+    and by marshmallow's own; they must be equal, types included."""
+    planned = base.Schema.dump
+
+    def checked(self: base.Schema, obj: Any, *, many: bool | None = None) -> Any:
+        ours = planned(self, obj, many=many)
+        theirs = ma.Schema.dump(self, obj, many=many)
+        assert strictly(ours) == strictly(theirs), f"{type(self).__name__} dumps differently"
+        return ours
+
+    monkeypatch.setattr(base.Schema, "dump", checked)
 
 
 def api_settings(db_url: str, tmp_path: Any, **extra: str) -> dict[str, str]:
