@@ -19,7 +19,7 @@ from hustlexp.api.base import Schema, fields
 from tests.api.conftest import strictly
 
 
-class Colour(str, enum.Enum):  # str() of it is "Colour.RED", which String writes
+class Colour(str, enum.Enum):  # noqa: UP042 (deliberately: str() of it is "Colour.RED", which String writes)
     RED = "red"
 
 
