@@ -111,12 +111,10 @@ class TokenVerifier:
         (so a revoked token or a disabled account is refused within that time, not at once).
         Refused tokens are never kept. Account status comes from our database on every request
         whatever the cache holds (hustlexp.api.auth._load_user)."""
+        reused = self.reused(token)
+        if reused is not None:
+            return reused
         now = self.clock()
-        cached = self._verified.get(token)
-        if cached is not None:
-            if now < cached[1]:  # never past the token's own expiry
-                return dict(cached[0])
-            self._forget(token)
         claims = self._verify_with_firebase(token)
         _check_times(claims, now)
         reuse_until = claims["exp"] + _CLOCK_SKEW_SECONDS
@@ -128,6 +126,16 @@ class TokenVerifier:
                 self._verified.pop(next(iter(self._verified)), None)
             self._verified[token] = (claims, reuse_until)
         return dict(claims)
+
+    def reused(self, token: str) -> dict[str, Any] | None:
+        """The claims of `token` if this verifier verified it before and may still reuse them."""
+        cached = self._verified.get(token)
+        if cached is None:
+            return None
+        if self.clock() < cached[1]:  # never past the token's own expiry
+            return dict(cached[0])
+        self._forget(token)
+        return None
 
     def _forget(self, token: str) -> None:
         with self._lock:
@@ -191,30 +199,36 @@ def _bearer_token() -> str:
     return token
 
 
-def _authenticate() -> dict[str, Any]:
+def _authenticate(*, address_judged_later: bool = False) -> dict[str, Any]:
+    """The verified claims. A blocked address (too many failed sign-ins) is refused before an
+    unknown token is checked; for a token this worker verified before, the caller may judge
+    the address later, in its own statement (`address_judged_later`, see _load_user)."""
     claims: dict[str, Any] | None = g.get("hx_claims")
     if claims is None:
         token = _bearer_token()
-        limits.refuse_blocked_address()
-        try:
-            claims = _verifier().verify(token)
-        except AuthInvalid:
-            limits.count_auth_failure()
-            raise
+        verifier = _verifier()
+        claims = verifier.reused(token) if address_judged_later else None
+        if claims is None:
+            limits.refuse_blocked_address()
+            g.hx_address_judged = True
+            try:
+                claims = verifier.verify(token)
+            except AuthInvalid:
+                limits.count_auth_failure()
+                raise
         g.hx_claims = claims
     return claims
 
 
-def _load_user(*, allow_paused: bool = False, allow_closed: bool = False) -> User:
+def _load_user(*, allow_paused: bool = False, allow_closed: bool = False, rules: tuple[str, ...] = ()) -> User:
+    """The caller's users row (with the address judged and `rules` counted in the same statement,
+    hustlexp.api.limits.identify), then the account status checks."""
     user: User | None = g.get("hx_user")
     if user is None:
-        claims = _authenticate()
-        result = services().users.get_by_firebase_uid(claims["uid"])
-        if result.error is not None:
-            raise result.error
-        user = User.from_row(cast(dict[str, Any], result.data))
+        claims = _authenticate(address_judged_later=True)
+        row = limits.identify(claims["uid"], judge_address=not g.get("hx_address_judged"), rules=rules)
+        user = User.from_row(row)
         g.hx_user = user
-        limits.count_write(user.id)
     if user.account_status == AccountStatus.SUSPENDED:
         raise AccountSuspended("This account is suspended.")
     if user.account_status == AccountStatus.CLOSED and not allow_closed:
@@ -289,9 +303,11 @@ def requires_user(fn: Any = None, /, *, allow_paused: bool = False, allow_closed
     housekeeping, the payout account: nothing that moves the marketplace)."""
 
     def decorator(view: F) -> F:
+        rules = limits.route_rules(view)
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            _load_user(allow_paused=allow_paused, allow_closed=allow_closed)
+            _load_user(allow_paused=allow_paused, allow_closed=allow_closed, rules=rules)
             return view(*args, **kwargs)
 
         _documented(wrapper, codes=(401, 403, 404, 429))
@@ -307,9 +323,11 @@ def requires_admin(flag: str | None) -> Callable[[F], F]:
         raise ValueError(f"unknown admin flag {flag!r}; one of {sorted(ADMIN_FLAGS)}")
 
     def decorator(fn: F) -> F:
+        rules = limits.route_rules(fn)
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            user = _load_user()
+            user = _load_user(rules=rules)
             result = services().users.get_admin_role(user.id)
             if result.error is not None:
                 raise result.error
