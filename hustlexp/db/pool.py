@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -39,6 +39,8 @@ from hustlexp.db.errors import translate, unavailable
 from hustlexp.errors import Unavailable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A connection attempt to a host that does not answer gives up after this long.
 CONNECT_TIMEOUT_SECONDS = 5
@@ -183,6 +185,25 @@ class Database:
             return
         with self._lent(checked=True) as conn:
             yield conn
+
+    def run_repeatable(self, run: Callable[[psycopg.Connection[dict[str, Any]]], T]) -> T:
+        """`run(conn)`: ONE statement that does no harm if it runs twice (a read; a counter),
+        on a connection lent without the empty-query check (inside a transaction, on that
+        transaction's connection). If the connection turns out dead (a restart ended it), the
+        statement runs once more on a checked connection: the check's round trip is paid only
+        when a connection has failed, never when all is well."""
+        scope = _scope.get()
+        if scope is not None:
+            return run(scope.conn)
+        with self._lent(checked=False) as conn:
+            try:
+                return run(conn)
+            except psycopg.OperationalError:
+                if not conn.closed:
+                    raise
+                self._mark_away("a pooled connection failed its first statement")
+        with self._lent(checked=True) as conn:
+            return run(conn)
 
     @contextmanager
     def _lent(self, *, checked: bool) -> Iterator[psycopg.Connection[dict[str, Any]]]:

@@ -157,9 +157,10 @@ class RateLimits(Service):
         now = self.s.clock()
         start = window_start(now, rule.seconds)
         key = f"{rule_name}:{subject}"[:200]
-        with self.db.one_statement() as conn:
-            row = one(conn, _COUNT.format(rows="VALUES (%(key)s, %(start)s, %(seconds)s, %(cost)s)"),
-                      {"key": key, "start": start, "seconds": rule.seconds, "cost": cost})
+        # Run again only when its connection was found dead (an attempt counted twice at worst).
+        row = self.db.run_repeatable(lambda conn: one(
+            conn, _COUNT.format(rows="VALUES (%(key)s, %(start)s, %(seconds)s, %(cost)s)"),
+            {"key": key, "start": start, "seconds": rule.seconds, "cost": cost}))
         assert row is not None
         return judge(rule_name, row["hits"], row["previous_hits"],
                      (now - row["window_start"]).total_seconds())
@@ -174,9 +175,9 @@ class RateLimits(Service):
     def peek(self, rule_name: str, subject: Any) -> Verdict:
         """The verdict one more attempt would get, counting nothing."""
         now = self.s.clock()
-        with self.db.one_statement() as conn:
-            row = one(conn, "SELECT hits, previous_hits, window_start FROM rate_limit_counters WHERE key = %s",
-                      (f"{rule_name}:{subject}"[:200],))
+        row = self.db.run_repeatable(lambda conn: one(
+            conn, "SELECT hits, previous_hits, window_start FROM rate_limit_counters WHERE key = %s",
+            (f"{rule_name}:{subject}"[:200],)))
         return _peeked(rule_name, row, now)
 
     def sign_in(self, firebase_uid: str, *, address: str | None, rules: Sequence[str]) -> SignIn:
@@ -186,11 +187,10 @@ class RateLimits(Service):
         attempts are counted whatever the address's verdict (every attempt counts)."""
         now = self.s.clock()
         periods = [RULES[rule].seconds for rule in rules]
-        with self.db.one_statement() as conn:
-            row = one(conn, _SIGN_IN, {
-                "uid": firebase_uid, "now": now, "rules": list(rules), "seconds": periods,
-                "starts": [window_start(now, seconds) for seconds in periods],
-                "address_key": f"auth_failures:{address}"[:200] if address is not None else None})
+        params = {"uid": firebase_uid, "now": now, "rules": list(rules), "seconds": periods,
+                  "starts": [window_start(now, seconds) for seconds in periods],
+                  "address_key": f"auth_failures:{address}"[:200] if address is not None else None}
+        row = self.db.run_repeatable(lambda conn: one(conn, _SIGN_IN, params))
         assert row is not None
         counted_rows, address_row = row.pop("hx_counted") or [], row.pop("hx_address")
         if address_row is not None:

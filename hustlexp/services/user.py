@@ -425,8 +425,7 @@ class UserService(Service):
     # -- helpers ---------------------------------------------------------------
 
     def _one(self, query: str, value: Any) -> dict[str, Any]:
-        with self.db.one_statement() as conn:
-            user = one(conn, query, (value,))
+        user = self.db.run_repeatable(lambda conn: one(conn, query, (value,)))
         if user is None:
             raise missing_user()
         return user
