@@ -9,6 +9,9 @@ other work, wall-clock latency measures the queue for the cores as much as the q
 Tasks are written by SQL in bulk (seeding 100,000 through the services would take hours); the
 triggers still check every row. Numbers depend on the machine: compare, do not assert.
 
+The last rows ("route ...") ask GET /api/tasks/feed through the Flask app in process (the
+worker's token verified, the page serialised): the whole cost of a page short of the network.
+
 --rated gives 300 of the 500 posters rating totals (1 to 40 ratings, averages up to 5 stars),
 written straight into poster_rating_totals as its trigger would have kept them. Relevance is
 exact, and its second stage scores every task that could still beat the page's last score, so
@@ -17,20 +20,25 @@ posters rated apart widen that neighbourhood: this shows by how much."""
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = "127.0.0.1:9099"  # tokens from hustlexp.devtools
 
 import psutil
 import psycopg
 
+from hustlexp.app import close_app, create_app
 from hustlexp.db import Database
+from hustlexp.devtools import emulator_token
 from hustlexp.services import Services
 from tests.pg import TestServer
 
@@ -41,6 +49,8 @@ SPAN_DEG = (30 / 111.045, 30 / (111.045 * 0.758))
 WORDS = tuple(f"{w}{n}" if n else w for n in range(20) for w in (
     "assemble", "bookshelf", "walk", "dog", "clean", "kitchen", "move", "couch", "deliver", "groceries",
     "fix", "faucet", "mow", "lawn", "tutor", "math", "photograph", "party", "install", "router"))
+# Matches about one task in eight.
+BROAD = "dog or walk or clean or fix or move or lawn"
 CATEGORIES = ("cleaning", "delivery", "moving", "handyman", "yard_work", "pet_care", "errands", "tech_help",
               "assembly", "tutoring")
 
@@ -117,8 +127,12 @@ def main() -> int:
             "relevance, no position": lambda: {},
             "relevance, no position, page 2": lambda: {"cursor": first_page_cursor},
             "newest, no position": lambda: {"sort": "newest"},
+            "newest, 40 km": lambda: {**near(), "sort": "newest"},
+            "price, 5 km": lambda: {**near(), "radius_km": 5, "sort": "price"},
+            "price, no position": lambda: {"sort": "price"},
             "search 'dog', 10 km": lambda: {**near(), "radius_km": 10, "q": "dog walk"},
             "search 'faucet', no position": lambda: {"q": "faucet", "sort": "newest"},
+            "search, 6 words OR'd, 40 km": lambda: {**near(), "q": BROAD},
         }
         first_page_cursor = services.feed.feed(worker).unwrap()["next_cursor"]
         for name, make in shapes.items():
@@ -145,8 +159,34 @@ def main() -> int:
             print(f"{second_page:32} {percentiles(cursor_samples)}   "
                   f"server CPU {cpu / args.n:5.1f} ms/page")
         db.close()
+        route(url, worker, args, near)
     server.close()
     return 0
+
+
+def route(url: str, worker: Any, args: argparse.Namespace, near: Any) -> None:
+    """The default page and a rated poster's 40 km page through the HTTP route, in process."""
+    shapes = {"route, relevance, 40 km": lambda: near(), "route, relevance, no position": lambda: {}}
+    shapes = {name: make for name, make in shapes.items() if args.only in name}
+    if not shapes:
+        return
+    project = "hustlexp-bench"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE users SET firebase_uid = 'bench-worker' WHERE id = %s", (worker,))
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app({"HUSTLEXP_ENV": "development", "DATABASE_URL": url, "FIREBASE_PROJECT_ID": project,
+                          "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099", "HUSTLEXP_STORAGE_DIR": tmp})
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {emulator_token('bench-worker', 'worker@bench.test', project)}"}
+        for name, make in shapes.items():
+            samples = []
+            for _ in range(args.n):
+                start = time.perf_counter()
+                response = client.get("/api/tasks/feed", query_string=make(), headers=headers)
+                samples.append((time.perf_counter() - start) * 1000)
+                assert response.status_code == 200, response.get_json()
+            print(f"{name:32} {percentiles(samples)}")
+        close_app(app)
 
 
 if __name__ == "__main__":

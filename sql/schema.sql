@@ -166,6 +166,10 @@ CREATE INDEX tasks_open_point_idx ON tasks USING gist (point(location_lng::float
     INCLUDE (id, poster_id, price, category, deadline, created_at, risk_level, required_trust_tier, state,
              location_lat, location_lng)
     WHERE state = 'OPEN' AND location_lat IS NOT NULL AND location_lng IS NOT NULL;
+-- The feed's newest and price orders (1.11.0), ties broken by id as its cursor does: a dense
+-- board is read in order until the page is full, whatever the radius.
+CREATE INDEX tasks_open_created_idx ON tasks (created_at DESC, id DESC) WHERE state = 'OPEN';
+CREATE INDEX tasks_open_price_idx ON tasks (price DESC, id DESC) WHERE state = 'OPEN';
 
 -- ---------------------------------------------------------------------------
 -- escrows (exactly one per task; amount = task price, frozen from creation)

@@ -24,7 +24,7 @@ class PayoutQuerySchema(Schema):
     after = fields.UUID(metadata={"description": "next_after of the previous page"})
 
 
-class PayoutSchema(Schema):
+class DeskPayoutSchema(Schema):
     id = fields.UUID(required=True, metadata={"description": "The money_outbox id"})
     escrow_id = fields.UUID(required=True)
     task_id = fields.UUID(required=True)
@@ -42,8 +42,8 @@ class PayoutSchema(Schema):
     created_at = fields.DateTime(required=True)
 
 
-class PayoutPageSchema(Schema):
-    payouts = fields.List(fields.Nested(PayoutSchema), required=True)
+class DeskPayoutPageSchema(Schema):
+    payouts = fields.List(fields.Nested(DeskPayoutSchema), required=True)
     has_more = fields.Boolean(required=True)
     next_after = fields.UUID(allow_none=True, required=True)
 
@@ -102,7 +102,7 @@ class RiskClearedSchema(Schema):
 class PayoutDesk(MethodView):
     @requires_admin("can_access_financials")
     @blp.arguments(PayoutQuerySchema, location="query")
-    @blp.response(200, PayoutPageSchema)
+    @blp.response(200, DeskPayoutPageSchema)
     def get(self, query: dict[str, Any]) -> Any:
         """Money movements in one desk status, oldest first: PENDING (due or backing off),
         WAITING_FOR_ACCOUNT (the worker cannot be paid yet: no account, or payouts off), FAILED_PERMANENT (needs an

@@ -2,8 +2,12 @@
 now, searchable, near a position, ranked, in pages of a cursor.
 
 - Eligibility is eligibility.PREDICATE, the very rules `accept` checks.
-- Search: PostgreSQL full-text over title and description (tasks_search_idx, a GIN index on the
-  same expression as SEARCH_DOCUMENT).
+- Search: PostgreSQL full-text over title and description (tasks_open_search_idx, a GIN index
+  on the same expression as SEARCH_DOCUMENT). A search leads with that index and only checks
+  the radius on its matches: offered a position's box as well, the planner trusts its fixed
+  guess of a box's size and may compute the text of every task in it instead.
+- newest and price read their order index (tasks_open_created_idx, tasks_open_price_idx) until
+  the page is full, or, with a position whose box holds few tasks, score the box (_few_in_box).
 - Geo without extensions: a bounding box the GiST point index answers, then the haversine
   distance for the exact radius and the distance score.
 - Relevance: MATCHING_ALGORITHMS' components weighted by WEIGHTS, the one place to tune them.
@@ -26,6 +30,10 @@ now, searchable, near a position, ranked, in pages of a cursor.
   and inside it only tasks whose score with the poster at its ceiling reaches it are scored.
   Same pages as scoring every candidate; the work grows with how far the page's scores are
   from the ceiling (bench_feed.py --only 'no position').
+- When the extent a first stage leaves still holds many tasks (posters rated far apart leave
+  the page's scores far from the ceiling), the second stage scores a narrower extent first: its
+  page raises the floor, which usually proves nothing outside can enter; if not, what lies
+  beyond is scored under the raised floor and merged (Floor, _staged).
 - Cursor pagination: the cursor carries the sort key and id of the last item and the instant the
   first page was scored at, so later pages score with the same clock and skip tasks posted since:
   no item repeats or goes missing while others insert."""
@@ -36,8 +44,10 @@ import base64
 import binascii
 import json
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from hustlexp.errors import NotFound, ValidationError
 from hustlexp.services.base import Service, one, returns_result
@@ -64,6 +74,12 @@ NEUTRAL_URGENCY_BIAS = 0.5
 # second stage, but cost more themselves), and how often it reads 4 times more when too few of
 # them are candidates.
 PROBE, PROBE_ROUNDS = 300, 3
+# Second stage: when the extent the first stage leaves holds more than SPLIT_ROWS tasks, score
+# SPLIT_SHARE of it first (of its radius, or of its deadline window's width): see _staged.
+SPLIT_ROWS, SPLIT_SHARE = 4000, 0.75
+# newest and price with a position score the whole box when it holds at most this many tasks,
+# else walk their order index (_few_in_box).
+BOX_SCAN_MAX = 2000
 
 # Must be the expression tasks_search_idx indexes, character for character.
 SEARCH_DOCUMENT = "to_tsvector('english', t.title || ' ' || t.description)"
@@ -127,15 +143,48 @@ def encode_cursor(sort: str, key: Any, task_id: Any, as_of: datetime) -> str:
 
 
 def decode_cursor(cursor: str, sort: str) -> dict[str, Any]:
+    """The cursor's parts, each of its own type (a forged or damaged cursor is a 400, never an
+    error from the database)."""
     bad = ValidationError("the cursor is not valid", details={"cursor": ["use next_cursor as returned"]})
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        decoded = {"sort": raw["s"], "key": raw["k"], "id": raw["id"], "as_of": datetime.fromisoformat(raw["at"])}
+        decoded = {"sort": raw["s"], "key": raw["k"], "id": raw["id"], "as_of": raw["at"]}
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise bad from None
     if decoded["sort"] != sort:
         raise ValidationError("the cursor belongs to another sort", details={"cursor": [f"made for {decoded['sort']}"]})
+    try:
+        decoded["key"] = _KEY_TYPES[_ORDER[sort][1]](decoded["key"])
+        decoded["id"] = UUID(decoded["id"])
+        decoded["as_of"] = _aware(decoded["as_of"])
+    except (ValueError, TypeError, AttributeError, OverflowError):
+        raise bad from None
     return decoded
+
+
+def _finite(value: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(value)
+    return number
+
+
+def _aware(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(value)
+    return moment
+
+
+def _int4(value: str) -> int:
+    number = int(value)
+    if not -2**31 <= number < 2**31:
+        raise ValueError(value)
+    return number
+
+
+# A cursor's key, read back by the type its sort orders on.
+_KEY_TYPES: dict[str, Any] = {"float8": _finite, "timestamptz": _aware, "integer": _int4}
 
 
 def _bbox(lat: float, lng: float, radius_km: float) -> dict[str, float]:
@@ -204,10 +253,11 @@ class FeedService(Service):
                 **{f"w_{name}": weight for name, weight in WEIGHTS.items()},
             }
             filters = ["t.created_at <= %(as_of)s"]
+            within: list[str] = []
             if lat is not None:
                 params |= _bbox(lat, lng or 0.0, radius)
                 # The box itself comes with where the candidates are read from: see _scored.
-                filters.append("dist.km <= %(radius)s")
+                within = ["dist.km <= %(radius)s"]
             if query is not None:
                 filters.append(f"{SEARCH_DOCUMENT} @@ websearch_to_tsquery('english', %(q)s)")
             for name, clause in (("category", "t.category = %(category)s"), ("min_price", "t.price >= %(min_price)s"),
@@ -220,39 +270,17 @@ class FeedService(Service):
                 params |= {"after_key": after["key"], "after_id": after["id"]}
                 op = "<" if direction == "DESC" else ">"
                 page = f"({key}, f.id) {op} (%(after_key)s::{key_type}, %(after_id)s::uuid)"
-            scored = _scored(filters, lat is not None)
-            reach = None
+            floor = None
             if lat is not None and query is None and sort in ("relevance", "distance"):
-                reach = self._reach(conn, sort, filters, page, params, worker, limit)
+                floor = self._near_floor(conn, sort, [*filters, *within], page, params, worker, limit)
             elif lat is None and query is None and sort == "relevance":
-                window = self._window(conn, filters, page, params, worker, limit)
-                if window is not None:
-                    params |= window
-                    page += " AND f.relevance >= %(bound)s"
-                    due = [f"t.deadline {op} %({name})s" for name, op in (("due_from", ">="), ("due_to", "<="))
-                           if window[name] is not None]
-                    scored = _scored([*filters, *(due if window["urgency_floor"] > 0 else []),
-                                      f"{_RELEVANCE_CEILING} >= %(bound)s - 1e-9"], False)
-            if reach is not None and lat is not None:
-                bound, reach_km, poster_ceiling = reach
-                params |= _bbox(lat, lng or 0.0, reach_km) | {"bound": bound, "poster_ceiling": poster_ceiling}
-                page += f" AND {key} {'>=' if direction == 'DESC' else '<='} %(bound)s"
-                if sort == "relevance":
-                    # Margin: the ceiling may only ever keep a task the exact score would drop.
-                    scored = _scored([*filters, f"{_RELEVANCE_CEILING} >= %(bound)s - 1e-9"], True)
-            rows = conn.execute(f"""
-                WITH page AS (
-                    SELECT f.*, {key} AS sort_key FROM ({scored}) f
-                     WHERE {page}
-                     ORDER BY {key} {direction}, f.id {direction}
-                     LIMIT %(limit)s)
-                SELECT f.id, f.sort_key, f.relevance, f.distance_km, t.title, t.description, t.category, t.price,
-                       t.mode, t.location, t.location_lat, t.location_lng, t.deadline, t.risk_level,
-                       t.required_trust_tier, t.created_at, t.poster_id, p.full_name AS poster_name,
-                       p.avatar_url AS poster_avatar_url, p.trust_tier AS poster_trust_tier,
-                       p.is_verified AS poster_is_verified, f.poster_average_rating
-                  FROM page f JOIN tasks t ON t.id = f.id JOIN users p ON p.id = t.poster_id
-                 ORDER BY f.sort_key {direction}, f.id {direction}""", params).fetchall()
+                floor = self._due_floor(conn, filters, page, params, worker, limit)
+            if floor is None:
+                box = [_BOX] if lat is not None and query is None and (
+                    sort in ("relevance", "distance") or _few_in_box(conn, params)) else []
+                rows = _page(conn, _scored([*filters, *within, *box], lat is not None), page, params, sort)
+            else:
+                rows = _staged(conn, floor, filters, within, page, params, limit)
         has_more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = None
@@ -261,14 +289,13 @@ class FeedService(Service):
             next_cursor = encode_cursor(sort, last["sort_key"], last["id"], as_of)
         return {"items": [_item(r) for r in rows], "next_cursor": next_cursor, "has_more": has_more}
 
-    def _reach(self, conn: Any, sort: str, filters: list[str], page: str, params: dict[str, Any],
-               history: dict[str, Any], limit: int) -> tuple[float, float, float] | None:
-        """First stage. The (limit+1)-th best key among the candidates of the tasks nearest the
-        position bounds the page's last key, which puts the page within a radius: returns
-        (bound, that radius, the poster component's ceiling), or None when no bound was found
-        (the second stage then scores the whole radius). Relevance reads PROBE tasks (the more,
-        the tighter the bound); distance a few more than a page, skipping what the cursor passed.
-        `history` ({done, recent}: the worker's completed tasks) sets the category's ceiling."""
+    def _near_floor(self, conn: Any, sort: str, filters: list[str], page: str, params: dict[str, Any],
+                    history: dict[str, Any], limit: int) -> Floor | None:
+        """First stage with a position: the candidates among the tasks nearest it. Relevance reads
+        PROBE tasks (the more, the higher the floor); distance a few more than a page, skipping
+        what the cursor passed. None when no floor was found (the second stage then scores the
+        whole radius). `history` ({done, recent}: the worker's completed tasks) sets the
+        category's ceiling."""
         key, _, direction = _ORDER[sort]
         size = PROBE if sort == "relevance" else 2 * (limit + 1)
         near = nearest_sql(skip_passed=sort == "distance" and "after_key" in params)
@@ -276,6 +303,7 @@ class FeedService(Service):
         for _ in range(PROBE_ROUNDS):
             row = one(conn, f"""WITH near AS MATERIALIZED ({near})
                                 SELECT (SELECT count(*) FROM near) AS seen,
+                                       (SELECT max({_DISTANCE}) FROM near t) AS spread,
                                        array(SELECT {key} FROM ({candidates}) f WHERE {page}) AS keys,
                                        (SELECT max(stars::float8 / ratings) FROM poster_rating_totals) AS best""",
                       params | {"size": size})
@@ -292,60 +320,203 @@ class FeedService(Service):
             size *= 4
         else:
             return None
-        radius = params["radius"]
-        if sort == "distance":
-            return bound, max(0.0, min(radius, bound * (1 + 1e-9) + 1e-9)), 1.0
-        # Relevance: beyond `reach` km, even a task at every other component's ceiling scores
-        # below the bound: w_distance * (1 - d / radius) + rest < bound  <=>  d > reach.
-        best_poster = max(NEW_POSTER_RATING, row["best"] if row["best"] is not None else 0.0)
-        ceilings = {"price": 1.0, "urgency": 1.0, "trust": 1.0, "poster_rating": (best_poster - 1) / 4,
-                    "category": RECENT_CATEGORY_SCORE if history["recent"] else
-                    EXPERIENCED_SCORE if history["done"] > 0 else 0.0}
-        rest = sum(WEIGHTS[name] * ceiling for name, ceiling in ceilings.items())
-        reach = radius * (1 - (bound - rest) / WEIGHTS["distance"]) if math.isfinite(bound) else 0.0
-        return bound, max(0.0, min(radius, reach * (1 + 1e-9) + 1e-9)), ceilings["poster_rating"]
+        # Tasks per km² of the box around the position, from the disk the probe covered (none
+        # left to find when it saw fewer than it asked for).
+        density = row["seen"] / (math.pi * row["spread"] ** 2) if row["seen"] >= size and row["spread"] else 0.0
+        return _floor("distance" if sort == "relevance" else "key", bound, row["best"], history, params, density)
 
-
-    def _window(self, conn: Any, filters: list[str], page: str, params: dict[str, Any],
-                history: dict[str, Any], limit: int) -> dict[str, Any] | None:
+    def _due_floor(self, conn: Any, filters: list[str], page: str, params: dict[str, Any],
+                   history: dict[str, Any], limit: int) -> Floor | None:
         """First stage without a position (relevance, no search). Urgency is the component an
         index orders: the candidates among the tasks due nearest the worker's ideal deadline
-        (tasks_open_deadline_idx, from both sides) give the (limit+1)-th best score, a floor for
-        the page's last one. A task reaches it only if its urgency reaches what the floor leaves
-        once every other component is at its ceiling: a deadline window, widened by a second on
-        each side. Returns {bound, poster_ceiling, urgency_floor, due_from, due_to} (a None end
-        is open; urgency_floor <= 0 means no window), or None when no floor was found (the
-        second stage then scores every candidate, as a full scan)."""
-        bias, as_of = params["urgency_bias"], params["as_of"]
-        ideal = as_of + timedelta(hours=URGENCY_HOURS * (1 - bias))
+        (tasks_open_deadline_idx, from both sides). None when no floor was found (the second
+        stage then scores every candidate, as a full scan)."""
+        ideal = params["as_of"] + timedelta(hours=URGENCY_HOURS * (1 - params["urgency_bias"]))
         size = PROBE
         candidates = _scored(filters, False, source="due t")
         for _ in range(PROBE_ROUNDS):
             row = one(conn, f"""WITH due AS MATERIALIZED ({due_sql()})
-                                SELECT array(SELECT f.relevance FROM ({candidates}) f WHERE {page}) AS keys,
+                                SELECT (SELECT count(*) FROM due) AS seen,
+                                       (SELECT date_part('epoch', max(deadline) - min(deadline)) / 3600
+                                          FROM due) AS spread,
+                                       array(SELECT f.relevance FROM ({candidates}) f WHERE {page}) AS keys,
                                        (SELECT max(stars::float8 / ratings) FROM poster_rating_totals) AS best""",
                       params | {"size": size, "ideal": ideal})
             assert row is not None
             keys = sorted(row["keys"], reverse=True)
             if len(keys) > limit:
-                bound = keys[limit]
-                break
+                # Tasks per hour of deadlines around the ideal one.
+                density = row["seen"] / row["spread"] if row["seen"] >= size and row["spread"] else 0.0
+                return _floor("urgency", keys[limit], row["best"], history, params, density)
             size *= 4
-        else:
-            return None
-        best_poster = max(NEW_POSTER_RATING, row["best"] if row["best"] is not None else 0.0)
-        ceilings = {"price": 1.0, "trust": 1.0, "poster_rating": (best_poster - 1) / 4,
-                    "category": RECENT_CATEGORY_SCORE if history["recent"] else
-                    EXPERIENCED_SCORE if history["done"] > 0 else 0.0}
-        rest = sum(WEIGHTS[name] * ceiling for name, ceiling in ceilings.items())
-        # urgency = 1 - |u - bias| with u = clamp(1 - hours_due / URGENCY_HOURS, 0, 1): it
-        # reaches `floor` for u within bias -/+ (1 - floor), i.e. a range of deadlines.
-        floor = (bound - rest) / WEIGHTS["urgency"] - 1e-9
-        low, high = max(0.0, bias - (1 - floor)), min(1.0, bias + (1 - floor))
+        return None
+
+
+@dataclass(frozen=True)
+class Floor:
+    """What a first stage found: no page item's key is worse than `key` (the (limit+1)-th best
+    among the candidates it read). That leaves an extent to score: for sort=distance (`staged`
+    = "key") the disk of that radius (reach_km); for relevance the disk ("distance", reach_km)
+    or deadline window ("urgency", window) outside of which even a task whose other components
+    are all at their ceilings (`rest` in all, the poster's part at `poster_ceiling`) scores
+    below the key. `density`
+    (tasks per km², or per hour of deadlines, as the first stage saw them) foresees what scoring
+    an extent costs; 0 when the first stage saw every task there is."""
+    staged: str
+    key: float
+    rest: float
+    poster_ceiling: float
+    density: float
+    radius: float
+    as_of: datetime
+    bias: float
+
+    def slack(self, key: float) -> float:
+        """How far the staged component may fall short of its ceiling, 0..1, for a task to reach key."""
+        return max(0.0, min(1.0, 1 - (key - self.rest) / WEIGHTS[self.staged]))
+
+    def key_at(self, slack: float) -> float:
+        return self.rest + WEIGHTS[self.staged] * (1 - slack)
+
+    def reach_km(self, key: float) -> float:
+        reach = key if self.staged == "key" else self.radius * self.slack(key)
+        # Margins: rounding may only ever widen what is scored.
+        return max(0.0, min(self.radius, reach * (1 + 1e-9) + 1e-9)) if math.isfinite(reach) else 0.0
+
+    def window(self, key: float) -> tuple[datetime | None, datetime | None]:
+        """The deadlines (from, to; None: open) whose urgency reaches what key leaves: urgency is
+        1 - |u - bias| with u = clamp(1 - hours_due / URGENCY_HOURS, 0, 1), so it reaches
+        1 - slack for u within bias -/+ slack. Widened by a second on each side."""
+        slack = self.slack(key - 1e-9 * WEIGHTS["urgency"])
+        low, high = max(0.0, self.bias - slack), min(1.0, self.bias + slack)
         second = timedelta(seconds=1)
-        return {"bound": bound, "poster_ceiling": ceilings["poster_rating"], "urgency_floor": floor,
-                "due_from": as_of + timedelta(hours=URGENCY_HOURS * (1 - high)) - second if high < 1 else None,
-                "due_to": as_of + timedelta(hours=URGENCY_HOURS * (1 - low)) + second if low > 0 else None}
+        return (self.as_of + timedelta(hours=URGENCY_HOURS * (1 - high)) - second if high < 1 else None,
+                self.as_of + timedelta(hours=URGENCY_HOURS * (1 - low)) + second if low > 0 else None)
+
+    def cost(self, key: float) -> float:
+        """About how many tasks the extent of key holds (its box, or its window)."""
+        if self.staged == "urgency":
+            start, end = self.window(key)
+            if start is None or end is None:
+                return math.inf if self.density else 0.0
+            return self.density * (end - start) / timedelta(hours=1)
+        return self.density * (2 * self.reach_km(key)) ** 2
+
+    def narrower(self) -> float | None:
+        """A key whose extent is SPLIT_SHARE of the floor's (radius or window width), when the
+        floor's extent holds more than SPLIT_ROWS tasks; None otherwise (or for sort=distance,
+        whose floor is already tight)."""
+        if self.staged == "key" or self.cost(self.key) <= SPLIT_ROWS:
+            return None
+        return self.key_at(self.slack(self.key) * SPLIT_SHARE)
+
+
+def _floor(staged: str, key: float, best_poster: float | None, history: dict[str, Any], params: dict[str, Any],
+           density: float) -> Floor:
+    """The floor of a first stage with every other component's ceiling: the best poster average
+    there is, the category's score from the worker's history, price, urgency and trust at 1, and
+    distance at 1 with a position (0 without). The staged component is left out."""
+    poster = (max(NEW_POSTER_RATING, best_poster if best_poster is not None else 0.0) - 1) / 4
+    distance = 1.0 if params["lat"] is not None else 0.0
+    ceilings = {"price": 1.0, "urgency": 1.0, "distance": distance, "trust": 1.0, "poster_rating": poster,
+                "category": RECENT_CATEGORY_SCORE if history["recent"] else
+                EXPERIENCED_SCORE if history["done"] > 0 else 0.0}
+    if staged in WEIGHTS:
+        del ceilings[staged]
+    rest = sum(WEIGHTS[name] * ceiling for name, ceiling in ceilings.items())
+    return Floor(staged, key, rest, poster, density, params["radius"], params["as_of"], params["urgency_bias"])
+
+
+def _staged(conn: Any, floor: Floor, filters: list[str], within: list[str], page: str, params: dict[str, Any],
+            limit: int) -> list[dict[str, Any]]:
+    """Second stage: score only the extent the floor leaves. When that extent holds many tasks
+    (Floor.narrower), first score a narrower one: its page's (limit+1)-th key is a floor at least
+    as high, and usually leaves no more than that narrower extent, which proves the page exact.
+    If it does not, score what lies beyond the narrower extent under that higher floor and merge
+    the two: the page is the one scoring the whole extent gives."""
+    sort = "distance" if floor.staged == "key" else "relevance"
+    narrower = floor.narrower()
+    if narrower is None:
+        return _page(conn, *_round(floor, filters, within, page, params, floor.key, floor.key), sort)
+    rows = _page(conn, *_round(floor, filters, within, page, params, narrower, floor.key), sort)
+    raised = rows[limit]["sort_key"] if len(rows) > limit else floor.key
+    if raised >= narrower:
+        return rows
+    beyond = _page(conn, *_round(floor, filters, within, page, params, raised, raised, inside=narrower), sort)
+    seen = {r["id"] for r in rows}
+    merged = [r for r in rows if r["sort_key"] >= raised] + [r for r in beyond if r["id"] not in seen]
+    merged.sort(key=lambda r: (r["sort_key"], r["id"]), reverse=True)
+    return merged[:limit + 1]
+
+
+def _round(floor: Floor, filters: list[str], within: list[str], page: str, params: dict[str, Any],
+           extent_key: float, key: float, inside: float | None = None) -> tuple[str, str, dict[str, Any]]:
+    """(scored, page, params) of a second stage over the extent of extent_key, keeping only
+    tasks whose key can reach `key` (<= extent_key's floor), and with `inside` only what lies
+    outside the extent of that key."""
+    sql_key, _, direction = _ORDER["distance" if floor.staged == "key" else "relevance"]
+    page += f" AND {sql_key} {'>=' if direction == 'DESC' else '<='} %(bound)s"
+    params = params | {"bound": key, "poster_ceiling": floor.poster_ceiling}
+    # Margin: the ceiling may only ever keep a task the exact score would drop.
+    extra = [] if floor.staged == "key" else [f"{_RELEVANCE_CEILING} >= %(bound)s - 1e-9"]
+    if floor.staged == "urgency":
+        start, end = floor.window(extent_key)
+        params |= {"due_from": start, "due_to": end}
+        if start is not None or end is not None:
+            extra.append(_DUE_WINDOW.format(start="due_from", end="due_to"))
+        if inside is not None:
+            start, end = floor.window(inside)
+            params |= {"in_from": start, "in_to": end}
+            extra.append(f"NOT coalesce({_DUE_WINDOW.format(start='in_from', end='in_to')}, false)")
+        return _scored([*filters, *extra], False), page, params
+    lat, lng = params["lat"], params["lng"]
+    params |= _bbox(lat, lng, floor.reach_km(extent_key))
+    if inside is not None:
+        params |= {f"in_{name}": value for name, value in _bbox(lat, lng, floor.reach_km(inside)).items()}
+        extra.append(f"NOT coalesce({_POINT} <@ box(point(%(in_min_lng)s, %(in_min_lat)s), "
+                     "point(%(in_max_lng)s, %(in_max_lat)s)), false)")
+    # Past the radius the distance scores 0: with a key above `rest` no task there reaches it,
+    # so the radius needs no check of its own (one distance less to compute per task).
+    if floor.staged == "key" or key <= floor.rest + 1e-6:
+        extra += within
+    return _scored([*filters, *extra, _BOX], True), page, params
+
+
+# Both ends open or closed: %(start)s / %(end)s are None when that side is unbounded.
+_DUE_WINDOW = "(%({start})s::timestamptz IS NULL OR t.deadline >= %({start})s) " \
+              "AND (%({end})s::timestamptz IS NULL OR t.deadline <= %({end})s)"
+
+
+def _few_in_box(conn: Any, params: dict[str, Any]) -> bool:
+    """Whether the position's box holds at most BOX_SCAN_MAX OPEN tasks (counted on the point
+    index, stopping there). Then newest and price score them all; else they walk their order
+    index (tasks_open_created_idx, tasks_open_price_idx) until the page is full, which on a board
+    that dense is soon: the cheaper of the two, whatever the radius."""
+    row = one(conn, f"""SELECT count(*) <= %(box_max)s AS few FROM (
+                          SELECT 1 FROM tasks t
+                           WHERE t.state = 'OPEN' AND t.location_lat IS NOT NULL AND t.location_lng IS NOT NULL
+                             AND {_BOX} LIMIT %(box_max)s + 1) box""", params | {"box_max": BOX_SCAN_MAX})
+    return bool(row and row["few"])
+
+
+def _page(conn: Any, scored: str, page: str, params: dict[str, Any], sort: str) -> list[dict[str, Any]]:
+    """The page (limit+1 rows, the last only says there is more) of the scored candidates after
+    the cursor, best first, with what an item shows."""
+    key, _, direction = _ORDER[sort]
+    rows: list[dict[str, Any]] = conn.execute(f"""
+        WITH page AS (
+            SELECT f.*, {key} AS sort_key FROM ({scored}) f
+             WHERE {page}
+             ORDER BY {key} {direction}, f.id {direction}
+             LIMIT %(limit)s)
+        SELECT f.id, f.sort_key, f.relevance, f.distance_km, t.title, t.description, t.category, t.price,
+               t.mode, t.location, t.location_lat, t.location_lng, t.deadline, t.risk_level,
+               t.required_trust_tier, t.created_at, t.poster_id, p.full_name AS poster_name,
+               p.avatar_url AS poster_avatar_url, p.trust_tier AS poster_trust_tier,
+               p.is_verified AS poster_is_verified, f.poster_average_rating
+          FROM page f JOIN tasks t ON t.id = f.id JOIN users p ON p.id = t.poster_id
+         ORDER BY f.sort_key {direction}, f.id {direction}""", params).fetchall()
+    return rows
 
 
 def due_sql() -> str:
@@ -373,14 +544,12 @@ def nearest_sql(*, skip_passed: bool = False) -> str:
 
 def _scored(filters: list[str], positioned: bool, source: str = "tasks t") -> str:
     """The candidates (eligible, filtered) with the few columns ranking needs and their score.
-    With a position they come from the box (the point index answers it, in its own expression),
-    or from `source` when that already holds only tasks of the box (the first stage's nearest):
-    then no box is offered to the planner, whose estimate of one is a guess and could make it
-    read the whole box again. Every fragment is a constant of this module or eligibility's;
-    request values travel as parameters."""
+    Where they are read from is the caller's choice: add _BOX to the filters to read a position's
+    box from the point index (in its own expression); leave it out where `source` already holds
+    only tasks of the box (the first stage's nearest) or another index should lead (search, an
+    order walk), since the planner's estimate of a box is a fixed guess, not a count. Every
+    fragment is a constant of this module or eligibility's; request values travel as parameters."""
     distance = _DISTANCE if positioned else "NULL::float8"
-    if positioned and source == "tasks t":
-        filters = [*filters, _BOX]
     return f"""
         SELECT t.id, t.created_at, t.price, dist.km AS distance_km, {_RELEVANCE} AS relevance,
                pr.stars::float8 / pr.ratings AS poster_average_rating

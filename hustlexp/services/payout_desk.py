@@ -5,7 +5,10 @@ Desk statuses map onto the outbox like this (disjoint, so each row shows in at m
 - WAITING_FOR_ACCOUNT: a PENDING transfer whose worker cannot be paid yet (no account, or payouts off)
   (last_error in outbox.WAITING_FOR_ACCOUNT);
 - FAILED_PERMANENT: gave up (or refused for good by Stripe), waiting for an admin;
-- LOCKED: not sent (PENDING or FAILED_PERMANENT) because a chargeback holds its escrow.
+- LOCKED: not sent (PENDING or FAILED_PERMANENT) because a chargeback holds its escrow, or an
+  attempt that died mid-send (PROCESSING past its lease) on a held escrow: no new attempt may
+  start until the hold lifts, and then the retry, under the same idempotency key, settles
+  whether Stripe had it.
 A retry puts a PENDING or FAILED_PERMANENT row back to PENDING, due now, audited; a LOCKED
 row cannot be retried until its chargeback closes in our favour."""
 
@@ -26,7 +29,8 @@ _FILTERS = {
     "PENDING": f"o.status = 'PENDING' AND NOT coalesce(o.last_error = ANY(%(waiting)s), false) AND NOT {_HELD}",
     "WAITING_FOR_ACCOUNT": f"o.status = 'PENDING' AND o.last_error = ANY(%(waiting)s) AND NOT {_HELD}",
     "FAILED_PERMANENT": f"o.status = 'FAILED_PERMANENT' AND NOT {_HELD}",
-    "LOCKED": f"o.status IN ('PENDING', 'FAILED_PERMANENT') AND {_HELD}",
+    "LOCKED": f"""(o.status IN ('PENDING', 'FAILED_PERMANENT')
+                   OR (o.status = 'PROCESSING' AND o.next_attempt_at <= %(now)s)) AND {_HELD}""",
 }
 RETRYABLE = ("PENDING", "FAILED_PERMANENT")
 
@@ -47,7 +51,8 @@ class PayoutDeskService(Service):
                        AND (%(after)s::uuid IS NULL OR (o.created_at, o.id) >
                             (SELECT created_at, id FROM money_outbox WHERE id = %(after)s))
                      ORDER BY o.created_at, o.id LIMIT %(limit)s""",
-                {"waiting": list(WAITING_FOR_ACCOUNT), "after": after, "limit": limit + 1}).fetchall()
+                {"waiting": list(WAITING_FOR_ACCOUNT), "after": after, "limit": limit + 1,
+                 "now": self.s.clock()}).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
         for row in rows:

@@ -4,7 +4,10 @@ are posted."""
 
 from __future__ import annotations
 
+import base64
+import json
 import math
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,6 +78,22 @@ def test_distance_radius_and_distance_sort(services, stripe_fake):
     assert {i["distance_km"] for i in without["items"]} == {None}
 
 
+@pytest.mark.parametrize("box_max", [0, 2000])
+def test_a_task_in_the_corner_of_the_radius_box_stays_out(services, stripe_fake, monkeypatch, box_max):
+    """The index answers a box around the radius; its corners lie beyond the radius and every
+    sort, staged or not, box scored or order walked (box_max), must leave them out."""
+    monkeypatch.setattr(feed_module, "BOX_SCAN_MAX", box_max)
+    worker = flows.user(services)
+    inside = flows.funded_task(services, stripe_fake, price=500, **north(2))[1]
+    corner = {"location_lat": round(HOME[0] + 6 / 111.045, 7),
+              "location_lng": round(HOME[1] + 6 / (111.045 * math.cos(math.radians(HOME[0]))), 7)}
+    # About 8.5 km away, inside the 7 km box, and better paid: relevance's ceiling alone keeps it.
+    flows.funded_task(services, stripe_fake, price=20000, **corner)
+    for sort in ("relevance", "distance", "newest", "price"):
+        assert ids(feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=7, sort=sort)) == [inside["id"]]
+    assert len(feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=9)["items"]) == 2
+
+
 def test_haversine_matches_a_known_distance(services, stripe_fake):
     worker = flows.user(services)
     # New York City Hall to the Empire State Building: about 4.3 km as the crow flies.
@@ -98,6 +117,16 @@ def test_full_text_search_and_filters(services, stripe_fake):
     assert ids(feed(services, worker, sort="price")) == [shelf["id"], dog["id"]]
 
 
+@pytest.mark.parametrize("sort", ["relevance", "newest", "price"])
+def test_search_near_a_position_keeps_to_the_radius(services, stripe_fake, sort):
+    worker = flows.user(services)
+    near = flows.funded_task(services, stripe_fake, title="Walk my dog", price=2000, **north(2))[1]
+    flows.funded_task(services, stripe_fake, title="Walk my dog too", price=9000, **north(9))
+    flows.funded_task(services, stripe_fake, title="Mow the lawn", **north(1))
+    page = feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=5, q="dog", sort=sort)
+    assert ids(page) == [near["id"]] and round(page["items"][0]["distance_km"]) == 2
+
+
 def test_relevance_prefers_near_and_well_paid(services, stripe_fake):
     assert math.isclose(sum(WEIGHTS.values()), 1.0)
     worker = flows.user(services)
@@ -109,8 +138,10 @@ def test_relevance_prefers_near_and_well_paid(services, stripe_fake):
     assert all(0 <= s <= 1 for s in scores) and scores[0] > scores[1]
 
 
+@pytest.mark.parametrize("box_max", [0, 2000])  # newest and price: order walked, box scored
 @pytest.mark.parametrize("sort", ["relevance", "newest", "price", "distance"])
-def test_cursor_pages_are_stable_while_tasks_are_posted(services, stripe_fake, sort):
+def test_cursor_pages_are_stable_while_tasks_are_posted(services, stripe_fake, monkeypatch, sort, box_max):
+    monkeypatch.setattr(feed_module, "BOX_SCAN_MAX", box_max)
     worker = flows.user(services)
     posted = [flows.funded_task(services, stripe_fake, price=1000 + 500 * (n % 3), **north(n % 4 + 1))[1]["id"]
               for n in range(7)]
@@ -167,10 +198,13 @@ def test_poster_rating_comes_from_the_pairs_rated(services, stripe_fake):
     assert item["poster"]["average_rating"] == 2.0
 
 
-@pytest.mark.parametrize("sort", ["relevance", "distance"])
-def test_two_stages_give_the_pages_a_full_scan_gives(services, stripe_fake, monkeypatch, sort):
+@pytest.mark.parametrize(("sort", "split"), [("relevance", None), ("distance", None), ("relevance", 0.95),
+                                             ("relevance", 0.3)])
+def test_two_stages_give_the_pages_a_full_scan_gives(services, stripe_fake, monkeypatch, sort, split):
     """The first stage reads only a few nearest tasks here, so the second stage prunes for real;
-    every page must still be the one scoring every task in the radius gives."""
+    every page must still be the one scoring every task in the radius gives. With `split` the
+    second stage always starts on that share of the radius: wide, its page proves itself; narrow,
+    a second round scores the rest."""
     worker = flows.user(services)
     rated = flows.completed_task(services, stripe_fake)
     services.ratings.submit(rated["task"], rated["worker"], stars=5).unwrap()
@@ -197,23 +231,26 @@ def test_two_stages_give_the_pages_a_full_scan_gives(services, stripe_fake, monk
                         cursor=page["next_cursor"])
 
     reaches: list[float] = []
-    reach = FeedService._reach
+    near_floor = FeedService._near_floor
 
     def recorded(self: FeedService, *args: Any) -> Any:
-        result = reach(self, *args)
-        reaches.append(result[1] if result else math.inf)
-        return result
+        floor = near_floor(self, *args)
+        reaches.append(floor.reach_km(floor.key) if floor else math.inf)
+        return floor
 
     monkeypatch.setattr(feed_module, "PROBE", 6)
-    monkeypatch.setattr(FeedService, "_reach", recorded)
+    monkeypatch.setattr(FeedService, "_near_floor", recorded)
+    rounds = record_rounds(monkeypatch, split)
     staged = walk()
     assert any(r < 12 for r in reaches), reaches  # the second stage did leave tasks out
-    monkeypatch.setattr(FeedService, "_reach", lambda *args: None)
+    assert_rounds(rounds, split)
+    monkeypatch.setattr(FeedService, "_near_floor", lambda *args: None)
     assert staged == walk()
     assert len(staged) == 24
 
 
-def test_without_a_position_two_stages_give_the_pages_a_full_scan_gives(services, stripe_fake, monkeypatch):
+@pytest.mark.parametrize("split", [None, 0.95, 0.3])
+def test_without_a_position_two_stages_give_the_pages_a_full_scan_gives(services, stripe_fake, monkeypatch, split):
     """No position: the first stage reads only a few tasks due nearest the ideal deadline, so
     the deadline window prunes for real; every page must still be the full scan's."""
     worker = flows.user(services)
@@ -239,23 +276,25 @@ def test_without_a_position_two_stages_give_the_pages_a_full_scan_gives(services
                 return seen
             page = feed(services, worker, limit=4, cursor=page["next_cursor"])
 
-    windows: list[dict[str, Any] | None] = []
-    window = FeedService._window
+    windows: list[tuple[datetime | None, datetime | None]] = []
+    due_floor = FeedService._due_floor
 
     def recorded(self: FeedService, *args: Any) -> Any:
-        windows.append(window(self, *args))
-        return windows[-1]
+        floor = due_floor(self, *args)
+        windows.append(floor.window(floor.key) if floor else (None, None))
+        return floor
 
     monkeypatch.setattr(feed_module, "PROBE", 6)
-    monkeypatch.setattr(FeedService, "_window", recorded)
+    monkeypatch.setattr(FeedService, "_due_floor", recorded)
+    rounds = record_rounds(monkeypatch, split)
     staged = walk()
 
-    def left_out(w: dict[str, Any] | None) -> bool:
-        return w is not None and w["urgency_floor"] > 0 and any(
-            (w["due_from"] is not None and d < w["due_from"]) or (w["due_to"] is not None and d > w["due_to"])
-            for d in deadlines)
+    def left_out(window: tuple[datetime | None, datetime | None]) -> bool:
+        start, end = window
+        return any((start is not None and d < start) or (end is not None and d > end) for d in deadlines)
     assert any(map(left_out, windows)), windows  # the second stage did leave tasks out
-    monkeypatch.setattr(FeedService, "_window", lambda *args: None)
+    assert_rounds(rounds, split)
+    monkeypatch.setattr(FeedService, "_due_floor", lambda *args: None)
     assert staged == walk()
     assert len(staged) == 24
 
@@ -295,3 +334,50 @@ def test_first_stage_reads_further_when_the_nearest_are_not_candidates(services,
                     cursor=page["next_cursor"])
         assert sorted(map(str, ids(page) + ids(rest))) == sorted(map(str, far)) and not rest["has_more"]
     assert ids(feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=20, sort="distance", limit=3)) == far[:3]
+
+
+def record_rounds(monkeypatch: Any, split: float | None) -> list[Any]:
+    """With split set, every second stage starts on that share of its extent (SPLIT_ROWS 0);
+    returns the `inside` argument of every round scored: None for a first round, the narrower
+    extent's key for a second one."""
+    rounds: list[Any] = []
+    if split is None:
+        return rounds
+    scored = feed_module._round
+
+    def recorded(*args: Any, inside: Any = None) -> Any:
+        rounds.append(inside)
+        return scored(*args, inside=inside)
+
+    monkeypatch.setattr(feed_module, "SPLIT_ROWS", -1)
+    monkeypatch.setattr(feed_module, "SPLIT_SHARE", split)
+    monkeypatch.setattr(feed_module, "_round", recorded)
+    return rounds
+
+
+def assert_rounds(rounds: list[Any], split: float | None) -> None:
+    """Both ways were taken: narrow first rounds needed a second one, wide ones mostly proved
+    their page alone."""
+    if split is None:
+        return
+    firsts, seconds = rounds.count(None), len(rounds) - rounds.count(None)
+    assert firsts > 0 and (seconds > 0 if split < 0.5 else seconds < firsts), rounds
+
+
+@pytest.mark.parametrize(("sort", "key", "task_id", "at"), [
+    ("relevance", "abc", str(uuid.UUID(int=1)), "2026-01-01T00:00:00+00:00"),
+    ("relevance", "NaN", str(uuid.UUID(int=1)), "2026-01-01T00:00:00+00:00"),
+    ("relevance", ["0.5"], str(uuid.UUID(int=1)), "2026-01-01T00:00:00+00:00"),
+    ("relevance", "0.5", "not-a-uuid", "2026-01-01T00:00:00+00:00"),
+    ("relevance", "0.5", 5, "2026-01-01T00:00:00+00:00"),
+    ("relevance", "0.5", str(uuid.UUID(int=1)), "2026-01-01T00:00:00"),  # no time zone
+    ("newest", "yesterday", str(uuid.UUID(int=1)), "2026-01-01T00:00:00+00:00"),
+    ("price", "99999999999", str(uuid.UUID(int=1)), "2026-01-01T00:00:00+00:00"),
+    ("price", "1.5", str(uuid.UUID(int=1)), "2026-01-01T00:00:00+00:00"),
+])
+def test_a_forged_cursor_is_refused_not_run(services, stripe_fake, sort, key, task_id, at):
+    worker = flows.user(services)
+    flows.funded_task(services, stripe_fake)
+    raw = json.dumps({"s": sort, "k": key, "id": task_id, "at": at}).encode()
+    result = services.feed.feed(worker, sort=sort, cursor=base64.urlsafe_b64encode(raw).decode().rstrip("="))
+    assert result.code == "VALIDATION_ERROR" and "cursor" in result.error.details

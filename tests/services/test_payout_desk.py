@@ -3,6 +3,8 @@ names, pages are keyset-stable, and a retry goes back to PENDING once, audited."
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from tests.ledger import assert_money_conserved
@@ -57,6 +59,22 @@ def test_each_desk_status_lists_exactly_its_rows(services, stripe_fake, admin):
     assert _desk(services, admin, "FAILED_PERMANENT") == []
     for status in ("PENDING", "WAITING_FOR_ACCOUNT", "FAILED_PERMANENT", "LOCKED"):
         assert outbox["sent"] not in _desk(services, admin, status)
+
+
+def test_an_attempt_that_died_mid_send_on_a_held_escrow_is_locked(services, stripe_fake, admin, clock):
+    """A claim raced the chargeback (the hold saw the row unsent, the attempt had started) and its
+    process died mid-send: the row stays PROCESSING, no new attempt may start while the escrow is
+    held, so the desk lists it under LOCKED once its lease is over."""
+    ids = _failed_for_good(services, stripe_fake)
+    flows.deliver(services, stripe_fake.open_dispute(
+        flows.row(services, "SELECT stripe_payment_intent_id AS pi FROM escrows WHERE id = %s", ids["escrow"])["pi"]))
+    with services.db.transaction() as conn:  # what the racing claim left behind when its process died
+        conn.execute("UPDATE money_outbox SET status = 'PROCESSING', next_attempt_at = %s WHERE id = %s",
+                     (clock() + timedelta(minutes=1), ids["outbox"]["id"]))
+    assert _desk(services, admin, "LOCKED") == []  # its lease still runs: it may yet report
+    clock.advance(minutes=2)
+    assert _desk(services, admin, "LOCKED") == [ids["outbox"]["id"]]
+    assert services.payout_desk.retry(admin, ids["outbox"]["id"]).code == "HX204"
 
 
 def test_desk_pages_are_keyset_paged_oldest_first(services, stripe_fake, admin):
