@@ -15,12 +15,14 @@ import json
 import secrets
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakes.served import LocalServer
 
 PROJECT = "hustlexp-push-test"
 
@@ -36,7 +38,7 @@ class FakeFCM:
         self.access_token = secrets.token_urlsafe(16)
         self.tokens_issued = 0
         self.private_pem = _private_pem()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LocalServer | None = None
 
     # -- control -------------------------------------------------------------------
 
@@ -79,7 +81,7 @@ class FakeFCM:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = LocalServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

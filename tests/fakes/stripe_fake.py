@@ -28,12 +28,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import stripe
 from requests.structures import CaseInsensitiveDict
+
+from tests.fakes.served import LocalServer
 
 FailureKind = Literal["api_error", "network", "card_error", "rate_limit", "lock_timeout",
                       "invalid_request", "auth", "conflict", "hang"]
@@ -103,7 +105,7 @@ class FakeStripe:
         self._idempotent: dict[str, _Stored] = {}
         self._failures: list[_Failure] = []
         self._unhang = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LocalServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url: str | None = None
         # Seconds every request served over HTTP waits before it is answered (benchmarks
@@ -140,8 +142,7 @@ class FakeStripe:
         class Handler(_FakeStripeRequestHandler):
             stripe_fake = fake
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
+        server = LocalServer(("127.0.0.1", 0), Handler)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="fake-stripe", daemon=True)
         self._thread.start()
