@@ -16,7 +16,9 @@ AUTH_INVALID with ``WWW-Authenticate: Bearer``; verified but unregistered -> 404
 
 Each Flask app gets its own named firebase_admin App (project id from settings). No
 credentials file is needed to verify tokens: Google's public certificates suffice. A
-service-account key (FIREBASE_ADMIN_KEY) additionally enables the revocation check. With
+service-account key (FIREBASE_ADMIN_KEY) additionally enables the revocation check. Each
+worker process keeps the tokens it verified (TokenVerifier.verify) and reuses them until they
+expire, or for at most REVOCATION_RECHECK_SECONDS when the revocation check is on. With
 FIREBASE_AUTH_EMULATOR_HOST set (refused in production), firebase-admin accepts the
 emulator's unsigned tokens.
 """
@@ -28,6 +30,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -63,6 +66,10 @@ ADMIN_FLAGS = frozenset({"can_resolve_disputes", "can_override_escrow", "can_mod
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Tolerated difference between Firebase's clock and ours (at most 60 s, as Firebase allows).
 _CLOCK_SKEW_SECONDS = 5
+# Verified tokens kept per worker process (a few MB at most), and how long one is reused
+# without asking Firebase again whether it was revoked (when the revocation check is on).
+VERIFIED_TOKENS_KEPT = 4096
+REVOCATION_RECHECK_SECONDS = 30
 
 
 class AccountPaused(DomainError):
@@ -72,7 +79,7 @@ class AccountPaused(DomainError):
 class TokenVerifier:
     """Verifies Firebase ID tokens for one Flask app through its own firebase_admin App."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         emulator = os.environ.get(EMULATOR_VARIABLE, "").strip() or None
         # firebase-admin reads the emulator switch from the process environment, not from us:
         # refuse any disagreement rather than verify differently from what the settings say.
@@ -92,8 +99,49 @@ class TokenVerifier:
         self.app = firebase_admin.initialize_app(
             credential, {"projectId": settings.firebase_project_id},
             name=f"hustlexp-{uuid.uuid4().hex}")
+        self.clock = clock
+        # Whole token string -> (its verified claims, time.time() until which they are reused).
+        self._verified: dict[str, tuple[dict[str, Any], float]] = {}
+        self._lock = threading.Lock()
 
     def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims. A token verified before is not verified again (signature,
+        certificates, and the revocation call when enabled) while its cache entry lasts: until
+        it expires, and with the revocation check on, for at most REVOCATION_RECHECK_SECONDS
+        (so a revoked token or a disabled account is refused within that time, not at once).
+        Refused tokens are never kept. Account status comes from our database on every request
+        whatever the cache holds (hustlexp.api.auth._load_user)."""
+        reused = self.reused(token)
+        if reused is not None:
+            return reused
+        now = self.clock()
+        claims = self._verify_with_firebase(token)
+        _check_times(claims, now)
+        reuse_until = claims["exp"] + _CLOCK_SKEW_SECONDS
+        if self.check_revoked:
+            reuse_until = min(reuse_until, now + REVOCATION_RECHECK_SECONDS)
+        with self._lock:
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                # The oldest entry goes (insertion order): bounded memory, no bookkeeping per hit.
+                self._verified.pop(next(iter(self._verified)), None)
+            self._verified[token] = (claims, reuse_until)
+        return dict(claims)
+
+    def reused(self, token: str) -> dict[str, Any] | None:
+        """The claims of `token` if this verifier verified it before and may still reuse them."""
+        cached = self._verified.get(token)
+        if cached is None:
+            return None
+        if self.clock() < cached[1]:  # never past the token's own expiry
+            return dict(cached[0])
+        self._forget(token)
+        return None
+
+    def _forget(self, token: str) -> None:
+        with self._lock:
+            self._verified.pop(token, None)
+
+    def _verify_with_firebase(self, token: str) -> dict[str, Any]:
         try:
             claims = fb_auth.verify_id_token(token, app=self.app, check_revoked=self.check_revoked,
                                              clock_skew_seconds=_CLOCK_SKEW_SECONDS)
@@ -105,7 +153,6 @@ class TokenVerifier:
             # `exp` in a correctly signed token); bad input all the same.
             log.info("token refused: %s", type(exc).__name__)
             raise AuthInvalid("The sign-in token is invalid or expired.") from None
-        _check_times(claims, time.time())
         return cast(dict[str, Any], claims)
 
     def close(self) -> None:
@@ -152,30 +199,36 @@ def _bearer_token() -> str:
     return token
 
 
-def _authenticate() -> dict[str, Any]:
+def _authenticate(*, address_judged_later: bool = False) -> dict[str, Any]:
+    """The verified claims. A blocked address (too many failed sign-ins) is refused before an
+    unknown token is checked; for a token this worker verified before, the caller may judge
+    the address later, in its own statement (`address_judged_later`, see _load_user)."""
     claims: dict[str, Any] | None = g.get("hx_claims")
     if claims is None:
         token = _bearer_token()
-        limits.refuse_blocked_address()
-        try:
-            claims = _verifier().verify(token)
-        except AuthInvalid:
-            limits.count_auth_failure()
-            raise
+        verifier = _verifier()
+        claims = verifier.reused(token) if address_judged_later else None
+        if claims is None:
+            limits.refuse_blocked_address()
+            g.hx_address_judged = True
+            try:
+                claims = verifier.verify(token)
+            except AuthInvalid:
+                limits.count_auth_failure()
+                raise
         g.hx_claims = claims
     return claims
 
 
-def _load_user(*, allow_paused: bool = False, allow_closed: bool = False) -> User:
+def _load_user(*, allow_paused: bool = False, allow_closed: bool = False, rules: tuple[str, ...] = ()) -> User:
+    """The caller's users row (with the address judged and `rules` counted in the same statement,
+    hustlexp.api.limits.identify), then the account status checks."""
     user: User | None = g.get("hx_user")
     if user is None:
-        claims = _authenticate()
-        result = services().users.get_by_firebase_uid(claims["uid"])
-        if result.error is not None:
-            raise result.error
-        user = User.from_row(cast(dict[str, Any], result.data))
+        claims = _authenticate(address_judged_later=True)
+        row = limits.identify(claims["uid"], judge_address=not g.get("hx_address_judged"), rules=rules)
+        user = User.from_row(row)
         g.hx_user = user
-        limits.count_write(user.id)
     if user.account_status == AccountStatus.SUSPENDED:
         raise AccountSuspended("This account is suspended.")
     if user.account_status == AccountStatus.CLOSED and not allow_closed:
@@ -250,9 +303,11 @@ def requires_user(fn: Any = None, /, *, allow_paused: bool = False, allow_closed
     housekeeping, the payout account: nothing that moves the marketplace)."""
 
     def decorator(view: F) -> F:
+        rules = limits.route_rules(view)
+
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            _load_user(allow_paused=allow_paused, allow_closed=allow_closed)
+            _load_user(allow_paused=allow_paused, allow_closed=allow_closed, rules=rules)
             return view(*args, **kwargs)
 
         _documented(wrapper, codes=(401, 403, 404, 429))
@@ -268,9 +323,11 @@ def requires_admin(flag: str | None) -> Callable[[F], F]:
         raise ValueError(f"unknown admin flag {flag!r}; one of {sorted(ADMIN_FLAGS)}")
 
     def decorator(fn: F) -> F:
+        rules = limits.route_rules(fn)
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            user = _load_user()
+            user = _load_user(rules=rules)
             result = services().users.get_admin_role(user.id)
             if result.error is not None:
                 raise result.error

@@ -10,9 +10,11 @@ call ``commit()``.
 has committed (calling Stripe, for example): it never runs if the transaction rolls back.
 
 When PostgreSQL is away (down, restarting, unreachable) a transaction raises Unavailable (503,
-retry later) instead of an unhandled psycopg error. The pool checks each connection before
-lending it, so connections killed by a restart are
-replaced, not handed out, and it keeps reconnecting on its own. A transaction waits for a
+retry later) instead of an unhandled psycopg error. Each lent connection is checked before
+any work is sent on it, so connections killed by a restart are replaced, not used, and the pool
+keeps reconnecting on its own: a transaction's BEGIN is its check (a connection that fails it
+has run nothing, so the transaction begins again on a checked one: no extra round trip when
+all is well), and a connection lent for one statement is checked with an empty query first. A transaction waits for a
 connection in slices of OUTAGE_WAIT_SECONDS and gives up at the first slice once the database
 is known to be away (a lent connection failed its check, a connection attempt failed, or a
 transaction lost its connection) instead of waiting the full pool timeout: during an outage
@@ -25,9 +27,9 @@ import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -37,6 +39,8 @@ from hustlexp.db.errors import translate, unavailable
 from hustlexp.errors import Unavailable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A connection attempt to a host that does not answer gives up after this long.
 CONNECT_TIMEOUT_SECONDS = 5
@@ -64,7 +68,6 @@ class Database:
         self.pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
             kwargs={"row_factory": dict_row, "autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
-            check=self._check,
             reconnect_timeout=RECONNECT_WINDOW_SECONDS,
             name="hustlexp",
         )
@@ -89,12 +92,11 @@ class Database:
             with _translated(), scope.conn.transaction():
                 yield scope.conn
             return
-        with self._lent() as conn:
+        with self._begun() as conn:
             scope = _Scope(conn)
             token = _scope.set(scope)
             try:
-                with conn.transaction():
-                    yield conn
+                yield conn
             finally:
                 _scope.reset(token)
         self._connect_errors_seen = self._connect_errors()
@@ -108,15 +110,41 @@ class Database:
                 log.exception("after-commit work failed")
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    def _begun(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A pooled connection inside a transaction. BEGIN is the connection's first round
+        trip and doubles as its check: on a connection that a restart (or anything) ended it
+        fails before any work was sent, and the transaction begins again on a checked one.
+        (Polling the socket instead lent connections a restart under load had ended, which
+        then answered 503: tests/faults test_postgres_restart_mid_load, issue 11.)"""
+        for checked in (False, True):
+            stack = ExitStack()
+            conn = stack.enter_context(self._lent(checked=checked))
+            try:
+                stack.enter_context(conn.transaction())
+            except BaseException as exc:
+                if isinstance(exc, psycopg.OperationalError) and not checked:
+                    conn.close()  # BEGIN ran nothing; given back closed, the pool replaces it
+                    stack.close()
+                    self._mark_away("a pooled connection failed at BEGIN")
+                    continue
+                stack.__exit__(type(exc), exc, exc.__traceback__)  # gives the connection back; raises translated
+                raise
+            with stack:
+                yield conn
+            return
+
+    @contextmanager
+    def _connection(self, *, checked: bool) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         give_up = time.monotonic() + self.pool.timeout
         while True:
             try:
                 conn = self.pool.getconn(timeout=OUTAGE_WAIT_SECONDS)
-                break
             except PoolTimeout:
                 if self._away() or time.monotonic() >= give_up:
                     raise
+                continue
+            if not checked or self._checks_out(conn):
+                break
         try:
             yield conn
         finally:
@@ -133,16 +161,18 @@ class Database:
             self.away_since = time.monotonic()
             log.error("database unavailable: %s", reason)
 
-    def _check(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
-        """The pool's check before lending: a connection that fails it is dropped (and replaced);
-        it also tells us the database may be away. A round trip (an empty query): polling the
-        socket instead was cheaper but lent connections a restart under load had ended
-        (tests/faults test_postgres_restart_mid_load answered 503), issue 11."""
+    def _checks_out(self, conn: psycopg.Connection[dict[str, Any]]) -> bool:
+        """The check before lending a connection for work that cannot be begun again (one
+        statement): a round trip (an empty query). A connection that fails it is closed and
+        given back, so the pool replaces it; it also tells us the database may be away."""
         try:
             ConnectionPool.check_connection(conn)
+            return True
         except Exception:
             self._mark_away("a pooled connection failed its check")
-            raise
+            conn.close()
+            self.pool.putconn(conn)
+            return False
 
     @contextmanager
     def one_statement(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
@@ -153,14 +183,33 @@ class Database:
         if scope is not None:
             yield scope.conn
             return
-        with self._lent() as conn:
+        with self._lent(checked=True) as conn:
             yield conn
 
+    def run_repeatable(self, run: Callable[[psycopg.Connection[dict[str, Any]]], T]) -> T:
+        """`run(conn)`: ONE statement that does no harm if it runs twice (a read; a counter),
+        on a connection lent without the empty-query check (inside a transaction, on that
+        transaction's connection). If the connection turns out dead (a restart ended it), the
+        statement runs once more on a checked connection: the check's round trip is paid only
+        when a connection has failed, never when all is well."""
+        scope = _scope.get()
+        if scope is not None:
+            return run(scope.conn)
+        with self._lent(checked=False) as conn:
+            try:
+                return run(conn)
+            except psycopg.OperationalError:
+                if not conn.closed:
+                    raise
+                self._mark_away("a pooled connection failed its first statement")
+        with self._lent(checked=True) as conn:
+            return run(conn)
+
     @contextmanager
-    def _lent(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    def _lent(self, *, checked: bool) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """A pooled connection whose errors leave translated; the database being away marks the outage."""
         try:
-            with _translated(), self._connection() as conn:
+            with _translated(), self._connection(checked=checked) as conn:
                 yield conn
         except Unavailable as exc:
             if isinstance(exc.__cause__, psycopg.Error | PoolTimeout):

@@ -13,6 +13,7 @@ routes among them) call `RateLimits.hit(rule, subject)` and get a `Verdict`, or
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +40,48 @@ RULES: dict[str, Rule] = {
 }
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# One attempt more for each row of {rows} (key, window_start, window_seconds, hits): the
+# counting rule, written once for `hit` and for `sign_in`.
+_COUNT = """
+    INSERT INTO rate_limit_counters AS c (key, window_start, window_seconds, hits)
+    {rows}
+    ON CONFLICT (key) DO UPDATE SET
+        previous_hits = CASE
+            WHEN c.window_start >= EXCLUDED.window_start THEN c.previous_hits
+            WHEN c.window_start = EXCLUDED.window_start - make_interval(secs => EXCLUDED.window_seconds)
+                THEN c.hits
+            ELSE 0 END,
+        hits = CASE WHEN c.window_start >= EXCLUDED.window_start THEN c.hits + EXCLUDED.hits
+                    ELSE EXCLUDED.hits END,
+        window_start = greatest(c.window_start, EXCLUDED.window_start),
+        window_seconds = EXCLUDED.window_seconds
+    RETURNING c.key, c.hits, c.previous_hits, c.window_start"""
+
+_SIGN_IN = """
+    WITH u AS (SELECT * FROM users WHERE firebase_uid = %(uid)s),
+         counted AS ({count})
+    SELECT u.*,
+           (SELECT json_agg(json_build_object('key', key, 'hits', hits, 'previous_hits', previous_hits,
+                                              'elapsed', extract(epoch FROM %(now)s - window_start)))
+              FROM counted) AS hx_counted,
+           (SELECT json_build_object('hits', hits, 'previous_hits', previous_hits,
+                                     'window_start', extract(epoch FROM window_start))
+              FROM rate_limit_counters WHERE key = %(address_key)s) AS hx_address
+      FROM (SELECT 1) AS one LEFT JOIN u ON true""".format(count=_COUNT.format(rows="""
+        SELECT left(r.rule || ':' || u.id::text, 200), r.start, r.seconds, 1
+          FROM u CROSS JOIN unnest(%(rules)s::text[], %(starts)s::timestamptz[], %(seconds)s::int[])
+               AS r(rule, start, seconds)"""))
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """What `RateLimits.sign_in` found: the caller's users row (None: not registered), the
+    verdict on the address (None when not asked) and one verdict per rule counted."""
+
+    user: dict[str, Any] | None
+    address: Verdict | None
+    counted: list[Verdict]
 
 
 @dataclass(frozen=True)
@@ -93,6 +136,19 @@ def judge(rule_name: str, hits: int, previous_hits: int, elapsed: float) -> Verd
     return Verdict(rule_name, allowed, limit, remaining, reset, retry)
 
 
+def _peeked(rule_name: str, row: dict[str, Any] | None, now: datetime) -> Verdict:
+    """The verdict one more attempt would get, given the rule's counter row (or None)."""
+    rule = RULES[rule_name]
+    start = window_start(now, rule.seconds)
+    hits, previous = 0, 0
+    if row is not None:
+        if row["window_start"] >= start:
+            hits, previous = row["hits"], row["previous_hits"]
+        elif row["window_start"] == start - timedelta(seconds=rule.seconds):
+            previous = row["hits"]
+    return judge(rule_name, hits + 1, previous, (now - start).total_seconds())
+
+
 class RateLimits(Service):
     def hit(self, rule_name: str, subject: Any, *, cost: int = 1) -> Verdict:
         """Count one attempt of `subject` (a user id, an IP address) against the rule, in one
@@ -101,22 +157,10 @@ class RateLimits(Service):
         now = self.s.clock()
         start = window_start(now, rule.seconds)
         key = f"{rule_name}:{subject}"[:200]
-        with self.db.one_statement() as conn:
-            row = one(conn, """
-                INSERT INTO rate_limit_counters AS c (key, window_start, window_seconds, hits, previous_hits)
-                VALUES (%(key)s, %(start)s, %(seconds)s, %(cost)s, 0)
-                ON CONFLICT (key) DO UPDATE SET
-                    previous_hits = CASE
-                        WHEN c.window_start >= EXCLUDED.window_start THEN c.previous_hits
-                        WHEN c.window_start = EXCLUDED.window_start - make_interval(secs => EXCLUDED.window_seconds)
-                            THEN c.hits
-                        ELSE 0 END,
-                    hits = CASE WHEN c.window_start >= EXCLUDED.window_start THEN c.hits + EXCLUDED.hits
-                                ELSE EXCLUDED.hits END,
-                    window_start = greatest(c.window_start, EXCLUDED.window_start),
-                    window_seconds = EXCLUDED.window_seconds
-                RETURNING hits, previous_hits, window_start""",
-                {"key": key, "start": start, "seconds": rule.seconds, "cost": cost})
+        # Run again only when its connection was found dead (an attempt counted twice at worst).
+        row = self.db.run_repeatable(lambda conn: one(
+            conn, _COUNT.format(rows="VALUES (%(key)s, %(start)s, %(seconds)s, %(cost)s)"),
+            {"key": key, "start": start, "seconds": rule.seconds, "cost": cost}))
         assert row is not None
         return judge(rule_name, row["hits"], row["previous_hits"],
                      (now - row["window_start"]).total_seconds())
@@ -130,19 +174,33 @@ class RateLimits(Service):
 
     def peek(self, rule_name: str, subject: Any) -> Verdict:
         """The verdict one more attempt would get, counting nothing."""
-        rule = RULES[rule_name]
         now = self.s.clock()
-        start = window_start(now, rule.seconds)
-        with self.db.one_statement() as conn:
-            row = one(conn, "SELECT hits, previous_hits, window_start FROM rate_limit_counters WHERE key = %s",
-                      (f"{rule_name}:{subject}"[:200],))
-        hits, previous = 0, 0
-        if row is not None:
-            if row["window_start"] >= start:
-                hits, previous = row["hits"], row["previous_hits"]
-            elif row["window_start"] == start - timedelta(seconds=rule.seconds):
-                previous = row["hits"]
-        return judge(rule_name, hits + 1, previous, (now - start).total_seconds())
+        row = self.db.run_repeatable(lambda conn: one(
+            conn, "SELECT hits, previous_hits, window_start FROM rate_limit_counters WHERE key = %s",
+            (f"{rule_name}:{subject}"[:200],)))
+        return _peeked(rule_name, row, now)
+
+    def sign_in(self, firebase_uid: str, *, address: str | None, rules: Sequence[str]) -> SignIn:
+        """Who is calling and may they go on, in ONE statement: the users row of `firebase_uid`,
+        `peek("auth_failures", address)` when an address is given, and `hit(rule, user id)` for
+        each of `rules` when the user exists. Judge the address before the rules: the
+        attempts are counted whatever the address's verdict (every attempt counts)."""
+        now = self.s.clock()
+        periods = [RULES[rule].seconds for rule in rules]
+        params = {"uid": firebase_uid, "now": now, "rules": list(rules), "seconds": periods,
+                  "starts": [window_start(now, seconds) for seconds in periods],
+                  "address_key": f"auth_failures:{address}"[:200] if address is not None else None}
+        row = self.db.run_repeatable(lambda conn: one(conn, _SIGN_IN, params))
+        assert row is not None
+        counted_rows, address_row = row.pop("hx_counted") or [], row.pop("hx_address")
+        if address_row is not None:
+            address_row["window_start"] = _EPOCH + timedelta(seconds=float(address_row["window_start"]))
+        counted = {r["key"].partition(":")[0]: r for r in counted_rows}
+        return SignIn(
+            user=row if row["id"] is not None else None,
+            address=_peeked("auth_failures", address_row, now) if address is not None else None,
+            counted=[judge(rule, counted[rule]["hits"], counted[rule]["previous_hits"],
+                           float(counted[rule]["elapsed"])) for rule in rules if rule in counted])
 
     @returns_result
     def purge(self, limit: int = 10_000) -> dict[str, int]:

@@ -49,7 +49,7 @@ def parse_uuid(value: Any) -> UUID | None:
         return None
 
 
-def _missing_user() -> NotFound:
+def missing_user() -> NotFound:
     return NotFound("No such user.", code="HX504")
 
 
@@ -60,11 +60,11 @@ def require_active(conn: Any, user_id: Any, *, lock: bool = False) -> dict[str, 
     `lock=True` holds the row FOR UPDATE, for callers about to change it."""
     uid = parse_uuid(user_id)
     if uid is None:
-        raise _missing_user()
+        raise missing_user()
     query = "SELECT * FROM users WHERE id = %s FOR UPDATE" if lock else "SELECT * FROM users WHERE id = %s"
     user = one(conn, query, (uid,))
     if user is None:
-        raise _missing_user()
+        raise missing_user()
     if user["account_status"] == AccountStatus.PAUSED:
         raise Forbidden("Your account is paused; resume it to do that.", code="HX602")
     if user["account_status"] == AccountStatus.SUSPENDED:
@@ -171,7 +171,7 @@ class UserService(Service):
     def get_by_id(self, user_id: Any) -> dict[str, Any]:
         uid = parse_uuid(user_id)
         if uid is None:
-            raise _missing_user()
+            raise missing_user()
         return self._one("SELECT * FROM users WHERE id = %s", uid)
 
     @returns_result
@@ -193,7 +193,7 @@ class UserService(Service):
                            AS tasks_posted_completed
                   FROM users u WHERE u.id = %s""", (user_id,))
             if user is None:
-                raise _missing_user()
+                raise missing_user()
             rating = summary_from(conn, user_id, self.s.clock())
             badges = self.s.badges.get_user_badges(user_id).unwrap()["earned_badges"]
         return {"id": user["id"], "full_name": user["full_name"], "avatar_url": user["avatar_url"],
@@ -212,7 +212,7 @@ class UserService(Service):
             user = one(conn, "SELECT xp_total, xp_first_celebration_shown_at AS shown_at FROM users WHERE id = %s "
                              "FOR UPDATE", (user_id,))
             if user is None:
-                raise _missing_user()
+                raise missing_user()
             if mark_shown and user["shown_at"] is None:
                 if user["xp_total"] == 0:
                     raise Conflict("There is no first XP to celebrate yet.")
@@ -225,13 +225,13 @@ class UserService(Service):
     @returns_result
     def get_by_email(self, email: str) -> dict[str, Any]:
         if not isinstance(email, str):
-            raise _missing_user()
+            raise missing_user()
         return self._one("SELECT * FROM users WHERE email = %s", email.strip().lower())
 
     @returns_result
     def get_by_firebase_uid(self, firebase_uid: str) -> dict[str, Any]:
         if not isinstance(firebase_uid, str) or not firebase_uid:
-            raise _missing_user()
+            raise missing_user()
         return self._one("SELECT * FROM users WHERE firebase_uid = %s", firebase_uid)
 
     @returns_result
@@ -412,12 +412,12 @@ class UserService(Service):
                                   details={"stripe_connect_id": ["acct_…"]})
         uid = parse_uuid(user_id)
         if uid is None:
-            raise _missing_user()
+            raise missing_user()
         with self.db.transaction() as conn:
             updated = one(conn, "UPDATE users SET stripe_connect_id = %s WHERE id = %s RETURNING *",
                           (stripe_connect_id, uid))
             if updated is None:
-                raise _missing_user()
+                raise missing_user()
             # Payouts that waited for this account become due with it; the dispatcher sends them.
             self.s.outbox.release_waiting_for(uid).unwrap()
             return updated
@@ -425,10 +425,9 @@ class UserService(Service):
     # -- helpers ---------------------------------------------------------------
 
     def _one(self, query: str, value: Any) -> dict[str, Any]:
-        with self.db.one_statement() as conn:
-            user = one(conn, query, (value,))
+        user = self.db.run_repeatable(lambda conn: one(conn, query, (value,)))
         if user is None:
-            raise _missing_user()
+            raise missing_user()
         return user
 
     @staticmethod
@@ -436,7 +435,7 @@ class UserService(Service):
         uid = parse_uuid(user_id)
         user = one(conn, "SELECT * FROM users WHERE id = %s FOR UPDATE", (uid,)) if uid else None
         if user is None:
-            raise _missing_user()
+            raise missing_user()
         if user["account_status"] == AccountStatus.SUSPENDED:
             raise AccountSuspended("Your account is suspended.")
         return user

@@ -33,6 +33,7 @@ from typing import Any
 
 import firebase_admin._token_gen
 import jwt
+import marshmallow as ma
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -41,6 +42,7 @@ from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask.testing import FlaskClient
 
+from hustlexp.api import base
 from hustlexp.app import close_app, create_app
 from hustlexp.services import Services
 from hustlexp.services.payments import PaymentsGateway
@@ -79,6 +81,11 @@ def signing_key() -> SigningKey:
     return SigningKey(KEY_ID)
 
 
+# Every certificate fetch the local x509 endpoint answered (firebase-admin fetches them for
+# each verification it does: the server sends no caching headers).
+CERT_FETCHES: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def cert_url(signing_key: SigningKey) -> Iterator[str]:
     """A local stand-in for Google's x509 endpoint, serving the tests' certificate."""
@@ -86,6 +93,7 @@ def cert_url(signing_key: SigningKey) -> Iterator[str]:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            CERT_FETCHES.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -132,6 +140,30 @@ def token_for(signing_key: SigningKey) -> TokenFor:
         return (key or signing_key).sign(firebase_claims(uid, email, **claims))
 
     return make
+
+
+def strictly(value: Any) -> Any:
+    """`value` with every leaf tagged by its type (True == 1 == 1.0 in Python, not in JSON)."""
+    if isinstance(value, dict):
+        return {k: strictly(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strictly(v) for v in value]
+    return (type(value).__name__, value)
+
+
+@pytest.fixture(autouse=True)
+def dumps_match_marshmallow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every answer the API tests get is dumped twice: by our planned dump (hustlexp.api.dumping)
+    and by marshmallow's own; they must be equal, types included."""
+    planned = base.Schema.dump
+
+    def checked(self: base.Schema, obj: Any, *, many: bool | None = None) -> Any:
+        ours = planned(self, obj, many=many)
+        theirs = ma.Schema.dump(self, obj, many=many)
+        assert strictly(ours) == strictly(theirs), f"{type(self).__name__} dumps differently"
+        return ours
+
+    monkeypatch.setattr(base.Schema, "dump", checked)
 
 
 def api_settings(db_url: str, tmp_path: Any, **extra: str) -> dict[str, str]:

@@ -13,11 +13,12 @@ import pytest
 from flask import Flask
 from flask.views import MethodView
 
-from hustlexp.api.auth import current_admin, current_user, requires_admin
+from hustlexp.api.auth import VERIFIED_TOKENS_KEPT, TokenVerifier, current_admin, current_user, requires_admin
 from hustlexp.api.base import Blueprint, Schema, fields
 from hustlexp.app import close_app, create_app
-from hustlexp.config import ConfigError
-from tests.api.conftest import KEY_ID, PROJECT_ID, SigningKey, api_settings, data, error, firebase_claims
+from hustlexp.config import ConfigError, load
+from hustlexp.errors import AuthInvalid
+from tests.api.conftest import CERT_FETCHES, KEY_ID, PROJECT_ID, SigningKey, api_settings, data, error, firebase_claims
 
 Register = Callable[..., tuple[dict[str, Any], dict[str, str]]]
 
@@ -220,6 +221,75 @@ def test_apps_do_not_share_firebase_state(db_url: str, tmp_path: Any, firebase_c
         assert_invalid(response)
     finally:
         close_app(other)
+
+
+# -- verified tokens are reused ------------------------------------------------------------
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = float(firebase_claims("u", None)["iat"] + 60)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def verifier(db_url: str, tmp_path: Any, firebase_certs: str) -> Any:
+    clock = _Clock()
+    verifier = TokenVerifier(load(api_settings(db_url, tmp_path)), clock=clock)
+    yield verifier, clock
+    verifier.close()
+
+
+def test_a_verified_token_is_not_verified_again(client: Any, register: Register, token_for: Any) -> None:
+    register(client, "uid-again")
+    signed_in = firebase_claims("u", None)["iat"] - 120  # a token other than registration's
+    headers = bearer(token_for("uid-again", auth_time=signed_in))
+    fetched = len(CERT_FETCHES)
+    assert client.get("/api/users/me", headers=headers).status_code == 200
+    assert len(CERT_FETCHES) == fetched + 1
+    for _ in range(3):
+        assert client.get("/api/users/me", headers=headers).status_code == 200
+    assert len(CERT_FETCHES) == fetched + 1
+    # Another token of the same user is a token of its own.
+    assert client.get("/api/users/me", headers=bearer(token_for("uid-again", auth_time=signed_in - 1))
+                      ).status_code == 200
+    assert len(CERT_FETCHES) == fetched + 2
+
+
+def test_a_reused_token_still_expires(verifier: Any, token_for: Any) -> None:
+    tokens, clock = verifier
+    token = token_for("uid-expiring", exp=int(clock.now) + 100)
+    assert tokens.verify(token)["uid"] == "uid-expiring"
+    clock.now += 100  # expired, within the 5 s of tolerated skew
+    assert tokens.verify(token)["uid"] == "uid-expiring"
+    clock.now += 6
+    for _ in range(2):
+        with pytest.raises(AuthInvalid):
+            tokens.verify(token)
+    assert not tokens._verified
+
+
+def test_reused_claims_are_the_callers_own_copy(verifier: Any, token_for: Any) -> None:
+    tokens, _ = verifier
+    token = token_for("uid-copy")
+    tokens.verify(token)["uid"] = "someone-else"
+    assert tokens.verify(token)["uid"] == "uid-copy"
+
+
+def test_refused_tokens_are_not_kept_and_the_cache_is_bounded(verifier: Any, token_for: Any,
+                                                              signing_key: Any) -> None:
+    tokens, _ = verifier
+    for _ in range(2):
+        with pytest.raises(AuthInvalid):
+            tokens.verify(token_for("uid-bad", aud="elsewhere"))
+    assert not tokens._verified
+    body = firebase_claims("uid-many", "m@example.test")
+    for n in range(VERIFIED_TOKENS_KEPT + 10):
+        tokens._verified[f"token-{n}"] = (body, float("inf"))
+    tokens.verify(token_for("uid-many"))
+    assert len(tokens._verified) == VERIFIED_TOKENS_KEPT + 10  # one oldest out, one in
+    assert "token-0" not in tokens._verified
 
 
 # -- token times, checked by us in both modes ----------------------------------------------

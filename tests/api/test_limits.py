@@ -106,3 +106,26 @@ def test_limits_uploads_are_counted_per_user(client, register, conn):
                  "VALUES (%s, date_bin('60 seconds', now(), 'epoch'), 60, 100, 100)", (f"uploads:{user['id']}",))
     response = client.post(f"/api/tasks/{uuid.uuid4()}/proof/photos", headers=headers)
     assert response.status_code == 429 and response.headers["RateLimit-Limit"] == str(RULES["uploads"].limit)
+
+
+def test_limits_a_blocked_address_is_refused_before_the_user_is_looked_up(client, auth, conn):
+    headers = auth("uid-never-registered")
+    assert error(client.get("/api/users/me", headers=headers))["code"] == "HX504"  # token verified, kept
+    conn.execute("INSERT INTO rate_limit_counters (key, window_start, window_seconds, hits) "
+                 "VALUES ('auth_failures:127.0.0.1', now(), 300, 1000)")
+    assert error(client.get("/api/users/me", headers=headers))["code"] == "RATE_LIMITED"
+
+
+def test_limits_a_route_rule_refuses_only_after_the_account_checks(client, register, conn):
+    user, headers = register(client)
+    rule = RULES["tasks.create"]
+    conn.execute("INSERT INTO rate_limit_counters (key, window_start, window_seconds, hits) "
+                 "VALUES (%s, now(), %s, %s)", (f"tasks.create:{user['id']}", rule.seconds, rule.limit * 10))
+    conn.execute("UPDATE users SET account_status = 'SUSPENDED' WHERE id = %s", (user["id"],))
+    assert error(client.post("/api/tasks", json=task_body(), headers=headers))["code"] == "ACCOUNT_SUSPENDED"
+    conn.execute("UPDATE users SET account_status = 'ACTIVE' WHERE id = %s", (user["id"],))
+    assert error(client.post("/api/tasks", json=task_body(), headers=headers))["code"] == "RATE_LIMITED"
+    # Counted once per attempt (writes and the route rule in the same statement as the user).
+    rows = conn.execute("SELECT split_part(key, ':', 1) AS rule, hits FROM rate_limit_counters WHERE key LIKE %s",
+                        (f"%:{user['id']}",)).fetchall()
+    assert {r["rule"]: r["hits"] for r in rows} == {"writes": 2, "tasks.create": rule.limit * 10 + 2}

@@ -34,6 +34,34 @@ def test_connections_killed_by_a_restart_are_replaced_not_lent(client: Any, regi
         assert response.status_code == 200, response.get_json()
 
 
+def test_a_transaction_on_a_connection_killed_by_a_restart_begins_again(services: Any, conn: Any) -> None:
+    with services.db.transaction() as tx:  # the pool now holds an idle connection
+        tx.execute("SELECT 1")
+    assert _kill_app_connections(conn) >= 1
+    for _ in range(3):  # BEGIN, the lent connection's check, fails on the dead one: nothing is lost
+        with services.db.transaction() as tx:
+            assert tx.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+
+
+def test_a_repeatable_statement_on_a_dead_connection_runs_again_on_a_checked_one(services: Any, conn: Any) -> None:
+    db = services.db
+    assert db.run_repeatable(lambda c: c.execute("SELECT 1 AS one").fetchone()) == {"one": 1}
+    assert _kill_app_connections(conn) >= 1
+    runs: list[int] = []
+
+    def select(c: Any) -> Any:
+        runs.append(1)
+        return c.execute("SELECT 2 AS two").fetchone()
+
+    assert db.run_repeatable(select) == {"two": 2}
+    assert len(runs) == 2  # once on the dead connection, once on a checked one
+    # Twice at most: a statement that kills its own connection each time is Unavailable.
+    suicidal: list[int] = []
+    with pytest.raises(Unavailable):
+        db.run_repeatable(lambda c: suicidal.append(1) or c.execute("SELECT pg_terminate_backend(pg_backend_pid())"))
+    assert len(suicidal) == 2
+
+
 def test_connection_lost_mid_transaction_is_unavailable(services: Any) -> None:
     with pytest.raises(Unavailable) as caught, services.db.transaction() as tx:
         tx.execute("SELECT pg_terminate_backend(pg_backend_pid())")
