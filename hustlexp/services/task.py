@@ -244,36 +244,37 @@ class TaskService(Service):
         if cursor is not None:
             params["after_value"], params["after_id"] = _read_cursor(cursor, sort, order)
             where.append(_after(column, sort in NULLABLE_SORTS, params["after_value"] is None, order))
-        # Keyset pages are one statement (no transaction needed); offset pages count in the same snapshot.
-        with self.db.one_statement() if offset is None else self.db.transaction() as conn:
-            if viewer_id is not None:  # admins see every task
-                where.append("(t.state = 'OPEN' OR t.poster_id = %(viewer)s OR t.worker_id = %(viewer)s "
-                             "OR EXISTS (SELECT 1 FROM admin_roles a WHERE a.user_id = %(viewer)s))")
-                params["viewer"] = viewer_id
-            filters = {"states": ("t.state = ANY(%(states)s)", states), "category": ("t.category = %(category)s",
-                       category), "mode": ("t.mode = %(mode)s", mode), "poster_id": ("t.poster_id = %(poster_id)s",
-                       poster_id), "worker_id": ("t.worker_id = %(worker_id)s", worker_id),
-                       "min_price": ("t.price >= %(min_price)s", min_price),
-                       "max_price": ("t.price <= %(max_price)s", max_price)}
-            for name, (clause, value) in filters.items():
-                if value is not None and value != []:
-                    where.append(clause)
-                    params[name] = value
-            direction = "ASC" if order == "asc" else "DESC"
-            # NULLS LAST is ASC's default; spelling it out for a NOT NULL column sorted DESC would
-            # stop the (created_at, id) index from answering the page.
-            nulls = " NULLS LAST" if sort in NULLABLE_SORTS and direction == "DESC" else ""
-            # The WHERE clauses, the sort column and the direction are the constants above; every
-            # value the caller sent travels as a parameter. One more row than asked says has_more.
-            rows = conn.execute(
-                f"""SELECT t.*, u.full_name AS poster_name, u.avatar_url AS poster_avatar_url,
-                           u.trust_tier AS poster_trust_tier, u.is_verified AS poster_is_verified
-                      FROM tasks t JOIN users u ON u.id = t.poster_id
-                     WHERE {" AND ".join(where)}
-                     ORDER BY {column} {direction}{nulls}, t.id {direction}
-                     LIMIT %(limit)s OFFSET %(offset)s""", params).fetchall()
-            total = None
-            if offset is not None:
+        if viewer_id is not None:  # admins see every task
+            where.append("(t.state = 'OPEN' OR t.poster_id = %(viewer)s OR t.worker_id = %(viewer)s "
+                         "OR EXISTS (SELECT 1 FROM admin_roles a WHERE a.user_id = %(viewer)s))")
+            params["viewer"] = viewer_id
+        filters = {"states": ("t.state = ANY(%(states)s)", states), "category": ("t.category = %(category)s",
+                   category), "mode": ("t.mode = %(mode)s", mode), "poster_id": ("t.poster_id = %(poster_id)s",
+                   poster_id), "worker_id": ("t.worker_id = %(worker_id)s", worker_id),
+                   "min_price": ("t.price >= %(min_price)s", min_price),
+                   "max_price": ("t.price <= %(max_price)s", max_price)}
+        for name, (clause, value) in filters.items():
+            if value is not None and value != []:
+                where.append(clause)
+                params[name] = value
+        direction = "ASC" if order == "asc" else "DESC"
+        # NULLS LAST is ASC's default; spelling it out for a NOT NULL column sorted DESC would
+        # stop the (created_at, id) index from answering the page.
+        nulls = " NULLS LAST" if sort in NULLABLE_SORTS and direction == "DESC" else ""
+        # The WHERE clauses, the sort column and the direction are the constants above; every
+        # value the caller sent travels as a parameter. One more row than asked says has_more.
+        page = f"""SELECT t.*, u.full_name AS poster_name, u.avatar_url AS poster_avatar_url,
+                          u.trust_tier AS poster_trust_tier, u.is_verified AS poster_is_verified
+                     FROM tasks t JOIN users u ON u.id = t.poster_id
+                    WHERE {" AND ".join(where)}
+                    ORDER BY {column} {direction}{nulls}, t.id {direction}
+                    LIMIT %(limit)s OFFSET %(offset)s"""
+        total = None
+        if offset is None:  # a keyset page: one read, no transaction, no connection check
+            rows = self.db.run_repeatable(lambda conn: conn.execute(page, params).fetchall())
+        else:  # an offset page counts in the same snapshot
+            with self.db.transaction() as conn:
+                rows = conn.execute(page, params).fetchall()
                 total = returning(conn, f"SELECT count(*) AS n FROM tasks t WHERE {' AND '.join(where)}",
                                   params)["n"]
         has_more = len(rows) > limit
