@@ -301,7 +301,7 @@ class FeedService(Service):
         near = nearest_sql(skip_passed=sort == "distance" and "after_key" in params)
         candidates = _scored(filters, True, source="near t")
         for _ in range(PROBE_ROUNDS):
-            row = one(conn, f"""WITH near AS MATERIALIZED ({near})
+            row = _planned(conn, f"""WITH near AS MATERIALIZED ({near})
                                 SELECT (SELECT count(*) FROM near) AS seen,
                                        (SELECT max({_DISTANCE}) FROM near t) AS spread,
                                        array(SELECT {key} FROM ({candidates}) f WHERE {page}) AS keys,
@@ -335,7 +335,7 @@ class FeedService(Service):
         size = PROBE
         candidates = _scored(filters, False, source="due t")
         for _ in range(PROBE_ROUNDS):
-            row = one(conn, f"""WITH due AS MATERIALIZED ({due_sql()})
+            row = _planned(conn, f"""WITH due AS MATERIALIZED ({due_sql()})
                                 SELECT (SELECT count(*) FROM due) AS seen,
                                        (SELECT date_part('epoch', max(deadline) - min(deadline)) / 3600
                                           FROM due) AS spread,
@@ -492,18 +492,27 @@ def _few_in_box(conn: Any, params: dict[str, Any]) -> bool:
     index, stopping there). Then newest and price score them all; else they walk their order
     index (tasks_open_created_idx, tasks_open_price_idx) until the page is full, which on a board
     that dense is soon: the cheaper of the two, whatever the radius."""
-    row = one(conn, f"""SELECT count(*) <= %(box_max)s AS few FROM (
+    row = _planned(conn, f"""SELECT count(*) <= %(box_max)s AS few FROM (
                           SELECT 1 FROM tasks t
                            WHERE t.state = 'OPEN' AND t.location_lat IS NOT NULL AND t.location_lng IS NOT NULL
                              AND {_BOX} LIMIT %(box_max)s + 1) box""", params | {"box_max": BOX_SCAN_MAX})
     return bool(row and row["few"])
 
 
+def _planned(conn: Any, query: str, params: dict[str, Any], *, every: bool = False) -> Any:
+    """The first row (or with `every` all rows) of a feed query, planned for these values every
+    time: never a prepared statement. A feed query's best plan depends on its values (how big a
+    box is, how common a word); psycopg prepares a query it has run 5 times, and PostgreSQL then
+    switches to a generic plan blind to them (a broad search's page went from 30 to 66 ms)."""
+    cursor = conn.execute(query, params, prepare=False)
+    return cursor.fetchall() if every else cursor.fetchone()
+
+
 def _page(conn: Any, scored: str, page: str, params: dict[str, Any], sort: str) -> list[dict[str, Any]]:
     """The page (limit+1 rows, the last only says there is more) of the scored candidates after
     the cursor, best first, with what an item shows."""
     key, _, direction = _ORDER[sort]
-    rows: list[dict[str, Any]] = conn.execute(f"""
+    rows: list[dict[str, Any]] = _planned(conn, f"""
         WITH page AS (
             SELECT f.*, {key} AS sort_key FROM ({scored}) f
              WHERE {page}
@@ -515,7 +524,7 @@ def _page(conn: Any, scored: str, page: str, params: dict[str, Any], sort: str) 
                p.avatar_url AS poster_avatar_url, p.trust_tier AS poster_trust_tier,
                p.is_verified AS poster_is_verified, f.poster_average_rating
           FROM page f JOIN tasks t ON t.id = f.id JOIN users p ON p.id = t.poster_id
-         ORDER BY f.sort_key {direction}, f.id {direction}""", params).fetchall()
+         ORDER BY f.sort_key {direction}, f.id {direction}""", params, every=True)
     return rows
 
 

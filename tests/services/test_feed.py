@@ -381,3 +381,18 @@ def test_a_forged_cursor_is_refused_not_run(services, stripe_fake, sort, key, ta
     raw = json.dumps({"s": sort, "k": key, "id": task_id, "at": at}).encode()
     result = services.feed.feed(worker, sort=sort, cursor=base64.urlsafe_b64encode(raw).decode().rstrip("="))
     assert result.code == "VALIDATION_ERROR" and "cursor" in result.error.details
+
+
+def test_feed_queries_are_planned_for_their_values_every_time(services, stripe_fake):
+    """psycopg prepares a statement run 5 times on a connection, and PostgreSQL may then plan it
+    blind to its values: the feed's queries must never be prepared (their best plan depends on
+    how big a box is, how common a word)."""
+    worker = flows.user(services)
+    flows.funded_task(services, stripe_fake, title="Walk my dog", **north(1))
+    with services.db.transaction() as conn:  # the feed's transactions nest: one connection
+        for _ in range(12):
+            for kw in ({"lat": HOME[0], "lng": HOME[1]}, {}, {"q": "dog", "lat": HOME[0], "lng": HOME[1]},
+                       {"sort": "price", "lat": HOME[0], "lng": HOME[1]}):
+                assert len(feed(services, worker, **kw)["items"]) == 1
+        prepared = [r["statement"] for r in conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()]
+    assert not [s for s in prepared if "poster_rating_totals" in s or "box(point(" in s], prepared
