@@ -62,6 +62,17 @@ def test_higher_tier_sees_what_it_clears(services, stripe_fake):
     assert services.tasks.accept(high["id"], worker).code == "FORBIDDEN"
 
 
+def walk_pages(services: Services, worker: Any, **query: Any) -> list[tuple[Any, float]]:
+    """(id, relevance_score) of every item, page after page by next_cursor."""
+    seen: list[tuple[Any, float]] = []
+    page = feed(services, worker, **query)
+    while True:
+        seen += [(i["id"], i["relevance_score"]) for i in page["items"]]
+        if not page["has_more"]:
+            return seen
+        page = feed(services, worker, **query, cursor=page["next_cursor"])
+
+
 def test_distance_radius_and_distance_sort(services, stripe_fake):
     worker = flows.user(services)
     far = flows.funded_task(services, stripe_fake, **north(30))[1]
@@ -221,14 +232,7 @@ def test_two_stages_give_the_pages_a_full_scan_gives(services, stripe_fake, monk
             flows.funded_task(services, stripe_fake, **fields)
 
     def walk() -> list[tuple[Any, float]]:
-        seen: list[tuple[Any, float]] = []
-        page = feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=12, sort=sort, limit=4)
-        while True:
-            seen += [(i["id"], i["relevance_score"]) for i in page["items"]]
-            if not page["has_more"]:
-                return seen
-            page = feed(services, worker, lat=HOME[0], lng=HOME[1], radius_km=12, sort=sort, limit=4,
-                        cursor=page["next_cursor"])
+        return walk_pages(services, worker, lat=HOME[0], lng=HOME[1], radius_km=12, sort=sort, limit=4)
 
     reaches: list[float] = []
     near_floor = FeedService._near_floor
@@ -268,13 +272,7 @@ def test_without_a_position_two_stages_give_the_pages_a_full_scan_gives(services
             flows.funded_task(services, stripe_fake, **fields)
 
     def walk() -> list[tuple[Any, float]]:
-        seen: list[tuple[Any, float]] = []
-        page = feed(services, worker, limit=4)
-        while True:
-            seen += [(i["id"], i["relevance_score"]) for i in page["items"]]
-            if not page["has_more"]:
-                return seen
-            page = feed(services, worker, limit=4, cursor=page["next_cursor"])
+        return walk_pages(services, worker, limit=4)
 
     windows: list[tuple[datetime | None, datetime | None]] = []
     due_floor = FeedService._due_floor
