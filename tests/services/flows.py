@@ -8,6 +8,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from psycopg import sql
+
 from hustlexp.services import Services
 from tests.fakes.stripe_fake import FakeStripe
 from tests.images import JPEG, PNG  # noqa: F401 (re-exported for the tests)
@@ -26,12 +28,14 @@ def user(services: Services, *, connect: bool = True, **cols: Any) -> Any:
 
 
 def admin(services: Services, **flags: bool) -> Any:
+    """A new admin: resolves disputes and overrides escrows unless told otherwise, plus any other
+    admin_roles flag given (can_access_financials=True, ...)."""
     admin_id = user(services)
     flags = {"can_resolve_disputes": True, "can_override_escrow": True} | flags
+    columns = sql.SQL(", ").join(map(sql.Identifier, flags))
     with services.db.transaction() as conn:
-        conn.execute("INSERT INTO admin_roles (user_id, role, can_resolve_disputes, can_override_escrow) "
-                     "VALUES (%s, 'admin', %s, %s)", (admin_id, flags["can_resolve_disputes"],
-                                                      flags["can_override_escrow"]))
+        conn.execute(sql.SQL("INSERT INTO admin_roles (user_id, role, {}) VALUES (%s, 'admin', {})").format(
+            columns, sql.SQL(", ").join([sql.Placeholder()] * len(flags))), (admin_id, *flags.values()))
     return admin_id
 
 

@@ -20,10 +20,7 @@ def conserved(services, stripe_fake):
 
 @pytest.fixture
 def admin(services):
-    admin_id = flows.admin(services)
-    with services.db.transaction() as conn:
-        conn.execute("UPDATE admin_roles SET can_access_financials = true WHERE user_id = %s", (admin_id,))
-    return admin_id
+    return flows.admin(services, can_access_financials=True)
 
 
 def _desk(services, admin, status, **kw):
