@@ -158,11 +158,12 @@ class World:
         actor.profile["stripe_connect_id"] = account
         return actor
 
-    def admin(self, name: str = "admin") -> Actor:
-        """A registered user made a dispute-resolving admin, by SQL (operators use `hustlexp admin grant`)."""
+    def admin(self, name: str = "admin", *, financials: bool = False) -> Actor:
+        """A registered user made a dispute-resolving admin (with `financials`, one who may also
+        read the money desks), by SQL (operators use `hustlexp admin grant`)."""
         actor = self.register(name)
-        self.sql("INSERT INTO admin_roles (user_id, role, can_resolve_disputes, can_override_escrow) "
-                 "VALUES (%s, 'admin', true, true)", (actor.id,))
+        self.sql("INSERT INTO admin_roles (user_id, role, can_resolve_disputes, can_override_escrow, "
+                 "can_access_financials) VALUES (%s, 'admin', true, true, %s)", (actor.id, financials))
         return actor
 
     def post_task(self, poster: Actor, **overrides: Any) -> Row:
@@ -192,6 +193,13 @@ class World:
         proof: Row = submitted["proof"]
         assert len(proof["photos"]) == len(photos)
         return proof
+
+    def proven_task(self, poster: Actor, worker: Actor, **overrides: Any) -> tuple[Row, Row]:
+        """(task, proof): posted, funded, accepted by `worker` and its proof submitted."""
+        task = self.post_task(poster, **overrides)
+        self.fund(task)
+        self.accept(task, worker)
+        return task, self.submit_proof(task, worker)
 
     # -- as Stripe ----------------------------------------------------------------------
 

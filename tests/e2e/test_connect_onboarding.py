@@ -35,10 +35,7 @@ def test_a_new_worker_onboards_and_their_waiting_payout_goes_out_once(world: Wor
         "INCOMPLETE", False, account_id)
 
     # 2. Meanwhile the worker does a task and the poster approves it: the transfer waits.
-    task = world.post_task(poster, price=6000)
-    world.fund(task)
-    world.accept(task, worker)
-    proof = world.submit_proof(task, worker)
+    task, proof = world.proven_task(poster, worker, price=6000)
     assert data(poster.post(f"/api/proofs/{proof['id']}/accept"))["escrow"]["state"] == "RELEASED"
     (waiting,) = world.settle(task["escrow_id"])
     assert (waiting["status"], waiting["last_error"], waiting["attempt_count"]) == ("PENDING", "PAYOUTS_DISABLED", 0)

@@ -14,10 +14,7 @@ from tests.e2e.system import Actor, Row, World, data, error
 def disputed(world: World, price: int) -> tuple[Actor, Actor, Row, Row, Row]:
     """A funded, accepted task whose proof the poster rejected and the worker disputed."""
     poster, worker = world.register("poster"), world.worker()
-    task = world.post_task(poster, price=price)
-    world.fund(task)
-    world.accept(task, worker)
-    proof = world.submit_proof(task, worker)
+    task, proof = world.proven_task(poster, worker, price=price)
     rejected = data(poster.post(f"/api/proofs/{proof['id']}/reject", json={"reason": "The shelf wobbles"}))
     assert rejected["state"] == "REJECTED" and rejected["task"]["state"] == "ACCEPTED"
     assert "PROOF_REJECTED" in worker.notification_types(task["id"])

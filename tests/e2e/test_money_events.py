@@ -6,14 +6,8 @@ from __future__ import annotations
 
 import time
 
-from tests.e2e.system import DISPATCH_TIMEOUT, Actor, Row, World, acknowledged, data, error, payout
+from tests.e2e.system import DISPATCH_TIMEOUT, Row, World, acknowledged, data, error, payout
 from tests.ledger import assert_money_conserved
-
-
-def _money_admin(world: World) -> Actor:
-    admin = world.admin("money-admin")
-    world.sql("UPDATE admin_roles SET can_access_financials = true WHERE user_id = %s", (admin.id,))
-    return admin
 
 
 def _sent(world: World, outbox_id: str) -> Row:
@@ -33,11 +27,8 @@ def _conserved(world: World) -> None:
 
 
 def test_chargeback_on_a_funded_escrow_blocks_its_release(world: World) -> None:
-    poster, worker, admin = world.register("poster"), world.worker(), _money_admin(world)
-    task = world.post_task(poster, price=6000)
-    world.fund(task)
-    world.accept(task, worker)
-    proof = world.submit_proof(task, worker)
+    poster, worker, admin = world.register("poster"), world.worker(), world.admin("money-admin", financials=True)
+    task, proof = world.proven_task(poster, worker, price=6000)
     fake = world.served.fake
 
     opened = fake.open_dispute(task["payment_intent_id"])
@@ -68,11 +59,8 @@ def test_chargeback_on_a_funded_escrow_blocks_its_release(world: World) -> None:
 
 
 def test_admin_desk_shows_and_retries_a_failed_payout_exactly_once(world: World) -> None:
-    poster, worker, admin = world.register("poster"), world.worker(), _money_admin(world)
-    task = world.post_task(poster, price=4000)
-    world.fund(task)
-    world.accept(task, worker)
-    proof = world.submit_proof(task, worker)
+    poster, worker, admin = world.register("poster"), world.worker(), world.admin("money-admin", financials=True)
+    task, proof = world.proven_task(poster, worker, price=4000)
     fake = world.served.fake
     fake.fail_next("/v1/transfers", kind="invalid_request", method="POST")
     data(poster.post(f"/api/proofs/{proof['id']}/accept"))

@@ -302,10 +302,7 @@ def test_worker_without_payout_account_is_paid_once_the_account_exists(world: Wo
     """Releasing to a worker with no Stripe Connect account yet: the transfer waits (not a
     failure), and goes out once the worker has connected one."""
     poster, worker = world.register("poster"), world.register("worker")
-    task = world.post_task(poster, price=4000)
-    world.fund(task)
-    world.accept(task, worker)
-    proof = world.submit_proof(task, worker)
+    task, proof = world.proven_task(poster, worker, price=4000)
     assert data(poster.post(f"/api/proofs/{proof['id']}/accept"))["escrow"]["state"] == "RELEASED"
     fake = world.served.fake
     [row] = world.settle(task["escrow_id"])
