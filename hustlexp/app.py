@@ -126,12 +126,9 @@ def init_push(settings: config_mod.Settings) -> PushGateway | None:
     key = settings.fcm_credentials or settings.firebase_admin_key
     if not key:
         return None
-    import json
-
     from hustlexp.services.push import PushGateway
 
-    account = json.loads(key) if key.lstrip().startswith("{") else key
-    return PushGateway(account, api_base=settings.fcm_api_base)
+    return PushGateway(config_mod.service_account(key), api_base=settings.fcm_api_base)
 
 
 def close_app(app: Flask) -> None:

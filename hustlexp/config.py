@@ -3,6 +3,7 @@ process refuses to start with unsafe or missing settings."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,6 +81,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         value = env.get(name, "").strip()
         return value or None
 
+    rate_limits = (get("HUSTLEXP_RATE_LIMITS") or "on").lower()
+    if rate_limits not in ("on", "off"):
+        raise ConfigError("HUSTLEXP_RATE_LIMITS must be on or off")
     settings = Settings(
         env=get("HUSTLEXP_ENV") or "development",
         database_url=get("DATABASE_URL"),
@@ -105,7 +109,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         stripe_max_network_retries=_number(get, "STRIPE_MAX_NETWORK_RETRIES", int, 2, 0, 5),
         log_format=get("HUSTLEXP_LOG_FORMAT") or ("json" if get("HUSTLEXP_ENV") == "production" else "text"),
         metrics_token=get("HUSTLEXP_METRICS_TOKEN"),
-        rate_limits=(get("HUSTLEXP_RATE_LIMITS") or "on").lower() != "off",
+        rate_limits=rate_limits == "on",
         trusted_proxies=_number(get, "HUSTLEXP_TRUSTED_PROXIES", int, 0, 0, 5),
         fcm_api_base=get("FCM_API_BASE"),
         fcm_credentials=get("FCM_CREDENTIALS"),
@@ -113,8 +117,6 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         manual_payout_accounts=_flag(get, "HUSTLEXP_MANUAL_PAYOUT_ACCOUNTS",
                                      default=get("HUSTLEXP_ENV") != "production"),
     )
-    if (get("HUSTLEXP_RATE_LIMITS") or "on").lower() not in ("on", "off"):
-        raise ConfigError("HUSTLEXP_RATE_LIMITS must be on or off")
     if settings.log_format not in ("json", "text"):
         raise ConfigError(f"HUSTLEXP_LOG_FORMAT must be json or text, not {settings.log_format!r}")
     if settings.storage not in ("local", "s3"):
@@ -190,3 +192,9 @@ def _check_production(env: Mapping[str, str]) -> None:
         problems.append("HUSTLEXP_RATE_LIMITS is off: production keeps its request limits")
     if problems:
         raise ConfigError("refusing to start in production: " + "; ".join(problems))
+
+
+def service_account(value: str) -> Any:
+    """A Google service-account key setting (FIREBASE_ADMIN_KEY, FCM_CREDENTIALS): either a path
+    to the JSON key file or the JSON itself."""
+    return json.loads(value) if value.lstrip().startswith("{") else value

@@ -24,6 +24,8 @@ class TaskState(StrEnum):
 
 
 TERMINAL_TASK_STATES = frozenset({TaskState.COMPLETED, TaskState.CANCELLED, TaskState.EXPIRED})
+# Every other state: the task still holds its parties (and, funded, its money).
+LIVE_TASK_STATES = tuple(state.value for state in TaskState if state not in TERMINAL_TASK_STATES)
 
 
 class TaskMode(StrEnum):

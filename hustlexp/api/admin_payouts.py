@@ -10,10 +10,11 @@ from uuid import UUID
 from hustlexp.api.admin import AdminNoteSchema, blp
 from hustlexp.api.auth import current_user, requires_admin
 from hustlexp.api.base import MethodView, Schema, fields, respond, services, validate
+from hustlexp.domain import MoneyKind, MoneyStatus
 from hustlexp.services.payout_desk import DESK_STATUSES
 
-MONEY_KINDS = ("TRANSFER", "REFUND", "CANCEL_INTENT")
-OUTBOX_STATUSES = ("PENDING", "PROCESSING", "SUCCEEDED", "FAILED_PERMANENT", "CANCELLED")
+MONEY_KINDS = [kind.value for kind in MoneyKind]
+OUTBOX_STATUSES = [status.value for status in MoneyStatus]
 CHARGEBACK_STATUSES = ("OPEN", "WON", "LOST")
 HOLDS = ("CHARGEBACK", "CHARGEBACK_LOST")
 

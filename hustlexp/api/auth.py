@@ -26,7 +26,6 @@ emulator's unsigned tokens.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import os
@@ -44,7 +43,7 @@ from google.auth.credentials import AnonymousCredentials
 
 from hustlexp.api import limits
 from hustlexp.api.base import BEARER_SCHEME, EXTENSION, services
-from hustlexp.config import ConfigError, Settings
+from hustlexp.config import ConfigError, Settings, service_account
 from hustlexp.domain import AccountStatus, User
 from hustlexp.errors import (
     AccountClosed,
@@ -92,7 +91,7 @@ class TokenVerifier:
         self.emulated = emulator is not None
         credential: Any
         if settings.firebase_admin_key:
-            credential = fb_credentials.Certificate(_service_account(settings.firebase_admin_key))
+            credential = fb_credentials.Certificate(service_account(settings.firebase_admin_key))
         else:
             credential = AnonymousCredentials()
         self.check_revoked = bool(settings.firebase_admin_key)
@@ -175,11 +174,6 @@ def _check_times(claims: dict[str, Any], now: float) -> None:
     if max(stamps["iat"], stamps["auth_time"]) > now + _CLOCK_SKEW_SECONDS or stamps["iat"] >= stamps["exp"]:
         log.info("token refused: issued or authenticated in the future")
         raise AuthInvalid("The sign-in token is invalid or expired.")
-
-
-def _service_account(value: str) -> Any:
-    """FIREBASE_ADMIN_KEY is either a path to the JSON key file or the JSON itself."""
-    return json.loads(value) if value.lstrip().startswith("{") else value
 
 
 def _verifier() -> TokenVerifier:

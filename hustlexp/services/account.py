@@ -17,13 +17,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from hustlexp.domain import AccountStatus
+from hustlexp.domain import LIVE_TASK_STATES, AccountStatus
 from hustlexp.errors import AccountSuspended, Conflict, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, about, one, returns_result
 from hustlexp.services.user import DELETION_GRACE, parse_uuid
 
-LIVE_TASK_STATES = ("OPEN", "ACCEPTED", "PROOF_SUBMITTED", "DISPUTED")
 LIVE_ESCROW_STATES = ("PENDING", "FUNDED", "LOCKED_DISPUTE")
 LIVE_MONEY_STATUSES = ("PENDING", "PROCESSING")
 ANONYMIZE_BATCH = 100

@@ -23,7 +23,7 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from hustlexp.domain import EscrowState
+from hustlexp.domain import LIVE_TASK_STATES, EscrowState
 from hustlexp.services import audit
 from hustlexp.services.admin_alerts import alert_admins
 from hustlexp.services.base import Service, one, returns_result
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 # Escrow states in which the money is still with us (a dispute exists only for a charge that succeeded).
 HOLDING_STATES = (EscrowState.PENDING, EscrowState.FUNDED, EscrowState.LOCKED_DISPUTE)
-LIVE_TASK_STATES = ("OPEN", "ACCEPTED", "PROOF_SUBMITTED", "DISPUTED")
 # Stripe's closing statuses that leave the money with the platform.
 WON = frozenset({"won", "warning_closed"})
 

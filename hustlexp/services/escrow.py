@@ -105,21 +105,12 @@ class EscrowService(Service):
             return self.create_payment_intent(escrow["id"]).unwrap()
         return _intent_out(escrow, intent)
 
-    @returns_result
-    def handle_payment_success(self, *, payment_intent_id: str, amount_received: int,
-                               escrow_id: str | None = None, risk_level: str | None = None) -> dict[str, Any]:
-        """payment_intent.succeeded: PENDING -> FUNDED when the amount is exactly the escrow's,
-        with Radar's `risk_level` of the charge (None: not known). A payment landing on an
-        escrow that already ended is refunded (late payment)."""
-        with self.db.transaction() as conn:
-            return self.payment_succeeded(conn, payment_intent_id=payment_intent_id,
-                                          amount_received=amount_received, escrow_id=escrow_id,
-                                          risk_level=risk_level)
-
     def payment_succeeded(self, conn: Any, *, payment_intent_id: str, amount_received: int,
                           escrow_id: str | None = None, risk_level: str | None = None) -> dict[str, Any]:
-        """handle_payment_success() inside the webhook's transaction, with no savepoint of its
-        own: an error rolls the whole delivery back (and its event id with it)."""
+        """payment_intent.succeeded, inside the webhook's transaction (no savepoint of its own: an
+        error rolls the whole delivery back, and its event id with it): PENDING -> FUNDED when
+        the amount is exactly the escrow's, with Radar's `risk_level` of the charge (None: not
+        known). A payment landing on an escrow that already ended is refunded (late payment)."""
         escrow = _locked_by_intent(conn, payment_intent_id, escrow_id)
         if escrow is None:
             log.warning("payment %s matches no escrow", payment_intent_id)

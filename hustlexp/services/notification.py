@@ -489,7 +489,6 @@ class NotificationService(Service):
             "body": final_body, "link": link, "task_id": task_uuid, "metadata": _json(meta),
             "channels": channels, "priority": level, "expires": now + RETENTION, "now": now,
             "push_due": push_due, "wake": push_due == now}, discriminator)
-        assert row is not None
         return notification_item(row)
 
     @returns_result

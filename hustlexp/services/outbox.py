@@ -34,6 +34,7 @@ from uuid import UUID
 
 from hustlexp.domain import MoneyKind, MoneyStatus
 from hustlexp.obs import context
+from hustlexp.services.admin_alerts import alert_admins
 from hustlexp.services.base import Service, one, returns_result
 from hustlexp.services.connect import PAYABLE_SQL, PAYOUT_ACCOUNT_JOIN
 
@@ -143,9 +144,7 @@ class MoneyOutbox(Service):
                 """UPDATE money_outbox SET next_attempt_at = now()
                     WHERE recipient_id = %s AND kind = 'TRANSFER' AND status = 'PENDING' RETURNING id""",
                 (user_id,)).fetchall()]
-            if ids:
-                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, ",".join(str(i) for i in ids)))
-                self._after_commit(ids)
+            self.wake(conn, ids)
         return {"due": len(ids)}
 
     def wake(self, conn: Any, ids: list[Any]) -> None:
@@ -287,14 +286,10 @@ class MoneyOutbox(Service):
             if not self._still_ours(cursor, row):
                 return {"id": row["id"], "status": SUPERSEDED, "error": error}
             if status is MoneyStatus.FAILED_PERMANENT:
-                self._alert_admins(conn, row, error)
+                alert_admins(self, conn, "PAYOUT_FAILED_PERMANENT", metadata={
+                    "outbox_id": str(row["id"]), "escrow_id": str(row["escrow_id"]), "kind": row["kind"],
+                    "amount": row["amount"], "error": error})
         log.warning("outbox %s: %s of %s cents failed (attempt %s): %s -> %s", row["id"], row["kind"],
                     row["amount"], attempts, error, status.value)
         return {"id": row["id"], "status": status.value, "error": error}
 
-    def _alert_admins(self, conn: Any, row: dict[str, Any], error: str) -> None:
-        admins = conn.execute("SELECT user_id FROM admin_roles WHERE can_override_escrow").fetchall()
-        for admin in admins:
-            self._notify(admin["user_id"], "PAYOUT_FAILED_PERMANENT",
-                         metadata={"outbox_id": str(row["id"]), "escrow_id": str(row["escrow_id"]),
-                                   "kind": row["kind"], "amount": row["amount"], "error": error})

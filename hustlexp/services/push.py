@@ -30,7 +30,7 @@ from typing import Any
 from uuid import UUID
 
 from hustlexp.errors import ValidationError
-from hustlexp.services.base import Service, one, returns_result
+from hustlexp.services.base import Service, returning, returns_result
 from hustlexp.services.user import parse_uuid
 
 log = logging.getLogger(__name__)
@@ -185,13 +185,11 @@ class PushService(Service):
             raise ValidationError("invalid device", details=errors)
         uid = parse_uuid(user_id)
         with self.db.transaction() as conn:
-            row = one(conn, """
+            return returning(conn, """
                 INSERT INTO push_devices (token, user_id, platform) VALUES (%s, %s, %s)
                 ON CONFLICT (token) DO UPDATE SET user_id = EXCLUDED.user_id, platform = EXCLUDED.platform,
                                                   updated_at = now()
                 RETURNING token, platform, created_at, updated_at""", (token, uid, platform))
-            assert row is not None
-            return row
 
     @returns_result
     def remove_device(self, user_id: Any, token: str) -> dict[str, bool]:
