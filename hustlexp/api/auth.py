@@ -42,7 +42,7 @@ from flask import current_app, g, request
 from google.auth.credentials import AnonymousCredentials
 
 from hustlexp.api import limits
-from hustlexp.api.base import BEARER_SCHEME, EXTENSION, services
+from hustlexp.api.base import BEARER_SCHEME, EXTENSION, MUTATING, services
 from hustlexp.config import ConfigError, Settings, service_account
 from hustlexp.domain import AccountStatus, User
 from hustlexp.errors import (
@@ -62,7 +62,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 EMULATOR_VARIABLE = "FIREBASE_AUTH_EMULATOR_HOST"
 ADMIN_FLAGS = frozenset({"can_resolve_disputes", "can_override_escrow", "can_modify_trust",
                          "can_ban_users", "can_access_financials"})
-_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Tolerated difference between Firebase's clock and ours (at most 60 s, as Firebase allows).
 _CLOCK_SKEW_SECONDS = 5
 # Verified tokens kept per worker process (a few MB at most), and how long one is reused
@@ -227,7 +226,7 @@ def _load_user(*, allow_paused: bool = False, allow_closed: bool = False, rules:
         raise AccountSuspended("This account is suspended.")
     if user.account_status == AccountStatus.CLOSED and not allow_closed:
         raise AccountClosed("This account was deleted; resume it within 7 days to keep it.")
-    if user.account_status == AccountStatus.PAUSED and request.method in _MUTATING and not allow_paused:
+    if user.account_status == AccountStatus.PAUSED and request.method in MUTATING and not allow_paused:
         raise AccountPaused("This account is paused; resume it to make changes.")
     return user
 

@@ -77,6 +77,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BEARER_SCHEME",
     "EXTENSION",
+    "MUTATING",
     "Api",
     "Blueprint",
     "ErrorEnvelopeSchema",
@@ -100,6 +101,8 @@ __all__ = [
 log = logging.getLogger("hustlexp.api")
 
 EXTENSION = "hustlexp"
+# The methods that change something (writes, for PAUSED accounts and the `writes` limit).
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 BEARER_SCHEME = "bearerAuth"
 T = TypeVar("T")
 

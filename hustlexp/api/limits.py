@@ -26,7 +26,7 @@ from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, current_app, g, request
 
-from hustlexp.api.base import EXTENSION, services
+from hustlexp.api.base import EXTENSION, MUTATING, services
 from hustlexp.services.limits import RULES, Verdict
 from hustlexp.services.user import missing_user
 
@@ -54,10 +54,7 @@ def count(rule: str, subject: Any) -> None:
     """Count one attempt against `rule`; raise RateLimited (429) when it refuses."""
     if not enabled():
         return
-    verdict = services().limits.hit(rule, subject)
-    if not verdict.allowed:
-        raise verdict.error()
-    _keep(verdict)
+    _keep(services().limits.check(rule, subject))
 
 
 def identify(firebase_uid: str, *, judge_address: bool, rules: tuple[str, ...]) -> dict[str, Any]:
@@ -70,7 +67,7 @@ def identify(firebase_uid: str, *, judge_address: bool, rules: tuple[str, ...]) 
         if found.error is not None:
             raise found.error
         return cast(dict[str, Any], found.data)
-    counted = (("writes",) if request.method in ("POST", "PUT", "PATCH", "DELETE") else ()) + rules
+    counted = (("writes",) if request.method in MUTATING else ()) + rules
     seen = services().limits.sign_in(firebase_uid, address=client_address() if judge_address else None,
                                      rules=counted)
     if seen.address is not None and not seen.address.allowed:

@@ -44,14 +44,16 @@ import base64
 import binascii
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from hustlexp.errors import NotFound, ValidationError
+from hustlexp.errors import ValidationError
 from hustlexp.services.base import Service, one, returns_result
 from hustlexp.services.eligibility import PREDICATE, risk_clearance
+from hustlexp.services.user import missing_user
 
 SORTS = ("relevance", "distance", "newest", "price")
 DEFAULT_LIMIT, MAX_LIMIT = 20, 50
@@ -240,7 +242,7 @@ class FeedService(Service):
                                            FROM tasks WHERE worker_id = u.id AND state = 'COMPLETED') h
                                    WHERE u.id = %s""", (as_of, worker_id))
             if worker is None:
-                raise NotFound("No such user.", code="HX504")
+                raise missing_user()
             params: dict[str, Any] = {
                 "viewer": worker_id, "risk_clearance": risk_clearance(worker["trust_tier"]),
                 "lat": lat, "lng": lng, "radius": radius, "earth_km": EARTH_RADIUS_KM, "q": query,
@@ -297,18 +299,10 @@ class FeedService(Service):
         whole radius). `history` ({done, recent}: the worker's completed tasks) sets the
         category's ceiling."""
         key, _, direction = _ORDER[sort]
-        size = PROBE if sort == "relevance" else 2 * (limit + 1)
         near = nearest_sql(skip_passed=sort == "distance" and "after_key" in params)
-        candidates = _scored(filters, True, source="near t")
-        for _ in range(PROBE_ROUNDS):
-            row = _planned(conn, f"""WITH near AS MATERIALIZED ({near})
-                                SELECT (SELECT count(*) FROM near) AS seen,
-                                       (SELECT max({_DISTANCE}) FROM near t) AS spread,
-                                       array(SELECT {key} FROM ({candidates}) f WHERE {page}) AS keys,
-                                       (SELECT max(stars::float8 / ratings) FROM poster_rating_totals) AS best""",
-                      params | {"size": size})
-            assert row is not None
-            keys = sorted(row["keys"], reverse=direction == "DESC")
+        for row, keys, size in _probes(conn, near, f"max({_DISTANCE})", key, direction == "DESC",
+                                       _scored(filters, True, source="probe t"), page, params,
+                                       PROBE if sort == "relevance" else 2 * (limit + 1)):
             if len(keys) > limit:
                 bound = keys[limit]
                 break
@@ -317,7 +311,6 @@ class FeedService(Service):
                 # page, which an unreachable bound and a zero radius give at once).
                 bound = keys[-1] if keys else math.inf if direction == "DESC" else -math.inf
                 break
-            size *= 4
         else:
             return None
         # Tasks per km² of the box around the position, from the disk the probe covered (none
@@ -330,26 +323,35 @@ class FeedService(Service):
         """First stage without a position (relevance, no search). Urgency is the component an
         index orders: the candidates among the tasks due nearest the worker's ideal deadline
         (tasks_open_deadline_idx, from both sides). None when no floor was found (the second
-        stage then scores every candidate, as a full scan)."""
+        stage then scores every candidate, as a full scan: tasks with no deadline included)."""
         ideal = params["as_of"] + timedelta(hours=URGENCY_HOURS * (1 - params["urgency_bias"]))
-        size = PROBE
-        candidates = _scored(filters, False, source="due t")
-        for _ in range(PROBE_ROUNDS):
-            row = _planned(conn, f"""WITH due AS MATERIALIZED ({due_sql()})
-                                SELECT (SELECT count(*) FROM due) AS seen,
-                                       (SELECT date_part('epoch', max(deadline) - min(deadline)) / 3600
-                                          FROM due) AS spread,
-                                       array(SELECT f.relevance FROM ({candidates}) f WHERE {page}) AS keys,
-                                       (SELECT max(stars::float8 / ratings) FROM poster_rating_totals) AS best""",
-                      params | {"size": size, "ideal": ideal})
-            assert row is not None
-            keys = sorted(row["keys"], reverse=True)
+        for row, keys, size in _probes(conn, due_sql(), "date_part('epoch', max(t.deadline) - min(t.deadline)) / 3600",
+                                       "f.relevance", True, _scored(filters, False, source="probe t"), page,
+                                       params | {"ideal": ideal}, PROBE):
             if len(keys) > limit:
                 # Tasks per hour of deadlines around the ideal one.
                 density = row["seen"] / row["spread"] if row["seen"] >= size and row["spread"] else 0.0
                 return _floor("urgency", keys[limit], row["best"], history, params, density)
-            size *= 4
+            if row["seen"] < size // 2:  # both sides read to their end: a larger read finds no more
+                return None
         return None
+
+
+def _probes(conn: Any, source: str, spread: str, key: str, descending: bool, candidates: str, page: str,
+            params: dict[str, Any], size: int) -> Iterator[tuple[dict[str, Any], list[Any], int]]:
+    """A first stage's reads, at most PROBE_ROUNDS, each 4 times the size of the last: the
+    `size` tasks `source` reads (as `probe`), how many it saw and their `spread` (over `probe t`),
+    the keys of the candidates among them after the cursor, best first, and the best poster
+    average there is. Yields (row, keys, size); the caller stops when it has its floor."""
+    for _ in range(PROBE_ROUNDS):
+        row = _planned(conn, f"""WITH probe AS MATERIALIZED ({source})
+                                 SELECT (SELECT count(*) FROM probe) AS seen,
+                                        (SELECT {spread} FROM probe t) AS spread,
+                                        array(SELECT {key} FROM ({candidates}) f WHERE {page}) AS keys,
+                                        (SELECT max(stars::float8 / ratings) FROM poster_rating_totals) AS best""",
+                       params | {"size": size})
+        yield row, sorted(row["keys"], reverse=descending), size
+        size *= 4
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,11 @@ def _peeked(rule_name: str, row: dict[str, Any] | None, now: datetime) -> Verdic
     return judge(rule_name, hits + 1, previous, (now - start).total_seconds())
 
 
+def counter_key(rule_name: str, subject: Any) -> str:
+    """A counter's row in rate_limit_counters (_SIGN_IN builds the same for its route rules)."""
+    return f"{rule_name}:{subject}"[:200]
+
+
 class RateLimits(Service):
     def hit(self, rule_name: str, subject: Any, *, cost: int = 1) -> Verdict:
         """Count one attempt of `subject` (a user id, an IP address) against the rule, in one
@@ -156,7 +161,7 @@ class RateLimits(Service):
         rule = RULES[rule_name]
         now = self.s.clock()
         start = window_start(now, rule.seconds)
-        key = f"{rule_name}:{subject}"[:200]
+        key = counter_key(rule_name, subject)
         # Run again only when its connection was found dead (an attempt counted twice at worst).
         row = self.db.run_repeatable(lambda conn: one(
             conn, _COUNT.format(rows="VALUES (%(key)s, %(start)s, %(seconds)s, %(cost)s)"),
@@ -177,7 +182,7 @@ class RateLimits(Service):
         now = self.s.clock()
         row = self.db.run_repeatable(lambda conn: one(
             conn, "SELECT hits, previous_hits, window_start FROM rate_limit_counters WHERE key = %s",
-            (f"{rule_name}:{subject}"[:200],)))
+            (counter_key(rule_name, subject),)))
         return _peeked(rule_name, row, now)
 
     def sign_in(self, firebase_uid: str, *, address: str | None, rules: Sequence[str]) -> SignIn:
@@ -189,7 +194,7 @@ class RateLimits(Service):
         periods = [RULES[rule].seconds for rule in rules]
         params = {"uid": firebase_uid, "now": now, "rules": list(rules), "seconds": periods,
                   "starts": [window_start(now, seconds) for seconds in periods],
-                  "address_key": f"auth_failures:{address}"[:200] if address is not None else None}
+                  "address_key": counter_key("auth_failures", address) if address is not None else None}
         row = self.db.run_repeatable(lambda conn: one(conn, _SIGN_IN, params))
         assert row is not None
         counted_rows, address_row = row.pop("hx_counted") or [], row.pop("hx_address")
