@@ -115,6 +115,7 @@ class UploadService(Service):
                 return {"upload": upload, "photo": None, "avatar_url": None}
             now = self.s.clock()
             photo = avatar_url = None
+            key = upload["storage_key"]
             if upload["bucket"] == "proofs":
                 photo = self.s.proofs.attach_photo(upload["task_id"], user_id, image, key=upload["storage_key"],
                                                    capture_time=capture_time).unwrap()
@@ -123,18 +124,17 @@ class UploadService(Service):
                 public_key = incoming.removeprefix(INCOMING_PREFIX)
                 with _storage_errors():
                     self.s.storage.put(public_key, data, image.content_type)
-                upload = returning(conn, f"UPDATE uploads SET storage_key = %s WHERE id = %s RETURNING {_COLUMNS}",
-                                   (public_key, upload_id))
+                key = public_key
                 self._delete_files_after_commit([incoming])
                 avatar_url = self.s.storage.public_url(public_key)
                 conn.execute("UPDATE users SET avatar_url = %s WHERE id = %s", (avatar_url, user_id))
             attached = photo is not None or avatar_url is not None
             upload = returning(conn, f"""
                 UPDATE uploads SET state = %s, checksum_sha256 = %s, capture_time = %s, confirmed_at = %s,
-                                   attached_at = %s, expires_at = %s
+                                   attached_at = %s, expires_at = %s, storage_key = %s
                  WHERE id = %s RETURNING {_COLUMNS}""",
                 ("ATTACHED" if attached else "CONFIRMED", image.sha256, image.capture_time or capture_time, now,
-                 now if attached else None, now + ATTACH_WINDOW, upload_id))
+                 now if attached else None, now + ATTACH_WINDOW, key, upload_id))
             return {"upload": upload, "photo": photo, "avatar_url": avatar_url}
 
     def attach(self, conn: Any, user_id: UUID, task_id: UUID, keys: Sequence[str], *, bucket: str,
