@@ -22,16 +22,12 @@ from hustlexp.services.badge_catalog import (
     TRUST_BADGES,
 )
 from hustlexp.services.base import Service, one, returns_result
+from hustlexp.services.counters import COUNTS
 
-_STATS = """
-SELECT count(*) AS completed,
-       count(*) FILTER (WHERE lower(category) = 'cleaning') AS cleaning,
-       count(*) FILTER (WHERE lower(category) = 'delivery') AS delivery,
-       count(*) FILTER (WHERE lower(category) = 'moving') AS moving,
-       count(*) FILTER (WHERE (completed_at AT TIME ZONE 'UTC')::time < time '09:00') AS early
-  FROM tasks
- WHERE worker_id = %(user_id)s AND state = 'COMPLETED'
-"""
+# What the badge check reads of a user `u` (LEFT JOIN user_counters c): the row's trust tier,
+# level and streak, the counters, and the badges already held.
+USER_COLUMNS = f"""u.trust_tier, u.current_level, u.current_streak, {COUNTS},
+       ARRAY(SELECT b.badge_type FROM badges b WHERE b.user_id = u.id) AS badges"""
 
 # A week (ISO, Monday-based, UTC) with enough completions and no proof of this user rejected
 # in it.
@@ -81,27 +77,24 @@ class BadgeService(Service):
     def award_due(self, conn: Any, user_id: Any, *, task_id: Any = None,
                   user: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """check_and_award() inside the caller's transaction (no savepoint: an error rolls the
-        caller back). `user` (trust_tier, current_level, current_streak) spares the read when the
-        caller holds the row with its values of this moment."""
+        caller back). `user` (USER_COLUMNS) spares the read when the caller holds the row with
+        its values of this moment."""
         if user is None:
-            user = one(conn, "SELECT trust_tier, current_level, current_streak FROM users WHERE id = %s",
-                       (user_id,))
+            user = one(conn, f"SELECT {USER_COLUMNS} FROM users u LEFT JOIN user_counters c ON c.user_id = u.id "
+                             "WHERE u.id = %s", (user_id,))
             if user is None:
                 raise NotFound("No such user.", code="HX504")
-        stats = one(conn, _STATS, {"user_id": user_id})
-        assert stats is not None
-        held = {r["badge_type"] for r in conn.execute(
-            "SELECT badge_type FROM badges WHERE user_id = %s", (user_id,)).fetchall()}
+        held = set(user["badges"])
 
         qualifies: set[str] = set()
-        qualifies |= {b for b, n in TASK_COUNT_BADGES.items() if stats["completed"] >= n}
+        qualifies |= {b for b, n in TASK_COUNT_BADGES.items() if user["completed"] >= n}
         qualifies |= {b for b, n in STREAK_BADGES.items() if user["current_streak"] >= n}
         qualifies |= {b for b, n in TRUST_BADGES.items() if user["trust_tier"] >= n}
         qualifies |= {b for b, n in LEVEL_BADGES.items() if user["current_level"] >= n}
-        qualifies |= {b for b, cat in SPECIALIST_BADGES.items() if stats[cat] >= SPECIALIST_COUNT}
-        if stats["early"] >= EARLY_BIRD_COUNT:
+        qualifies |= {b for b, cat in SPECIALIST_BADGES.items() if user[cat] >= SPECIALIST_COUNT}
+        if user["early"] >= EARLY_BIRD_COUNT:
             qualifies.add("early-bird")
-        if "perfect-week" not in held and stats["completed"] >= PERFECT_WEEK_COUNT:
+        if "perfect-week" not in held and user["completed"] >= PERFECT_WEEK_COUNT:
             week = one(conn, _PERFECT_WEEK, {"user_id": user_id, "count": PERFECT_WEEK_COUNT})
             if week and week["ok"]:
                 qualifies.add("perfect-week")

@@ -20,6 +20,7 @@ from hustlexp.db import set_local
 from hustlexp.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, one, page_params, returns_result
+from hustlexp.services.counters import COUNTS
 from hustlexp.services.eligibility import refusal
 from hustlexp.services.rating import PUBLIC_SQL
 
@@ -45,21 +46,22 @@ INACTIVITY = timedelta(days=90)
 REJECTIONS_FOR_PENALTY = 3
 REJECTION_WINDOW = timedelta(days=30)
 
-_METRICS = f"""
-SELECT u.trust_tier, u.is_verified,
-       (SELECT count(*) FROM tasks t WHERE t.worker_id = u.id AND t.state = 'COMPLETED') AS completed,
-       (SELECT count(*) FROM tasks t WHERE t.worker_id = u.id) AS taken,
-       (SELECT count(*) FROM disputes d WHERE d.worker_id = u.id) AS disputes,
-       (SELECT count(*) FROM proofs p WHERE p.submitter_id = u.id AND p.state = 'ACCEPTED') AS accepted,
-       (SELECT count(*) FROM proofs p WHERE p.submitter_id = u.id AND p.state = 'REJECTED') AS rejected,
-       (SELECT count(*) FROM task_ratings r JOIN tasks t ON t.id = r.task_id
-         WHERE r.ratee_id = u.id AND {PUBLIC_SQL}) AS ratings,
-       (SELECT coalesce(sum(r.stars), 0) FROM task_ratings r JOIN tasks t ON t.id = r.task_id
-         WHERE r.ratee_id = u.id AND {PUBLIC_SQL}) AS stars,
-       (SELECT max(l.changed_at) FROM trust_ledger l WHERE l.user_id = u.id AND l.reason = 'PENALTY')
-           AS last_penalty_at
-  FROM users u WHERE u.id = %(user)s
+# What promotion reads of a user `u` (LEFT JOIN user_counters c): tier, verification, the
+# counters and the last penalty. Public ratings are read apart (_RATINGS), only when they can
+# decide the tier: their publication depends on the time, so no trigger can keep them counted.
+LAST_PENALTY = """(SELECT max(l.changed_at) FROM trust_ledger l WHERE l.user_id = u.id AND l.reason = 'PENALTY')
+           AS last_penalty_at"""
+COLUMNS = f"u.trust_tier, u.is_verified, {COUNTS}, {LAST_PENALTY}"
+
+_RATINGS = f"""
+SELECT count(*) AS ratings, coalesce(sum(r.stars), 0) AS stars
+  FROM task_ratings r JOIN tasks t ON t.id = r.task_id
+ WHERE r.ratee_id = %(user)s AND {PUBLIC_SQL}
 """
+
+# Ratings that cannot hold a user back: with them, tier_from_metrics is the highest the
+# user's other metrics allow.
+_BEST_RATINGS = {"ratings": 1, "stars": 5}
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -148,16 +150,21 @@ class TrustService(Service):
             return self.promote(conn, user_id, task_id=task_id, dispute_id=dispute_id)
 
     def promote(self, conn: Conn, user_id: Any, *, task_id: Any = None, dispute_id: Any = None,
-                locked: bool = False) -> dict[str, Any]:
+                user: dict[str, Any] | None = None) -> dict[str, Any]:
         """update_user_trust() inside the caller's transaction (no savepoint: an error rolls the
-        caller back); `locked` when the caller already holds the user's row FOR UPDATE."""
-        if not locked:
-            self._lock_user(conn, user_id)
-        metrics = self._metrics(conn, user_id)
-        old = metrics["trust_tier"]
+        caller back). `user` (COLUMNS) when the caller already holds the user's row FOR UPDATE
+        and read it after the change that may promote."""
+        if user is None:
+            user = self._lock_user(conn, user_id, COLUMNS)
+        old = user["trust_tier"]
+        held = user["last_penalty_at"] is not None and user["last_penalty_at"] + PENALTY_HOLD > self.s.clock()
+        # Ratings are counted only when they could matter: when the rest already promotes (the
+        # ledger records the average) or would with ratings good enough.
+        if held or tier_from_metrics(user | _BEST_RATINGS) <= old:
+            return {"old_tier": old, "new_tier": old, "changed": False, "new_badges": []}
+        metrics = user | self._ratings(conn, user_id)
         target = tier_from_metrics(metrics)
-        held = metrics["last_penalty_at"] is not None and metrics["last_penalty_at"] + PENALTY_HOLD > self.s.clock()
-        if target <= old or held:
+        if target <= old:
             return {"old_tier": old, "new_tier": old, "changed": False, "new_badges": []}
         details = {"completed": metrics["completed"], "approval_percent": approval_percent(metrics),
                    "is_verified": metrics["is_verified"], "average_rating": average_rating(metrics),
@@ -365,13 +372,20 @@ class TrustService(Service):
             return {"old_tier": old, "new_tier": new, "changed": True}
 
     def _metrics(self, conn: Conn, user_id: Any) -> dict[str, Any]:
-        m = one(conn, _METRICS, {"user": user_id, "now": self.s.clock()})
+        m = one(conn, f"SELECT {COLUMNS} FROM users u LEFT JOIN user_counters c ON c.user_id = u.id "
+                      "WHERE u.id = %s", (user_id,))
         if m is None:
             raise NotFound("No such user.", code="HX504")
-        return m
+        return m | self._ratings(conn, user_id)
 
-    def _lock_user(self, conn: Conn, user_id: Any) -> dict[str, Any]:
-        user = one(conn, "SELECT id, trust_tier FROM users WHERE id = %s FOR UPDATE", (user_id,))
+    def _ratings(self, conn: Conn, user_id: Any) -> dict[str, Any]:
+        counted = one(conn, _RATINGS, {"user": user_id, "now": self.s.clock()})
+        assert counted is not None
+        return counted
+
+    def _lock_user(self, conn: Conn, user_id: Any, columns: str = "u.id, u.trust_tier") -> dict[str, Any]:
+        user = one(conn, f"SELECT {columns} FROM users u LEFT JOIN user_counters c ON c.user_id = u.id "
+                         "WHERE u.id = %s FOR UPDATE OF u", (user_id,))
         if user is None:
             raise NotFound("No such user.", code="HX504")
         return user

@@ -12,8 +12,10 @@ from typing import Any
 
 from hustlexp.domain import EscrowState
 from hustlexp.errors import Conflict, NotFound
+from hustlexp.services.badge import USER_COLUMNS as BADGE_USER_COLUMNS
 from hustlexp.services.base import Service, one, page_params, returns_result
 from hustlexp.services.levels import level_for, level_progress
+from hustlexp.services.trust import LAST_PENALTY
 
 STREAK_STEP = Decimal("0.05")
 STREAK_CAP = Decimal("2.00")
@@ -136,10 +138,12 @@ class XPService(Service):
             raise Conflict("XP is awarded only for a released escrow.", code="HX101")
         user_id = escrow["worker_id"]
         # The lock serialises awards for this worker: a concurrent repeat waits here, then
-        # meets the committed row in ON CONFLICT below.
-        user = one(conn, "SELECT id, trust_tier, xp_total, current_level, current_streak, "
-                         "last_task_completed_at, streak_grace_expires_at "
-                         "FROM users WHERE id = %s FOR UPDATE", (user_id,))
+        # meets the committed row in ON CONFLICT below. The same read holds what the badge check
+        # and the promotion need (the counters already count this completion).
+        user = one(conn, f"""SELECT u.id, u.xp_total, u.last_task_completed_at, u.streak_grace_expires_at,
+                                    u.is_verified, {LAST_PENALTY}, {BADGE_USER_COLUMNS}
+                               FROM users u LEFT JOIN user_counters c ON c.user_id = u.id
+                              WHERE u.id = %s FOR UPDATE OF u""", (user_id,))
         if user is None:
             raise NotFound("No such user.", code="HX504")
 
@@ -181,9 +185,9 @@ class XPService(Service):
 
         # The worker's row is locked above and its new level and streak are known: the badge
         # check and the promotion neither lock nor read it again.
-        badges = self.s.badges.award_due(conn, user_id, task_id=escrow["task_id"], user={
-            "trust_tier": user["trust_tier"], "current_level": level_after, "current_streak": new_streak})
-        trust = self.s.trust.promote(conn, user_id, task_id=escrow["task_id"], locked=True)
+        badges = self.s.badges.award_due(conn, user_id, task_id=escrow["task_id"], user=user | {
+            "current_level": level_after, "current_streak": new_streak})
+        trust = self.s.trust.promote(conn, user_id, task_id=escrow["task_id"], user=user)
         level_up = level_after > level_before
         self._notify(user_id, "XP_EARNED", task_id=escrow["task_id"], metadata={
             "xp_ledger_id": str(row["id"]), "effective_xp": gained, "base_xp": base,
