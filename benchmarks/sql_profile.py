@@ -2,12 +2,13 @@
 endpoint, in process (Flask test client) on a real embedded PostgreSQL, Stripe behind the
 in-process fake. Profiling only: psycopg's cursor is wrapped to count what goes over the wire.
 
-    python benchmarks/sql_profile.py [--n 20] [--show ENDPOINT]
+    python benchmarks/sql_profile.py [--n 20] [--show ENDPOINT] [--history N]
 
 Also prints the CPU milliseconds PostgreSQL spent per request of each endpoint (its process
 tree, read from /proc: one request at a time, so nothing else is counted) and, for --show,
 each statement's mean round-trip time over the n requests (the server's work plus a local
-socket round trip), so the heavy statements stand out."""
+socket round trip), so the heavy statements stand out. With --history each worker starts with
+N completed tasks: approve must cost the same as with none."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ os.environ["FIREBASE_AUTH_EMULATOR_HOST"] = "127.0.0.1:9099"
 from benchmarks.bench_throughput import _postmaster, _tree_cpu
 from hustlexp.app import close_app, create_app
 from hustlexp.devtools import emulator_token
+from hustlexp.services.badge_catalog import CATALOG as BADGES
 from hustlexp.services.payments import PaymentsGateway
 from tests.fakes.stripe_fake import FakeStripe
 from tests.images import JPEG
@@ -69,6 +71,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20, help="lifecycles to average over")
     parser.add_argument("--show", default=None, help="print every statement of this endpoint (one request)")
+    parser.add_argument("--history", type=int, default=0,
+                        help="completed tasks each worker already has (seeded by SQL): what approve costs must "
+                             "not grow with it")
     args = parser.parse_args()
     server, fake = TestServer(), FakeStripe()
     per: dict[str, list[Counter[str]]] = defaultdict(list)
@@ -85,6 +90,8 @@ def main() -> int:
         with psycopg.connect(url) as conn:
             postgres = _postmaster(conn)
 
+        held = [b for b in BADGES if b.id != "perfect-week"]
+
         def user(connect: bool = False) -> dict[str, str]:
             uid = f"prof-{uuid.uuid4().hex[:12]}"
             h = {"Authorization": f"Bearer {emulator_token(uid, f'{uid}@example.test', PROJECT)}"}
@@ -92,7 +99,32 @@ def main() -> int:
             if connect:
                 assert client.put("/api/users/me/payout-account", headers=h,
                                   json={"stripe_connect_id": f"acct_{uuid.uuid4().hex[:12]}"}).status_code == 200
+                if args.history:
+                    seed_history(uid)
             return h
+
+        def seed_history(uid: str) -> None:
+            # A seasoned worker: a completed task every other day (tasks without proof may be born
+            # COMPLETED, the cheapest history that counts as such), never a perfect week, and every
+            # other badge already held, so approve awards nothing new and shows its steady cost.
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("""
+                    WITH poster AS (INSERT INTO users (email, full_name)
+                                    VALUES ('history-' || %(uid)s || '@example.test', 'Earlier poster') RETURNING id)
+                    INSERT INTO tasks (poster_id, worker_id, title, description, price, category, state,
+                                       requires_proof, accepted_at, completed_at)
+                    SELECT p.id, w.id, 'Earlier task', 'Seeded history', 4500,
+                           (ARRAY['cleaning', 'delivery', 'moving', NULL])[1 + n %% 4], 'COMPLETED', false,
+                           now() - n * interval '2 days', now() - n * interval '2 days'
+                      FROM poster p, users w, generate_series(1, %(n)s) AS n WHERE w.firebase_uid = %(uid)s""",
+                             {"n": args.history, "uid": uid})
+                conn.execute("""
+                    INSERT INTO badges (user_id, badge_type, badge_tier, awarded_for)
+                    SELECT w.id, b.id, b.tier, b.condition FROM users w,
+                           unnest(%(ids)s::text[], %(tiers)s::int[], %(conditions)s::text[]) AS b (id, tier, condition)
+                     WHERE w.firebase_uid = %(uid)s""",
+                             {"uid": uid, "ids": [b.id for b in held], "tiers": [b.tier for b in held],
+                              "conditions": [b.condition for b in held]})
 
         def measured(name: str, call: Any) -> Any:
             seen.clear()

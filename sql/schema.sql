@@ -147,6 +147,8 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_state_created_idx ON tasks (state, created_at DESC);
 CREATE INDEX tasks_poster_idx ON tasks (poster_id, created_at DESC);
 CREATE INDEX tasks_worker_idx ON tasks (worker_id, created_at DESC) WHERE worker_id IS NOT NULL;
+-- The completion's perfect-week test reads one worker's completions of one week (1.12.0).
+CREATE INDEX tasks_worker_completed_idx ON tasks (worker_id, completed_at) WHERE state = 'COMPLETED';
 CREATE INDEX tasks_category_idx ON tasks (category);
 CREATE INDEX tasks_open_deadline_idx ON tasks (deadline) WHERE state = 'OPEN';
 -- The board's keyset pages (newest first, id breaking ties): read in index order and stop at
@@ -241,6 +243,8 @@ CREATE TABLE proofs (
 
 CREATE INDEX proofs_task_idx ON proofs (task_id, created_at DESC);
 CREATE INDEX proofs_review_deadline_idx ON proofs (review_deadline) WHERE state = 'SUBMITTED';
+-- One user's rejected proofs: the repeated-rejection penalty and perfect-week (1.12.0).
+CREATE INDEX proofs_submitter_rejected_idx ON proofs (submitter_id, reviewed_at) WHERE state = 'REJECTED';
 -- A task has at most one proof in flight (PENDING or SUBMITTED) and at most one accepted.
 CREATE UNIQUE INDEX proofs_one_open_per_task ON proofs (task_id) WHERE state IN ('PENDING', 'SUBMITTED');
 CREATE UNIQUE INDEX proofs_one_accepted_per_task ON proofs (task_id) WHERE state = 'ACCEPTED';

@@ -47,6 +47,22 @@ SELECT EXISTS (
                                   AT TIME ZONE 'UTC') = w.week)) AS ok
 """
 
+# The same test for one week only: the week of a completion, the only week that completion can
+# have made perfect (every earlier week was tested at its own completions). It reads that week's
+# completions and the user's rejected proofs, whatever else the history holds.
+_PERFECT_WEEK_OF_TASK = """
+WITH w AS (SELECT date_trunc('week', completed_at AT TIME ZONE 'UTC') AS week FROM tasks WHERE id = %(task_id)s)
+SELECT (SELECT count(*) FROM tasks t, w
+         WHERE t.worker_id = %(user_id)s AND t.state = 'COMPLETED'
+           AND t.completed_at >= w.week AT TIME ZONE 'UTC'
+           AND t.completed_at < (w.week + interval '7 days') AT TIME ZONE 'UTC') >= %(count)s
+   AND NOT EXISTS (
+        SELECT 1 FROM proofs p, w
+         WHERE p.submitter_id = %(user_id)s AND p.state = 'REJECTED'
+           AND date_trunc('week', coalesce(p.reviewed_at, p.submitted_at, p.created_at)
+                                  AT TIME ZONE 'UTC') = w.week) AS ok
+"""
+
 
 def earned_view(row: dict[str, Any]) -> dict[str, Any]:
     definition = BY_ID.get(row["badge_type"])
@@ -75,10 +91,11 @@ class BadgeService(Service):
             return self.award_due(conn, user_id, task_id=task_id)
 
     def award_due(self, conn: Any, user_id: Any, *, task_id: Any = None,
-                  user: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                  user: dict[str, Any] | None = None, completion: bool = False) -> list[dict[str, Any]]:
         """check_and_award() inside the caller's transaction (no savepoint: an error rolls the
         caller back). `user` (USER_COLUMNS) spares the read when the caller holds the row with
-        its values of this moment."""
+        its values of this moment. `completion`: the check follows the completion of `task_id`,
+        so only that task's week is tested for perfect-week."""
         if user is None:
             user = one(conn, f"SELECT {USER_COLUMNS} FROM users u LEFT JOIN user_counters c ON c.user_id = u.id "
                              "WHERE u.id = %s", (user_id,))
@@ -95,7 +112,8 @@ class BadgeService(Service):
         if user["early"] >= EARLY_BIRD_COUNT:
             qualifies.add("early-bird")
         if "perfect-week" not in held and user["completed"] >= PERFECT_WEEK_COUNT:
-            week = one(conn, _PERFECT_WEEK, {"user_id": user_id, "count": PERFECT_WEEK_COUNT})
+            week = one(conn, _PERFECT_WEEK_OF_TASK if completion and task_id is not None else _PERFECT_WEEK,
+                       {"user_id": user_id, "task_id": task_id, "count": PERFECT_WEEK_COUNT})
             if week and week["ok"]:
                 qualifies.add("perfect-week")
 

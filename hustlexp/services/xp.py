@@ -185,7 +185,7 @@ class XPService(Service):
 
         # The worker's row is locked above and its new level and streak are known: the badge
         # check and the promotion neither lock nor read it again.
-        badges = self.s.badges.award_due(conn, user_id, task_id=escrow["task_id"], user=user | {
+        badges = self.s.badges.award_due(conn, user_id, task_id=escrow["task_id"], completion=True, user=user | {
             "current_level": level_after, "current_streak": new_streak})
         trust = self.s.trust.promote(conn, user_id, task_id=escrow["task_id"], user=user)
         level_up = level_after > level_before

@@ -1,7 +1,8 @@
 -- 1.12.0: user_counters, what trust tiers and badges count of a user's history, kept by triggers
 -- on tasks, proofs and disputes (issue 11): a completion reads one row instead of counting the
 -- worker's whole history. The counters are filled from the history before the triggers that keep
--- them (and the guard that refuses any other write) exist.
+-- them (and the guard that refuses any other write) exist. Two indexes let the completion's
+-- perfect-week test and the rejection penalty read one user's rows only.
 
 -- ---------------------------------------------------------------------------
 -- user_counters (1.12.0): what trust tiers and badges count of a user's history, kept by the
@@ -208,3 +209,8 @@ CREATE TRIGGER disputes_count_worker AFTER INSERT OR DELETE ON disputes
     FOR EACH ROW EXECUTE FUNCTION count_worker_dispute();
 CREATE TRIGGER disputes_count_worker_update AFTER UPDATE OF worker_id ON disputes
     FOR EACH ROW WHEN (OLD.worker_id IS DISTINCT FROM NEW.worker_id) EXECUTE FUNCTION count_worker_dispute();
+
+-- The completion's perfect-week test reads one worker's completions of one week (1.12.0).
+CREATE INDEX tasks_worker_completed_idx ON tasks (worker_id, completed_at) WHERE state = 'COMPLETED';
+-- One user's rejected proofs: the repeated-rejection penalty and perfect-week (1.12.0).
+CREATE INDEX proofs_submitter_rejected_idx ON proofs (submitter_id, reviewed_at) WHERE state = 'REJECTED';

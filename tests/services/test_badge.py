@@ -12,6 +12,7 @@ from hustlexp.db import Database
 from hustlexp.services import Services
 from hustlexp.services.badge_catalog import CATALOG, TASK_COUNT_BADGES
 from tests import factories
+from tests.services import flows
 from tests.services.test_xp import completed_for
 
 NOBODY = "00000000-0000-0000-0000-000000000000"
@@ -166,6 +167,19 @@ def test_perfect_week_does_not_span_two_weeks(conn: Any, services: Services) -> 
         completed_for(conn, worker, release=False, completed_at=MONDAY + timedelta(days=n))
     services.badges.check_and_award(worker).unwrap()
     assert "perfect-week" not in held(conn, worker)
+
+
+@pytest.mark.parametrize("rejected_this_week", [False, True])
+def test_a_completion_tests_its_own_week_for_perfect_week(conn: Any, services: Services, stripe_fake: Any,
+                                                          rejected_this_week: bool) -> None:
+    """The completion chain tests the week of the task it completes (six earlier completions
+    this week plus this one), spoiled by a proof of the worker rejected in that week."""
+    ids = flows.submitted_task(services, stripe_fake)
+    earlier = complete_many(conn, ids["worker"], 6)
+    if rejected_this_week:
+        factories.proof(conn, earlier[0]["task"], ids["worker"], state="REJECTED")
+    services.proofs.accept(ids["proof"], ids["poster"]).unwrap()
+    assert ("perfect-week" in held(conn, ids["worker"])) is not rejected_this_week
 
 
 def test_perfect_week_is_spoiled_by_a_rejected_proof(conn: Any, services: Services) -> None:
