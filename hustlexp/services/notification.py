@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -183,6 +185,11 @@ CATALOG: dict[str, Kind] = {
 }
 
 CATEGORIES = frozenset(CATALOG)
+
+# Inside NotificationService.event(): the recipient rows already read (their event lock taken),
+# by (recipient, task).
+_read_in_event: ContextVar[dict[tuple[UUID, UUID], dict[str, Any]] | None] = ContextVar(
+    "hustlexp_notification_event", default=None)
 
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _DEEP_LINK = re.compile(rf"hustlexp://(?:task/{_UUID}|message/{_UUID}|profile/{_UUID}|trust"
@@ -436,21 +443,16 @@ class NotificationService(Service):
             raise ValidationError("metadata keys must be strings", details={"metadata": ["string keys"]})
         now = self.s.clock()
 
-        # One read: the event's lock (serialising notifications of one event, so a replayed event
-        # can't slip past the duplicate check that follows in a fresh snapshot), the recipient,
-        # their preferences and the task.
-        lock = f"notify:{recipient_id}:{category}:{task_uuid}" if task_uuid is not None else None
-        found = one(conn, f"""
-            SELECT (%(lock)s::text IS NULL OR pg_advisory_xact_lock(hashtextextended(%(lock)s, 0)) IS NULL)
-                       AS locked,
-                   u.id, u.account_status, p.user_id IS NOT NULL AS has_preferences, {_PREFERENCE_COLUMNS},
-                   t.id AS task_id, t.title AS task_title, t.price AS task_price, t.poster_id AS task_poster_id,
-                   t.worker_id AS task_worker_id, tp.full_name AS task_poster_name,
-                   tw.full_name AS task_worker_name
-              FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id
-              LEFT JOIN tasks t ON t.id = %(task)s LEFT JOIN users tp ON tp.id = t.poster_id
-              LEFT JOIN users tw ON tw.id = t.worker_id
-             WHERE u.id = %(user)s""", {"lock": lock, "task": task_uuid, "user": recipient_id})
+        # One read: the event's lock (serialising notifications of one recipient about one task,
+        # so a replayed event can't slip past the duplicate check that follows in a fresh
+        # snapshot), the recipient, their preferences and the task. Within event() it is read
+        # once per recipient and task: the lock is held to the end of the transaction anyway.
+        read = _read_in_event.get()
+        found = read.get((recipient_id, task_uuid)) if read is not None and task_uuid is not None else None
+        if found is None:
+            found = self._recipient(conn, recipient_id, task_uuid)
+            if found is not None and read is not None and task_uuid is not None:
+                read[(recipient_id, task_uuid)] = found
         if found is None:
             raise NotFound("No such user.", code="HX504")
         recipient = found
@@ -490,6 +492,21 @@ class NotificationService(Service):
             "channels": channels, "priority": level, "expires": now + RETENTION, "now": now,
             "push_due": push_due, "wake": push_due == now}, discriminator)
         return notification_item(row)
+
+    @contextmanager
+    def event(self) -> Iterator[None]:
+        """One event's notifications, inside one transaction (a completion notifies its worker
+        four to six times): each recipient is read, and its lock taken, once per task. Nothing
+        in the block may roll back to a savepoint after notifying (the lock would go with it);
+        an event already open is joined."""
+        if _read_in_event.get() is not None:
+            yield
+            return
+        token = _read_in_event.set({})
+        try:
+            yield
+        finally:
+            _read_in_event.reset(token)
 
     @returns_result
     def list(self, user_id: Any, *, unread_only: bool = False, limit: int | None = 20,
@@ -592,6 +609,21 @@ class NotificationService(Service):
         if priority not in P.__members__:
             raise ValidationError("unknown priority", details={"priority": [", ".join(P.__members__)]})
         return priority
+
+    @staticmethod
+    def _recipient(conn: Any, recipient_id: UUID, task_id: UUID | None) -> dict[str, Any] | None:
+        lock = f"notify:{recipient_id}:{task_id}" if task_id is not None else None
+        return one(conn, f"""
+            SELECT (%(lock)s::text IS NULL OR pg_advisory_xact_lock(hashtextextended(%(lock)s, 0)) IS NULL)
+                       AS locked,
+                   u.id, u.account_status, p.user_id IS NOT NULL AS has_preferences, {_PREFERENCE_COLUMNS},
+                   t.id AS task_id, t.title AS task_title, t.price AS task_price, t.poster_id AS task_poster_id,
+                   t.worker_id AS task_worker_id, tp.full_name AS task_poster_name,
+                   tw.full_name AS task_worker_name
+              FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id
+              LEFT JOIN tasks t ON t.id = %(task)s LEFT JOIN users tp ON tp.id = t.poster_id
+              LEFT JOIN users tw ON tw.id = t.worker_id
+             WHERE u.id = %(user)s""", {"lock": lock, "task": task_id, "user": recipient_id})
 
     @staticmethod
     def _check_audience(conn: Any, kind: Kind, recipient: UUID, task: dict[str, Any] | None) -> None:

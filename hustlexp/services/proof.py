@@ -146,8 +146,8 @@ class ProofService(Service):
     def accept(self, proof_id: UUID, reviewer_id: UUID | None) -> dict[str, Any]:
         """The poster approves (reviewer None = the 48 h auto-accept). Runs the completion
         chain — task COMPLETED, escrow RELEASED, XP, badges, trust, notifications — in this
-        same transaction."""
-        with self.db.transaction() as conn:
+        same transaction, as one notification event (the worker is told four to six times)."""
+        with self.db.transaction() as conn, self.s.notifications.event():
             proof, task = self._review_target(conn, proof_id, reviewer_id)
             proof = returning(conn, """UPDATE proofs SET state = 'ACCEPTED', reviewed_by = %s, reviewed_at = now()
                                        WHERE id = %s RETURNING *""", (reviewer_id, proof_id))

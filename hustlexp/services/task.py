@@ -151,13 +151,15 @@ class TaskService(Service):
 
     def finish(self, conn: Any, task: dict[str, Any]) -> dict[str, Any]:
         """Run the chain for a task already locked and checked by the caller (proof acceptance,
-        dispute ruling, task.complete). Must run inside the caller's transaction."""
-        task = _update(conn, task["id"], "state = 'COMPLETED', completed_at = now()")
-        escrow = self.s.escrows.release_completed(conn, task)
-        xp = self.s.xp.award_released(conn, {**escrow, "worker_id": task["worker_id"]})
-        self._notify(task["worker_id"], "ESCROW_RELEASED", **about(task, amount=worker_payout(escrow["amount"])))
-        for party in (task["poster_id"], task["worker_id"]):
-            self._notify(party, "RATING_REQUESTED", **about(task))
+        dispute ruling, task.complete). Must run inside the caller's transaction; its
+        notifications are one event."""
+        with self.s.notifications.event():
+            task = _update(conn, task["id"], "state = 'COMPLETED', completed_at = now()")
+            escrow = self.s.escrows.release_completed(conn, task)
+            xp = self.s.xp.award_released(conn, {**escrow, "worker_id": task["worker_id"]})
+            self._notify(task["worker_id"], "ESCROW_RELEASED", **about(task, amount=worker_payout(escrow["amount"])))
+            for party in (task["poster_id"], task["worker_id"]):
+                self._notify(party, "RATING_REQUESTED", **about(task))
         return {"task": task, "escrow": {k: escrow[k] for k in COMPLETION_ESCROW}, "xp_awarded": _xp_out(xp)}
 
     @returns_result

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from hustlexp.services import Services
-from hustlexp.services.notification import CATALOG, in_quiet_hours
+from hustlexp.services.notification import CATALOG, NotificationService, in_quiet_hours
 from tests import factories as f
 from tests.services.conftest import Clock
 
@@ -205,6 +205,29 @@ def test_notify_commits_with_the_caller(svc, db, conn, ids):
     with db.transaction():
         svc.notifications.notify(ids["poster"], "TASK_ACCEPTED", task_id=ids["task"]).unwrap()
     assert len(rows(conn, ids["poster"])) == 1
+
+
+def test_an_event_reads_each_recipient_once_per_task_and_keeps_every_rule(svc, db, conn, ids, monkeypatch):
+    """Inside event() a recipient notified about one task several times is read (and locked)
+    once; dedupe, grouping and the bucket switch still apply to each notification."""
+    reads: list[Any] = []
+    read = NotificationService._recipient
+    monkeypatch.setattr(NotificationService, "_recipient",
+                        staticmethod(lambda *a: reads.append(a[1:]) or read(*a)))
+    svc.notifications.update_preferences(ids["worker"], {"categories": {"xp_badges": False}}).unwrap()
+    with db.transaction(), svc.notifications.event():
+        first = svc.notifications.notify(ids["worker"], "PROOF_ACCEPTED", task_id=ids["task"]).unwrap()
+        assert svc.notifications.notify(ids["worker"], "XP_EARNED", task_id=ids["task"]).unwrap() is None
+        svc.notifications.notify(ids["worker"], "ESCROW_RELEASED", task_id=ids["task"]).unwrap()
+        again = svc.notifications.notify(ids["worker"], "PROOF_ACCEPTED", task_id=ids["task"]).unwrap()
+        svc.notifications.notify(ids["poster"], "RATING_REQUESTED", task_id=ids["task"]).unwrap()
+    assert again["id"] == first["id"]
+    assert reads == [(ids["worker"], ids["task"]), (ids["poster"], ids["task"])]
+    assert sorted(r["category"] for r in rows(conn, ids["worker"])) == ["ESCROW_RELEASED", "PROOF_ACCEPTED"]
+    # The next event reads again.
+    with db.transaction(), svc.notifications.event():
+        svc.notifications.notify(ids["worker"], "RATING_REQUESTED", task_id=ids["task"]).unwrap()
+    assert len(reads) == 3
 
 
 # -- preferences -----------------------------------------------------------------
