@@ -199,7 +199,13 @@ class EscrowService(Service):
 
     def release_completed(self, conn: Any, task: dict[str, Any]) -> dict[str, Any]:
         """release() for the completion chain, inside its transaction: the caller holds the
-        COMPLETED task's row, so only the escrow is locked and read (no savepoint, no re-read)."""
+        COMPLETED task's row, so only the escrow is locked (no savepoint, no re-read). Releasing
+        a FUNDED or LOCKED_DISPUTE escrow is one UPDATE, its lock and state check in one; any
+        other state is read and judged as release() judges it."""
+        escrow = one(conn, "UPDATE escrows SET state = 'RELEASED', released_at = now() "
+                           "WHERE task_id = %s AND state IN ('FUNDED', 'LOCKED_DISPUTE') RETURNING *", (task["id"],))
+        if escrow is not None:
+            return self._released(conn, escrow, task, None)
         escrow = one(conn, "SELECT * FROM escrows WHERE task_id = %s FOR UPDATE", (task["id"],))
         if escrow is None:
             raise NotFound("escrow not found")
@@ -214,7 +220,11 @@ class EscrowService(Service):
                            code="HX002" if escrow["state"] in ("REFUNDED", "REFUND_PARTIAL") else None)
         if task["state"] != TaskState.COMPLETED:
             raise Conflict("the escrow is released only when its task is completed", code="HX201")
-        escrow = _update(conn, escrow["id"], "state = 'RELEASED', released_at = now()")
+        return self._released(conn, _update(conn, escrow["id"], "state = 'RELEASED', released_at = now()"), task, role)
+
+    def _released(self, conn: Any, escrow: dict[str, Any], task: dict[str, Any], role: dict[str, Any] | None
+                  ) -> dict[str, Any]:
+        """What follows an escrow's move to RELEASED: the worker's transfer queued, an admin's audit."""
         self._queue(conn, escrow, MoneyKind.TRANSFER, worker_payout(escrow["amount"]), task["worker_id"])
         if role is not None:
             audit.record(conn, role, "ESCROW_RELEASE", {"payout": worker_payout(escrow["amount"])},

@@ -148,9 +148,7 @@ class ProofService(Service):
         chain — task COMPLETED, escrow RELEASED, XP, badges, trust, notifications — in this
         same transaction, as one notification event (the worker is told four to six times)."""
         with self.db.transaction() as conn, self.s.notifications.event():
-            proof, task = self._review_target(conn, proof_id, reviewer_id)
-            proof = returning(conn, """UPDATE proofs SET state = 'ACCEPTED', reviewed_by = %s, reviewed_at = now()
-                                       WHERE id = %s RETURNING *""", (reviewer_id, proof_id))
+            proof, task = self._review(conn, proof_id, reviewer_id, "state = 'ACCEPTED'")
             self._notify(task["worker_id"], "PROOF_ACCEPTED", **about(task))
             completion = self.s.tasks.finish(conn, task)
             return {**proof, "task": completion["task"], "escrow": completion["escrow"],
@@ -161,10 +159,8 @@ class ProofService(Service):
         if not isinstance(reason, str) or not len(reason.strip()) >= 1 or len(reason) > 1000:
             raise ValidationError("a rejection needs a reason", details={"reason": ["1 to 1000 characters"]})
         with self.db.transaction() as conn:
-            proof, task = self._review_target(conn, proof_id, reviewer_id)
-            proof = returning(conn, """UPDATE proofs SET state = 'REJECTED', reviewed_by = %s, reviewed_at = now(),
-                                        rejection_reason = %s WHERE id = %s RETURNING *""",
-                        (reviewer_id, reason, proof_id))
+            proof, task = self._review(conn, proof_id, reviewer_id, "state = 'REJECTED', rejection_reason = %(reason)s",
+                                       {"reason": reason})
             task = returning(conn, "UPDATE tasks SET state = 'ACCEPTED' WHERE id = %s RETURNING *", (task["id"],))
             self._notify(task["worker_id"], "PROOF_REJECTED", **about(task, reason=reason[:200]))
             self.s.trust.check_rejections(task["worker_id"], task_id=task["id"]).unwrap()
@@ -227,20 +223,26 @@ class ProofService(Service):
             raise Forbidden("only the task's worker submits its proof")
         return task
 
-    def _review_target(self, conn: Any, proof_id: UUID, reviewer_id: UUID | None
-                       ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Lock task then proof (always in that order, so reviews never deadlock) and check
-        the reviewer is the poster and the proof is awaiting review."""
-        found = one(conn, "SELECT task_id FROM proofs WHERE id = %s", (proof_id,))
-        if found is None:
+    def _review(self, conn: Any, proof_id: UUID, reviewer_id: UUID | None, assignments: str,
+                params: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Lock task then proof (always in that order, so reviews never deadlock), check the
+        reviewer is the poster and the proof is awaiting review, and record the review
+        (`assignments` to the proof's row). The proof's UPDATE is its lock and its state check
+        in one: it changes the row only while it is SUBMITTED."""
+        task = one(conn, "SELECT * FROM tasks WHERE id = (SELECT task_id FROM proofs WHERE id = %s) FOR UPDATE",
+                   (proof_id,))
+        if task is None:
             raise NotFound("proof not found")
-        task = one(conn, "SELECT * FROM tasks WHERE id = %s FOR UPDATE", (found["task_id"],))
-        proof = one(conn, "SELECT * FROM proofs WHERE id = %s FOR UPDATE", (proof_id,))
-        assert task is not None and proof is not None
         if reviewer_id is not None and reviewer_id != task["poster_id"]:
             raise Forbidden("only the task's poster reviews its proof")
-        if proof["state"] != ProofState.SUBMITTED or task["state"] != TaskState.PROOF_SUBMITTED:
-            raise Conflict(f"the proof is {proof['state']}, not awaiting review")
+        proof = None
+        if task["state"] == TaskState.PROOF_SUBMITTED:
+            proof = one(conn, f"""UPDATE proofs SET {assignments}, reviewed_by = %(reviewer)s, reviewed_at = now()
+                                  WHERE id = %(id)s AND state = 'SUBMITTED' RETURNING *""",
+                        {"reviewer": reviewer_id, "id": proof_id, **(params or {})})
+        if proof is None:
+            state = returning(conn, "SELECT state FROM proofs WHERE id = %s", (proof_id,))["state"]
+            raise Conflict(f"the proof is {state}, not awaiting review")
         return proof, task
 
     def _require_participant(self, conn: Any, task_id: UUID, viewer_id: UUID | None) -> None:

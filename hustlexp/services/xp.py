@@ -159,29 +159,34 @@ class XPService(Service):
         level_before = user["current_level"]
         level_after = max(level_before, level_for(xp_after))
 
+        # The award and the user's new totals in one statement: the UPDATE runs only when the
+        # ledger row was written (a repeat meets ON CONFLICT and changes nothing).
         row = one(conn, """
-            INSERT INTO xp_ledger (user_id, task_id, escrow_id, base_xp, streak_multiplier,
-                                   trust_multiplier, decay_factor, effective_xp, user_xp_before,
-                                   user_xp_after, user_level_before, user_level_after,
-                                   user_streak_at_award, awarded_at)
-            VALUES (%(user_id)s, %(task_id)s, %(escrow_id)s, %(base)s, %(s_mult)s, %(t_mult)s,
-                    %(decay)s, %(gained)s, %(xp_before)s, %(xp_after)s, %(level_before)s,
-                    %(level_after)s, %(streak)s, %(now)s)
-            ON CONFLICT (escrow_id) DO NOTHING
-            RETURNING *""", {
+            WITH award AS (
+                INSERT INTO xp_ledger (user_id, task_id, escrow_id, base_xp, streak_multiplier,
+                                       trust_multiplier, decay_factor, effective_xp, user_xp_before,
+                                       user_xp_after, user_level_before, user_level_after,
+                                       user_streak_at_award, awarded_at)
+                VALUES (%(user_id)s, %(task_id)s, %(escrow_id)s, %(base)s, %(s_mult)s, %(t_mult)s,
+                        %(decay)s, %(gained)s, %(xp_before)s, %(xp_after)s, %(level_before)s,
+                        %(level_after)s, %(streak)s, %(now)s)
+                ON CONFLICT (escrow_id) DO NOTHING
+                RETURNING *),
+            totals AS (
+                UPDATE users SET xp_total = %(xp_after)s, current_level = %(level_after)s,
+                                 current_streak = %(new_streak)s, last_task_completed_at = %(now)s,
+                                 streak_grace_expires_at = %(grace)s
+                 WHERE id = %(user_id)s AND EXISTS (SELECT FROM award))
+            SELECT * FROM award""", {
             "user_id": user_id, "task_id": escrow["task_id"], "escrow_id": escrow["id"],
             "base": base, "s_mult": s_mult, "t_mult": t_mult, "decay": NO_DECAY, "gained": gained,
             "xp_before": xp_before, "xp_after": xp_after, "level_before": level_before,
-            "level_after": level_after, "streak": streak_at_award, "now": now})
+            "level_after": level_after, "streak": streak_at_award, "now": now, "new_streak": new_streak,
+            "grace": grace_expiry(now.astimezone(UTC).date())})
         if row is None:
             existing = one(conn, "SELECT * FROM xp_ledger WHERE escrow_id = %s", (escrow["id"],))
             assert existing is not None
             return existing | {"created": False, "level_up": False, "new_badges": []}
-
-        conn.execute(
-            "UPDATE users SET xp_total = %s, current_level = %s, current_streak = %s, "
-            "last_task_completed_at = %s, streak_grace_expires_at = %s WHERE id = %s",
-            (xp_after, level_after, new_streak, now, grace_expiry(now.astimezone(UTC).date()), user_id))
 
         # The worker's row is locked above and its new level and streak are known: the badge
         # check and the promotion neither lock nor read it again.
