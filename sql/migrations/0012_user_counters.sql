@@ -2,7 +2,9 @@
 -- on tasks, proofs and disputes (issue 11): a completion reads one row instead of counting the
 -- worker's whole history. The counters are filled from the history before the triggers that keep
 -- them (and the guard that refuses any other write) exist. Two indexes let the completion's
--- perfect-week test and the rejection penalty read one user's rows only.
+-- perfect-week test and the rejection penalty read one user's rows only; notifications_created_idx
+-- becomes a BRIN index, so the duplicate and grouping checks of a notification can no longer be
+-- planned on it (a B-tree there drew them into reading every user's last five minutes).
 
 -- ---------------------------------------------------------------------------
 -- user_counters (1.12.0): what trust tiers and badges count of a user's history, kept by the
@@ -214,3 +216,7 @@ CREATE TRIGGER disputes_count_worker_update AFTER UPDATE OF worker_id ON dispute
 CREATE INDEX tasks_worker_completed_idx ON tasks (worker_id, completed_at) WHERE state = 'COMPLETED';
 -- One user's rejected proofs: the repeated-rejection penalty and perfect-week (1.12.0).
 CREATE INDEX proofs_submitter_rejected_idx ON proofs (submitter_id, reviewed_at) WHERE state = 'REJECTED';
+
+-- NOTIF-5 purges by age across all users: rows arrive in time order, block ranges find the old ones.
+DROP INDEX notifications_created_idx;
+CREATE INDEX notifications_created_idx ON notifications USING brin (created_at);
