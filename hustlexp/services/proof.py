@@ -125,16 +125,25 @@ class ProofService(Service):
             text = description if description is not None else proof["description"]
             _check_description(text, required=True)
             dropped = self._keep_photos(conn, proof["id"], photo_keys)
-            photos = one(conn, "SELECT count(*) AS n FROM proof_photos WHERE proof_id = %s", (proof["id"],))
-            if photos is None or not 1 <= photos["n"] <= MAX_PHOTOS:
+            now = self.s.clock()
+            # Proof and task move in one statement, and only while the proof holds 1 to
+            # MAX_PHOTOS photos (counted after _keep_photos dropped the others).
+            proof = one(conn, """
+                WITH submitted AS (
+                    UPDATE proofs SET state = 'SUBMITTED', description = %(text)s, submitted_at = %(now)s,
+                                      review_deadline = %(deadline)s
+                     WHERE id = %(proof)s
+                       AND (SELECT count(*) FROM proof_photos WHERE proof_id = %(proof)s) BETWEEN 1 AND %(most)s
+                    RETURNING *),
+                moved AS (
+                    UPDATE tasks SET state = 'PROOF_SUBMITTED', proof_submitted_at = %(now)s
+                     WHERE id = %(task)s AND EXISTS (SELECT FROM submitted))
+                SELECT * FROM submitted""", {"text": text, "now": now, "deadline": now + REVIEW_WINDOW,
+                                             "proof": proof["id"], "most": MAX_PHOTOS, "task": task_id})
+            if proof is None:
                 raise ValidationError(f"a proof needs 1 to {MAX_PHOTOS} photos",
                                       details={"photos": [f"1 to {MAX_PHOTOS} photos"]})
-            now = self.s.clock()
-            proof = returning(conn, """UPDATE proofs SET state = 'SUBMITTED', description = %s, submitted_at = %s,
-                                        review_deadline = %s WHERE id = %s RETURNING *""",
-                        (text, now, now + REVIEW_WINDOW, proof["id"]))
-            task = returning(conn, "UPDATE tasks SET state = 'PROOF_SUBMITTED', proof_submitted_at = %s "
-                             "WHERE id = %s RETURNING *", (now, task_id))
+            task |= {"state": TaskState.PROOF_SUBMITTED.value, "proof_submitted_at": now}
             self._notify(task["poster_id"], "PROOF_SUBMITTED", **about(task))
             out = {"task": {k: task[k] for k in ("id", "state", "proof_submitted_at")},
                    "proof": self._with_photos(conn, proof)}
