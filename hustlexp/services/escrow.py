@@ -110,7 +110,17 @@ class EscrowService(Service):
         """payment_intent.succeeded, inside the webhook's transaction (no savepoint of its own: an
         error rolls the whole delivery back, and its event id with it): PENDING -> FUNDED when
         the amount is exactly the escrow's, with Radar's `risk_level` of the charge (None: not
-        known). A payment landing on an escrow that already ended is refunded (late payment)."""
+        known). A payment landing on an escrow that already ended is refunded (late payment).
+
+        The usual delivery (our escrow id in the metadata, the escrow PENDING, the amount right)
+        is one UPDATE that locks the escrow and checks all three; any other is locked, read and
+        judged below."""
+        by_id = _uuid_or_none(escrow_id)
+        if by_id is not None:
+            funded = self._fund(conn, "e.id = %(escrow)s AND e.state = 'PENDING' AND e.amount = %(amount)s",
+                                {"escrow": by_id, "amount": amount_received}, payment_intent_id, risk_level)
+            if funded is not None:
+                return funded
         escrow = _locked_by_intent(conn, payment_intent_id, escrow_id)
         if escrow is None:
             log.warning("payment %s matches no escrow", payment_intent_id)
@@ -121,17 +131,9 @@ class EscrowService(Service):
                 log.error("payment %s received %s cents for escrow %s of %s: not funding",
                           payment_intent_id, amount_received, escrow["id"], escrow["amount"])
                 return {"result": "skipped", "reason": "amount_mismatch", "escrow_id": escrow["id"]}
-            # The poster to notify comes back with the update (one round trip, not two).
-            task = one(conn, """
-                UPDATE escrows e SET state = 'FUNDED', funded_at = now(),
-                                     stripe_payment_intent_id = coalesce(e.stripe_payment_intent_id, %s),
-                                     payment_risk_level = coalesce(%s, e.payment_risk_level)
-                  FROM tasks t WHERE e.id = %s AND t.id = e.task_id
-                RETURNING t.id, t.poster_id""", (payment_intent_id, risk_level, escrow["id"]))
-            assert task is not None
-            self._notify(task["poster_id"], "ESCROW_FUNDED", task_id=task["id"],
-                         metadata={"amount": escrow["amount"]})
-            return {"result": "processed", "escrow_id": escrow["id"], "state": "FUNDED"}
+            funded = self._fund(conn, "e.id = %(escrow)s", {"escrow": escrow["id"]}, payment_intent_id, risk_level)
+            assert funded is not None
+            return funded
         if state == EscrowState.REFUNDED and escrow["funded_at"] is None:
             # Paid after the task ended unpaid: keep the state, give the money back.
             conn.execute("UPDATE escrows SET funded_at = now(), stripe_payment_intent_id = "
@@ -141,6 +143,22 @@ class EscrowService(Service):
             return {"result": "processed", "escrow_id": escrow["id"], "state": state,
                     "action": "late_payment_refunded"}
         return {"result": "skipped", "reason": f"escrow already {state}", "escrow_id": escrow["id"]}
+
+    def _fund(self, conn: Any, where: str, params: dict[str, Any], payment_intent_id: str,
+              risk_level: str | None) -> dict[str, Any] | None:
+        """PENDING -> FUNDED for the escrow `where` names (None: no such row); the poster to
+        notify comes back with the update."""
+        task = one(conn, f"""
+            UPDATE escrows e SET state = 'FUNDED', funded_at = now(),
+                                 stripe_payment_intent_id = coalesce(e.stripe_payment_intent_id, %(intent)s),
+                                 payment_risk_level = coalesce(%(risk)s, e.payment_risk_level)
+              FROM tasks t WHERE {where} AND t.id = e.task_id
+            RETURNING e.id AS escrow_id, e.amount, t.id, t.poster_id""",
+                   params | {"intent": payment_intent_id, "risk": risk_level})
+        if task is None:
+            return None
+        self._notify(task["poster_id"], "ESCROW_FUNDED", task_id=task["id"], metadata={"amount": task["amount"]})
+        return {"result": "processed", "escrow_id": task["escrow_id"], "state": "FUNDED"}
 
     @returns_result
     def handle_payment_canceled(self, *, payment_intent_id: str, escrow_id: str | None = None

@@ -110,9 +110,9 @@ class StripeWebhookHandler(Service):
         if not charge:
             return {"risk_level": None}
         # Only a charge Stripe must be asked about costs a look-up first: a replay skips the call.
-        with self.db.transaction() as conn:
-            if one(conn, "SELECT 1 FROM processed_stripe_events WHERE event_id = %s", (event["id"],)):
-                return {}
+        if self.db.run_repeatable(lambda conn: one(
+                conn, "SELECT 1 FROM processed_stripe_events WHERE event_id = %s", (event["id"],))):
+            return {}
         from hustlexp.services.payments import PaymentError
 
         try:
