@@ -23,6 +23,7 @@ _SQLSTATES: dict[str, tuple[type[DomainError], int, str]] = {
     "HX004": (Conflict, 409, "An escrow amount never changes."),
     "HX101": (Conflict, 409, "XP is awarded only for a released escrow."),
     "HX102": (Forbidden, 403, "The XP ledger is append-only."),
+    "HX103": (Forbidden, 403, "The trust and badge counters are kept by the database alone."),
     "HX201": (Conflict, 409, "An escrow is released only when its task is completed."),
     "HX202": (Conflict, 409, "That money movement does not match its escrow."),
     "HX203": (Conflict, 409, "An escrow is refunded only after its task was cancelled or expired."),
