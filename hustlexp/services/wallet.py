@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from hustlexp.errors import NotFound
-from hustlexp.services.base import Service, decode_cursor, encode_cursor, one, page_params, returns_result
+from hustlexp.services.base import Service, decode_cursor, encode_cursor, one, page_params, returns_result, trim_page
 from hustlexp.services.connect import PAYABLE_SQL, PAYOUT_ACCOUNT_JOIN
 
 EARNING_STATUSES = ("PAID", "ON_THE_WAY", "WAITING_FOR_PAYOUT_ACCOUNT", "FAILED")
@@ -97,9 +97,7 @@ def _keyset(user_id: Any, limit: int | None, cursor: str | None) -> dict[str, An
 
 
 def _page(name: str, rows: list[dict[str, Any]], params: dict[str, Any], id_key: str) -> dict[str, Any]:
-    size = params["limit"] - 1
-    has_more = len(rows) > size
-    rows = rows[:size]
+    rows, has_more = trim_page(rows, params["limit"] - 1)
     return {name: rows, "has_more": has_more,
             "next_cursor": encode_cursor(rows[-1]["created_at"], rows[-1][id_key]) if has_more else None}
 
