@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from hustlexp.errors import NotFound
 from hustlexp.services.base import (
     Service,
     decode_cursor,
@@ -22,6 +21,7 @@ from hustlexp.services.base import (
     trim_page,
 )
 from hustlexp.services.messaging import OPEN_FOR_MESSAGES, message_item
+from hustlexp.services.user import missing_user
 
 # Messages of task `t` the viewer %(me)s can see (alias m).
 VISIBLE_SQL = ("m.task_id = t.id AND m.deleted_at IS NULL "
@@ -93,4 +93,4 @@ class InboxService(Service):
     @staticmethod
     def _require_user(conn: Any, user_id: Any) -> None:
         if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
-            raise NotFound("No such user.", code="HX504")
+            raise missing_user()

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hustlexp.errors import NotFound
 from hustlexp.services.base import Service, decode_cursor, encode_cursor, one, page_params, returns_result, trim_page
 from hustlexp.services.connect import PAYABLE_SQL, PAYOUT_ACCOUNT_JOIN
+from hustlexp.services.user import missing_user
 
 EARNING_STATUSES = ("PAID", "ON_THE_WAY", "WAITING_FOR_PAYOUT_ACCOUNT", "FAILED")
 
@@ -104,4 +104,4 @@ def _page(name: str, rows: list[dict[str, Any]], params: dict[str, Any], id_key:
 
 def _require_user(conn: Any, user_id: Any) -> None:
     if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
-        raise NotFound("No such user.", code="HX504")
+        raise missing_user()
