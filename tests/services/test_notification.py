@@ -3,6 +3,8 @@ dedupe, inbox paging and read marks, on the real database with a controllable cl
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -228,6 +230,41 @@ def test_an_event_reads_each_recipient_once_per_task_and_keeps_every_rule(svc, d
     with db.transaction(), svc.notifications.event():
         svc.notifications.notify(ids["worker"], "RATING_REQUESTED", task_id=ids["task"]).unwrap()
     assert len(reads) == 3
+
+
+def test_a_concurrent_copy_of_an_event_waits_for_its_lock_and_is_deduplicated(svc, db, conn, ids):
+    """Two transactions record the same notification at once: the second waits on the event's
+    advisory lock until the first commits, then finds the first's row instead of adding one."""
+    recorded: dict[str, Any] = {}
+    first_recorded, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with db.transaction():
+            recorded["first"] = svc.notifications.notify(ids["poster"], "TASK_ACCEPTED", task_id=ids["task"]).unwrap()
+            first_recorded.set()
+            release.wait(30)
+
+    def second() -> None:
+        recorded["second"] = svc.notifications.notify(ids["poster"], "TASK_ACCEPTED", task_id=ids["task"]).unwrap()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_recorded.wait(30)
+    threads[1].start()
+    try:
+        for _ in range(600):  # until the second copy waits on the lock the first holds
+            if conn.execute("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                            ).fetchone()["n"]:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the second copy never waited for the event's lock")
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(30)
+    assert recorded["second"]["id"] == recorded["first"]["id"]
+    assert len(rows(conn, ids["poster"])) == 1
 
 
 # -- preferences -----------------------------------------------------------------
