@@ -191,7 +191,8 @@ class MoneyOutbox(Service):
         return False
 
     def _send(self, row: dict[str, Any]) -> dict[str, Any]:
-        from hustlexp.services.payments import PaymentError, stripe_budget
+        from hustlexp.services.payments import PaymentError
+        from hustlexp.services.stripe_http import stripe_budget
 
         # Logs of this attempt (in a request or a job) carry the id of the request that queued it.
         with context.bound(row["request_id"]):

@@ -9,7 +9,7 @@ leaves as a `PaymentError` that says whether trying again later can help.
 No call waits on Stripe unbounded: connecting gives up after 5 s and waiting for an answer after
 20 s (stripe's own default is 80 s, longer than gunicorn lets a request live), and the library
 retries a dropped or timed-out call at most `max_network_retries` times with the same
-idempotency key. Inside `stripe_budget(seconds)` (every API request runs in one) all the
+idempotency key. Inside `stripe_budget(seconds)` (services.stripe_http; every API request runs in one) all the
 Stripe calls together, retries included, get at most that long: what is not done by then
 fails as a retryable PaymentError, so a committed change answers success and the outbox retry
 job finishes the money.
@@ -17,7 +17,6 @@ job finishes the money.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import time
@@ -26,20 +25,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-import requests.adapters
 import stripe
 
 from hustlexp.errors import DomainError, PaymentProviderError
+from hustlexp.services.stripe_http import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, StripeHTTPClient
 
 log = logging.getLogger("hustlexp.payments")
 
 CURRENCY = "usd"
 WEBHOOK_TOLERANCE_SECONDS = 300
-CONNECT_TIMEOUT_SECONDS = 5.0
-READ_TIMEOUT_SECONDS = 20.0
-# Kept-alive connections to Stripe per process: one per thread (`hustlexp serve --threads` <= 64).
-KEPT_CONNECTIONS = 64
 
 # Stripe codes that mean "busy, try again", whatever status or error class carries them.
 _RETRYABLE_CODES = frozenset({"lock_timeout", "rate_limit", "token_in_use"})
@@ -79,50 +73,6 @@ class Intent:
     amount_received: int = 0
 
 
-# When the current request's time for Stripe runs out (time.monotonic()), None outside requests.
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("hustlexp_stripe_deadline",
-                                                                          default=None)
-
-
-@contextmanager
-def stripe_budget(seconds: float) -> Iterator[None]:
-    """Every Stripe call made inside gets, all together, at most `seconds` (or less, inside a
-    budget that ends sooner)."""
-    deadline = time.monotonic() + seconds
-    outer = _deadline.get()
-    token = _deadline.set(deadline if outer is None else min(outer, deadline))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
-
-
-class _BoundedSession(requests.Session):
-    """The session stripe's RequestsClient sends through: each call's (connect, read) timeouts
-    are cut to what is left of the current budget, and a call with none left is not sent.
-
-    Every thread of a worker shares it (stripe's client takes one session), so it keeps up to
-    KEPT_CONNECTIONS connections alive: with requests' default of 10, a worker of 16 threads
-    opened and dropped a TCP connection to Stripe on most calls (py-spy, issue 11)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=KEPT_CONNECTIONS)
-        self.mount("https://", adapter)
-        self.mount("http://", adapter)
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        deadline = _deadline.get()
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0.05:
-                # A plain RequestException: stripe does not retry it; we still call it retryable.
-                raise requests.RequestException("the time this request may wait on Stripe is spent")
-            connect, read = kwargs.get("timeout") or (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
-            kwargs["timeout"] = (min(connect, left), min(read, left))
-        return super().request(method, url, *args, **kwargs)
-
-
 class PaymentsGateway:
     def __init__(self, secret_key: str, *, api_base: str | None = None,
                  http_client: stripe.HTTPClient | None = None, webhook_secret: str | None = None,
@@ -140,8 +90,8 @@ class PaymentsGateway:
         self.read_timeout = read_timeout
         self.max_network_retries = max_network_retries
         if http_client is None:
-            http_client = stripe.RequestsClient(
-                timeout=(min(CONNECT_TIMEOUT_SECONDS, read_timeout), read_timeout), session=_BoundedSession())
+            http_client = StripeHTTPClient(connect_timeout=min(CONNECT_TIMEOUT_SECONDS, read_timeout),
+                                           read_timeout=read_timeout)
         self._client = stripe.StripeClient(
             secret_key,
             base_addresses={"api": api_base} if api_base else None,

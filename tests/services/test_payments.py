@@ -19,9 +19,9 @@ from hustlexp.services.payments import (
     PaymentError,
     PaymentsGateway,
     WebhookSignatureError,
-    stripe_budget,
     to_payment_error,
 )
+from hustlexp.services.stripe_http import stripe_budget
 from tests.fakes.stripe_fake import FakeStripe
 
 SECRET = "whsec_test_payments"
