@@ -17,7 +17,6 @@ job finishes the money.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -26,7 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import stripe
+from stripe import SignatureVerificationError, WebhookSignature  # by name: stripe.<name> is an import per use
 
 from hustlexp.errors import DomainError, PaymentProviderError
 from hustlexp.services.stripe_http import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, StripeHTTPClient
@@ -242,8 +243,8 @@ class PaymentsGateway:
             # The stripe library refuses only old timestamps; a future one is as suspect.
             if _signed_at(signature_header) > time.time() + tolerance:
                 raise WebhookSignatureError("webhook timestamp is in the future")
-            event = json.loads(payload)
-        except stripe.SignatureVerificationError as err:
+            event = orjson.loads(payload)
+        except SignatureVerificationError as err:
             raise WebhookSignatureError("webhook signature verification failed") from err
         except (UnicodeDecodeError, ValueError, RecursionError) as err:
             raise WebhookSignatureError("webhook body is not a JSON event") from err
@@ -256,9 +257,9 @@ class PaymentsGateway:
 def _verify_with_any(payload: bytes, header: str | None, secrets: list[str], tolerance: int) -> None:
     for n, secret in enumerate(secrets, start=1):
         try:
-            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance)
+            WebhookSignature.verify_header(payload, header, secret, tolerance)
             return
-        except stripe.SignatureVerificationError:
+        except SignatureVerificationError:
             if n == len(secrets):
                 raise
 
