@@ -87,7 +87,8 @@ class StripeHTTPClient(stripe.HTTPClient):
     def request(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None,
                 *, _usage: list[str] | None = None) -> tuple[str, int, Mapping[str, str]]:
         response = self._send(method, url, headers, post_data, stream=False)
-        return response.data.decode("utf-8"), response.status, response.headers
+        # A body that is not UTF-8 reaches stripe as one that is not JSON: its APIError, as before.
+        return response.data.decode("utf-8", "replace"), response.status, response.headers
 
     def request_stream(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None,
                        *, _usage: list[str] | None = None) -> tuple[Any, int, Mapping[str, str]]:
