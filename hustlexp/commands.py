@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from hustlexp import config
+from hustlexp.backoff import Backoff
 
 log = logging.getLogger("hustlexp.serve")
 
@@ -153,14 +153,13 @@ time, up to 30 s."""
         self._watcher.start()
 
     def _watch(self) -> None:
-        delay, born = 0.5, time.monotonic()
+        backoff = Backoff(first=1.0, most=self.MAX_DELAY_SECONDS, settled=60.0)  # a minute is no crash loop
         while not self._stopping.wait(self.POLL_SECONDS):
             # gunicorn's master reaps every exited child (waitpid(-1)); poll() then reads 0.
             code = self.child.poll()
             if code is None:
                 continue
-            # One that lived a minute was no crash loop.
-            delay = 1.0 if time.monotonic() - born > 60 else min(delay * 2, self.MAX_DELAY_SECONDS)
+            delay = backoff.failed()
             log.error("%s (pid %s) exited with %s; starting it again in %.0f s", self.name, self.child.pid,
                       code, delay)
             if self._stopping.wait(delay):
@@ -168,7 +167,8 @@ time, up to 30 s."""
             with self._lock:
                 if self._stopping.is_set():
                     return
-                self.child, born = subprocess.Popen(self.cmd, env=self.env), time.monotonic()
+                self.child = subprocess.Popen(self.cmd, env=self.env)
+                backoff.started()
 
     def stop(self) -> None:
         with self._lock:

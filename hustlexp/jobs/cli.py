@@ -11,6 +11,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from hustlexp import config
+from hustlexp.backoff import Backoff
 from hustlexp.jobs import PASSES, STALLED_AFTER_SECONDS, build_app, retry_stalled_jobs, run_pass
 
 if TYPE_CHECKING:
@@ -131,9 +132,10 @@ async def _run_jobs(app: procrastinate.App, conninfo: str, concurrency: int) -> 
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    delay = WORKER_RESTART_SECONDS
+    backoff = Backoff(first=WORKER_RESTART_SECONDS, most=WORKER_RESTART_MAX_SECONDS,
+                      settled=WORKER_RESTART_MAX_SECONDS)
     while not stop.is_set():
-        started = loop.time()
+        backoff.started()
         try:
             _ensure_queue_schema(conninfo)
             async with app.open_async():
@@ -148,15 +150,14 @@ async def _run_jobs(app: procrastinate.App, conninfo: str, concurrency: int) -> 
                     return
                 stopping.cancel()
                 worker.result()
+                delay = backoff.failed()
                 log.error("job worker stopped by itself; starting it again in %.0f s", delay)
         except Exception as exc:
+            delay = backoff.failed()
             log.error("job worker failed (%s); starting it again in %.0f s",
                       str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
-        # A worker that ran a while was no crash loop: the next wait starts short again.
-        delay = WORKER_RESTART_SECONDS if loop.time() - started > WORKER_RESTART_MAX_SECONDS + delay \
-            else min(delay * 2, WORKER_RESTART_MAX_SECONDS)
 
 
 def cmd_dispatch(args: argparse.Namespace, settings: config.Settings) -> int:

@@ -30,6 +30,7 @@ from uuid import UUID
 
 import psycopg
 
+from hustlexp.backoff import Backoff
 from hustlexp.errors import Unavailable
 from hustlexp.services.outbox import CHANNEL
 from hustlexp.services.push import CHANNEL as PUSH_CHANNEL
@@ -64,23 +65,20 @@ class Dispatcher:
 
     def run(self) -> None:
         """Listen and send until stop() (or KeyboardInterrupt)."""
-        delay = RECONNECT_SECONDS
+        backoff = Backoff(first=RECONNECT_SECONDS, most=RECONNECT_MAX_SECONDS, settled=RECONNECT_MAX_SECONDS)
         try:
             while not self.stop_event.is_set():
-                started = time.monotonic()
+                backoff.started()
                 try:
                     self._listen()
                 except Exception as exc:
+                    delay = backoff.failed()
                     if isinstance(exc, psycopg.OperationalError | Unavailable):  # the database is away
                         log.warning("dispatcher lost the database (%s); reconnecting in %.1f s",
                                     _first_line(exc), delay)
                     else:
                         log.exception("dispatcher failed; reconnecting in %.1f s", delay)
-                    # A connection that lived a while was no crash loop: start the back-off afresh.
-                    if time.monotonic() - started > RECONNECT_MAX_SECONDS:
-                        delay = RECONNECT_SECONDS
                     self.stop_event.wait(delay)
-                    delay = min(delay * 2, RECONNECT_MAX_SECONDS)
         finally:
             self._pool.shutdown(wait=True)
 

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from hustlexp.domain import LIVE_TASK_STATES, AccountStatus
-from hustlexp.errors import AccountSuspended, Conflict, Forbidden, NotFound, ValidationError
+from hustlexp.errors import AccountSuspended, Conflict, Forbidden, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, about, one, returns_result
-from hustlexp.services.user import DELETION_GRACE, parse_uuid
+from hustlexp.services.user import DELETION_GRACE, missing_user, parse_uuid
 
 LIVE_ESCROW_STATES = ("PENDING", "FUNDED", "LOCKED_DISPUTE")
 LIVE_MONEY_STATUSES = ("PENDING", "PROCESSING")
@@ -72,7 +72,7 @@ def _locked_user(conn: Any, user_id: Any) -> dict[str, Any]:
     uid = parse_uuid(user_id)
     user = one(conn, "SELECT * FROM users WHERE id = %s FOR UPDATE", (uid,)) if uid else None
     if user is None:
-        raise NotFound("No such user.", code="HX504")
+        raise missing_user()
     return user
 
 
@@ -227,11 +227,11 @@ class AccountService(Service):
         checked) before the caller starts streaming: raises DomainError like any service."""
         uid = parse_uuid(user_id)
         if uid is None:
-            raise NotFound("No such user.", code="HX504")
+            raise missing_user()
         with self.db.pool.connection() as conn:
             profile = one(conn, "SELECT * FROM users WHERE id = %s", (uid,))
         if profile is None:
-            raise NotFound("No such user.", code="HX504")
+            raise missing_user()
 
         def chunks() -> Iterator[str]:
             # Its own connection and transaction (not the request's scope): a stream outlives

@@ -96,6 +96,12 @@ def page_params(limit: int | None, offset: int | None, *, default: int = 20, max
     return limit, offset
 
 
+def trim_page(rows: list[T], limit: int) -> tuple[list[T], bool]:
+    """A page read with LIMIT limit + 1: its first `limit` rows, and whether more follow (the
+    extra row says so without counting the rest)."""
+    return rows[:limit], len(rows) > limit
+
+
 def encode_cursor(at: datetime, row_id: Any) -> str:
     """An opaque keyset cursor: the (timestamp, id) of a page's last row."""
     return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode().rstrip("=")

@@ -26,7 +26,7 @@ from uuid import UUID
 from hustlexp.domain import LIVE_TASK_STATES, EscrowState
 from hustlexp.services import audit
 from hustlexp.services.admin_alerts import alert_admins
-from hustlexp.services.base import Service, one, returns_result
+from hustlexp.services.base import Service, one, returns_result, trim_page
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,7 @@ class ChargebackService(Service):
                            (SELECT opened_at, id FROM chargebacks WHERE id = %(before)s))
                     ORDER BY c.opened_at DESC, c.id DESC LIMIT %(limit)s""",
                 {"status": status, "before": before, "limit": limit + 1}).fetchall()
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = trim_page(rows, limit)
         return {"chargebacks": rows, "has_more": more, "next_before": rows[-1]["id"] if more else None}
 
     # -- internals -----------------------------------------------------------------------

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from hustlexp.errors import NotFound
 from hustlexp.services.base import Service, one, returns_result
 from hustlexp.services.payments import PaymentError, account_snapshot
+from hustlexp.services.user import missing_user
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class ConnectService(Service):
     def _user(conn: Any, user_id: Any) -> dict[str, Any]:
         user = one(conn, "SELECT id, email, stripe_connect_id FROM users WHERE id = %s", (user_id,))
         if user is None:
-            raise NotFound("No such user.", code="HX504")
+            raise missing_user()
         return user
 
     @staticmethod
@@ -178,7 +178,7 @@ class ConnectService(Service):
                                    pa.disabled_reason, pa.synced_at, {PAYABLE_SQL} AS payable
                               FROM users u {PAYOUT_ACCOUNT_JOIN} WHERE u.id = %s""", (user_id,))
         if row is None:
-            raise NotFound("No such user.", code="HX504")
+            raise missing_user()
         return row
 
     def _stale(self, row: dict[str, Any]) -> bool:

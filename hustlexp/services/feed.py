@@ -51,7 +51,7 @@ from typing import Any
 from uuid import UUID
 
 from hustlexp.errors import ValidationError
-from hustlexp.services.base import Service, one, returns_result
+from hustlexp.services.base import Service, one, returns_result, trim_page
 from hustlexp.services.eligibility import PREDICATE, risk_clearance
 from hustlexp.services.user import missing_user
 
@@ -283,8 +283,7 @@ class FeedService(Service):
                 rows = _page(conn, _scored([*filters, *within, *box], lat is not None), page, params, sort)
             else:
                 rows = _staged(conn, floor, filters, within, page, params, limit)
-        has_more = len(rows) > limit
-        rows = rows[:limit]
+        rows, has_more = trim_page(rows, limit)
         next_cursor = None
         if has_more:
             last = rows[-1]

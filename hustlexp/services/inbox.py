@@ -10,9 +10,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from hustlexp.errors import NotFound
-from hustlexp.services.base import Service, decode_cursor, encode_cursor, one, page_params, returning, returns_result
+from hustlexp.services.base import (
+    Service,
+    decode_cursor,
+    encode_cursor,
+    one,
+    page_params,
+    returning,
+    returns_result,
+    trim_page,
+)
 from hustlexp.services.messaging import OPEN_FOR_MESSAGES, message_item
+from hustlexp.services.user import missing_user
 
 # Messages of task `t` the viewer %(me)s can see (alias m).
 VISIBLE_SQL = ("m.task_id = t.id AND m.deleted_at IS NULL "
@@ -53,8 +62,7 @@ class InboxService(Service):
                  LIMIT %(limit)s""", {"me": user_id, "limit": limit + 1,
                                       "after_at": after[0] if after else None,
                                       "after_id": after[1] if after else None}).fetchall()
-        has_more = len(rows) > limit
-        rows = rows[:limit]
+        rows, has_more = trim_page(rows, limit)
         return {"conversations": [self._item(r, user_id, now) for r in rows], "has_more": has_more,
                 "next_cursor": encode_cursor(rows[-1]["activity_at"], rows[-1]["task_id"]) if has_more else None}
 
@@ -85,4 +93,4 @@ class InboxService(Service):
     @staticmethod
     def _require_user(conn: Any, user_id: Any) -> None:
         if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
-            raise NotFound("No such user.", code="HX504")
+            raise missing_user()

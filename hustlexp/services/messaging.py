@@ -15,7 +15,7 @@ from uuid import UUID
 from hustlexp.domain import MessageType, ModerationStatus, TaskState
 from hustlexp.errors import Conflict, Forbidden, NotFound, RateLimited, ValidationError
 from hustlexp.services import audit
-from hustlexp.services.base import Service, one, page_params, returns_result
+from hustlexp.services.base import Service, one, page_params, returns_result, trim_page
 from hustlexp.services.notification import load_preferences
 from hustlexp.services.user import parse_uuid, require_active
 
@@ -132,12 +132,12 @@ class MessagingService(Service):
                 other = task["worker_id"] if viewer == task["poster_id"] else task["poster_id"]
                 # The receiver may switch read receipts off: their readers then see "delivered".
                 hide_receipts = other is not None and not load_preferences(conn, other)["read_receipts"]
-        page = rows[:limit]
+        page, has_more = trim_page(rows, limit)
         return {
             "messages": [self._with_photo_urls(message_item(r, now, hide_read=hide_receipts
                                                             and r["sender_id"] == viewer))
                          for r in page],
-            "has_more": len(rows) > limit,
+            "has_more": has_more,
             "task_state": task["state"],
             "can_send": participant and task["state"] in OPEN_FOR_MESSAGES,
         }

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from hustlexp.errors import Conflict, NotFound
 from hustlexp.services import audit
-from hustlexp.services.base import Service, one, returns_result
+from hustlexp.services.base import Service, one, returns_result, trim_page
 from hustlexp.services.outbox import WAITING_FOR_ACCOUNT
 
 DESK_STATUSES = ("PENDING", "WAITING_FOR_ACCOUNT", "FAILED_PERMANENT", "LOCKED")
@@ -53,8 +53,7 @@ class PayoutDeskService(Service):
                      ORDER BY o.created_at, o.id LIMIT %(limit)s""",
                 {"waiting": list(WAITING_FOR_ACCOUNT), "after": after, "limit": limit + 1,
                  "now": self.s.clock()}).fetchall()
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows, more = trim_page(rows, limit)
         for row in rows:
             row["desk_status"] = status
         return {"payouts": rows, "has_more": more, "next_after": rows[-1]["id"] if more else None}

@@ -298,14 +298,18 @@ class PushService(Service):
             if pruned:
                 counts["pruned"] = conn.execute("DELETE FROM push_devices WHERE token = ANY(%s)",
                                                 (list(pruned),)).rowcount
-            for notification_id, what, error, due in results:
+            for _, what, _, _ in results:
                 counts[what] += 1
-                conn.execute("""
-                    UPDATE notifications
-                       SET sent_at = CASE WHEN %(sent)s THEN coalesce(sent_at, greatest(%(at)s, created_at))
-                                          ELSE sent_at END,
-                           push_error = %(error)s, push_due_at = %(due)s
-                     WHERE id = %(id)s""",
-                    {"sent": what == "sent", "at": sent_at, "error": error, "due": due, "id": notification_id})
+            # One statement for the whole batch (up to FCM's 500 per call), not one per row.
+            conn.execute("""
+                UPDATE notifications n
+                   SET sent_at = CASE WHEN r.sent THEN coalesce(n.sent_at, greatest(%(at)s, n.created_at))
+                                      ELSE n.sent_at END,
+                       push_error = r.error, push_due_at = r.due
+                  FROM unnest(%(ids)s::uuid[], %(sent)s::boolean[], %(errors)s::text[], %(dues)s::timestamptz[])
+                       AS r(id, sent, error, due)
+                 WHERE n.id = r.id""",
+                {"at": sent_at, "ids": [r[0] for r in results], "sent": [r[1] == "sent" for r in results],
+                 "errors": [r[2] for r in results], "dues": [r[3] for r in results]})
         log.info("push: %s", counts)
         return counts

@@ -17,6 +17,7 @@ from hustlexp.domain import TaskState
 from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, about, one, page_params, returning, returns_result
+from hustlexp.services.user import missing_user
 
 WINDOW = timedelta(days=7)
 MAX_COMMENT = 500
@@ -244,4 +245,4 @@ class RatingService(Service):
     @staticmethod
     def _require_user(conn: Any, user_id: Any) -> None:
         if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
-            raise NotFound("No such user.", code="HX504")
+            raise missing_user()

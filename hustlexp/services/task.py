@@ -17,7 +17,7 @@ from uuid import UUID
 from hustlexp.domain import EscrowState, TaskState
 from hustlexp.errors import Conflict, NotFound, ValidationError
 from hustlexp.services import audit
-from hustlexp.services.base import Service, about, one, page_params, returning, returns_result
+from hustlexp.services.base import Service, about, one, page_params, returning, returns_result, trim_page
 from hustlexp.services.eligibility import update_if_eligible
 from hustlexp.services.escrow import worker_payout
 from hustlexp.services.trust import require_eligible
@@ -277,8 +277,7 @@ class TaskService(Service):
                 rows = conn.execute(page, params).fetchall()
                 total = returning(conn, f"SELECT count(*) AS n FROM tasks t WHERE {' AND '.join(where)}",
                                   params)["n"]
-        has_more = len(rows) > limit
-        rows = rows[:limit]
+        rows, has_more = trim_page(rows, limit)
         next_cursor = _write_cursor(sort, order, rows[-1][sort], rows[-1]["id"]) if has_more else None
         return {"tasks": [_summary(r) for r in rows], "total": total, "has_more": has_more,
                 "next_cursor": next_cursor, "limit": limit, "offset": skip}

@@ -156,12 +156,12 @@ class UploadService(Service):
         now = self.s.clock()
         conn.execute("UPDATE uploads SET state = 'ATTACHED', attached_at = %s WHERE id = ANY(%s)",
                      (now, [r["id"] for r in rows]))
-        for r in rows:
-            conn.execute("""INSERT INTO evidence (task_id, dispute_id, submitted_by, evidence_type, storage_key,
-                                                  content_type, file_size_bytes, checksum_sha256, capture_time)
-                            VALUES (%s, %s, %s, 'PHOTO', %s, %s, %s, %s, %s)""",
-                         (task_id, dispute_id, user_id, r["storage_key"], r["content_type"], r["file_size_bytes"],
-                          r["checksum_sha256"], r["capture_time"]))
+        conn.execute("""INSERT INTO evidence (task_id, dispute_id, submitted_by, evidence_type, storage_key,
+                                              content_type, file_size_bytes, checksum_sha256, capture_time)
+                        SELECT %s, %s, %s, 'PHOTO', storage_key, content_type, file_size_bytes, checksum_sha256,
+                               capture_time
+                          FROM uploads WHERE id = ANY(%s) ORDER BY storage_key""",
+                     (task_id, dispute_id, user_id, [r["id"] for r in rows]))
         return [r for k in keys for r in rows if r["storage_key"] == k]
 
     @returns_result

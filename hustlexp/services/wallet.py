@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hustlexp.errors import NotFound
-from hustlexp.services.base import Service, decode_cursor, encode_cursor, one, page_params, returns_result
+from hustlexp.services.base import Service, decode_cursor, encode_cursor, one, page_params, returns_result, trim_page
 from hustlexp.services.connect import PAYABLE_SQL, PAYOUT_ACCOUNT_JOIN
+from hustlexp.services.user import missing_user
 
 EARNING_STATUSES = ("PAID", "ON_THE_WAY", "WAITING_FOR_PAYOUT_ACCOUNT", "FAILED")
 
@@ -97,13 +97,11 @@ def _keyset(user_id: Any, limit: int | None, cursor: str | None) -> dict[str, An
 
 
 def _page(name: str, rows: list[dict[str, Any]], params: dict[str, Any], id_key: str) -> dict[str, Any]:
-    size = params["limit"] - 1
-    has_more = len(rows) > size
-    rows = rows[:size]
+    rows, has_more = trim_page(rows, params["limit"] - 1)
     return {name: rows, "has_more": has_more,
             "next_cursor": encode_cursor(rows[-1]["created_at"], rows[-1][id_key]) if has_more else None}
 
 
 def _require_user(conn: Any, user_id: Any) -> None:
     if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
-        raise NotFound("No such user.", code="HX504")
+        raise missing_user()

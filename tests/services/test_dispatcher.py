@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 
+from hustlexp.backoff import Backoff
 from hustlexp.db import Database
 from hustlexp.jobs.dispatcher import Dispatcher
 from hustlexp.services import Services
@@ -189,3 +190,14 @@ def test_the_dispatcher_outlives_a_sweep_that_finds_no_connection(db_url, servic
             thread.join(timeout=30)
         db.close()
     assert len(stripe_fake.transfers) == 1
+
+
+def test_restart_backoff_doubles_while_failing_young_and_starts_short_after_a_settled_run() -> None:
+    # The one back-off of the supervised dispatcher, the job worker and the dispatcher's connection.
+    backoff = Backoff(first=0.5, most=3.0, settled=1.0)
+    assert [backoff.failed() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    backoff.started()
+    time.sleep(1.05)  # this attempt ran longer than `settled`: no crash loop
+    assert backoff.failed() == 0.5
+    backoff.started()
+    assert backoff.failed() == 1.0  # failing young again doubles from there
