@@ -9,10 +9,10 @@ leaves as a `PaymentError` that says whether trying again later can help.
 No call waits on Stripe unbounded: connecting gives up after 5 s and waiting for an answer after
 20 s (stripe's own default is 80 s, longer than gunicorn lets a request live), and the library
 retries a dropped or timed-out call at most `max_network_retries` times with the same
-idempotency key. Inside `stripe_budget(seconds)` (services.stripe_http; every API request runs in one) all the
-Stripe calls together, retries included, get at most that long: what is not done by then
-fails as a retryable PaymentError, so a committed change answers success and the outbox retry
-job finishes the money.
+idempotency key. Inside `stripe_budget(seconds)` (services.stripe_http; every API request runs
+in one) all the Stripe calls together, retries included, get at most that long: what is not
+done by then fails as a retryable PaymentError, so a committed change answers success and the
+outbox retry job finishes the money.
 """
 
 from __future__ import annotations
@@ -110,8 +110,8 @@ class PaymentsGateway:
     def _call(self, method: str, path: str, params: dict[str, Any] | None = None, *,
               idempotency_key: str | None = None) -> dict[str, Any]:
         """One API call (retries, errors and budget as for any stripe call); the answer as the
-        plain JSON Stripe sent. No StripeObject tree is built: that cost a fifth of a call's CPU
-        on our side (issue 11), and we read a few fields."""
+        plain JSON Stripe sent. No StripeObject tree is built: that was over a third of a call's
+        CPU on our side (issue 11), and we read a few fields."""
         options = {"idempotency_key": idempotency_key} if idempotency_key is not None else {}
         answer: dict[str, Any] = self._client.raw_request(method, path, **(params or {}), **options).data
         return answer
