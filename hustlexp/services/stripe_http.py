@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextvars
 import ssl
-import textwrap
 import threading
 import time
 import urllib.request
@@ -149,8 +148,7 @@ class StripeHTTPClient(stripe.HTTPClient):
 
 
 def _message(detail: str) -> str:
-    return textwrap.fill("Unexpected error communicating with Stripe. If this problem persists, let us know "
-                         "at support@stripe.com.") + f"\n\n(Network error: {detail})"
+    return f"Stripe could not be reached or did not answer in time ({detail})."
 
 
 def _raise_connection_error(exc: Exception) -> NoReturn:
@@ -158,13 +156,12 @@ def _raise_connection_error(exc: Exception) -> NoReturn:
     not retried, a connection that failed, dropped or timed out is, anything else is not."""
     detail = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, errors.SSLError):
-        message = ("Could not verify Stripe's SSL certificate. Please make sure that your network is not "
-                   f"intercepting certificates.\n\n(Network error: {detail})")
+        message = f"Stripe's TLS certificate did not verify; is something on the network intercepting it? ({detail})"
         should_retry = False
     elif isinstance(exc, errors.TimeoutError | errors.NewConnectionError | errors.ProtocolError | errors.ProxyError):
         message, should_retry = _message(detail), True
     elif isinstance(exc, errors.HTTPError):
         message, should_retry = _message(detail), False
     else:
-        message, should_retry = _message(f"A {detail} was raised (a configuration issue locally?)"), False
+        message, should_retry = f"A Stripe call failed on our side before it was sent ({detail}).", False
     raise stripe.APIConnectionError(message, should_retry=should_retry) from exc
