@@ -89,7 +89,7 @@ def init_stripe_budget(app: Flask, seconds: float) -> None:
     """Each request waits on Stripe at most `seconds` in all, so it always answers before
     gunicorn's worker timeout: a change that committed is answered as a success, and what
     Stripe did not finish stays in the outbox for the retry job."""
-    from hustlexp.services.payments import stripe_budget
+    from hustlexp.services.stripe_http import stripe_budget
 
     inner = app.wsgi_app
 

@@ -166,20 +166,26 @@ class MoneyOutbox(Service):
     # -- steps -----------------------------------------------------------------
 
     def _claim(self, outbox_id: UUID) -> dict[str, Any] | None:
-        """PENDING and due, or PROCESSING past its lease -> PROCESSING under a new lease."""
+        """PENDING and due, or PROCESSING past its lease -> PROCESSING under a new lease. The row
+        comes with what the Stripe call needs (its escrow's task and PaymentIntent, the
+        recipient's account and whether it can be paid), read in the claim itself."""
         now = self.s.clock()
         lease = timedelta(seconds=self.s.payments.call_seconds) + LEASE_MARGIN
         with self.db.transaction() as conn:
-            return one(conn, """
+            return one(conn, f"""
                 UPDATE money_outbox o
                    SET status = 'PROCESSING', attempt_count = attempt_count + 1, last_attempt_at = %(now)s,
                        next_attempt_at = %(lease_end)s
-                  FROM (SELECT id FROM money_outbox
+                  FROM (SELECT id, escrow_id, recipient_id FROM money_outbox
                          WHERE id = %(id)s AND status IN ('PENDING', 'PROCESSING') AND next_attempt_at <= %(now)s
                            AND NOT held_by_chargeback(escrow_id, kind)
                          FOR UPDATE SKIP LOCKED) due
+                  JOIN escrows e ON e.id = due.escrow_id
+                  LEFT JOIN users u ON u.id = due.recipient_id
+                  {PAYOUT_ACCOUNT_JOIN}
                  WHERE o.id = due.id
-             RETURNING o.*""", {"id": outbox_id, "now": now, "lease_end": now + lease})
+             RETURNING o.*, e.task_id, e.stripe_payment_intent_id, u.stripe_connect_id, {PAYABLE_SQL} AS payable""",
+                       {"id": outbox_id, "now": now, "lease_end": now + lease})
 
     @staticmethod
     def _still_ours(cursor: Any, row: dict[str, Any]) -> bool:
@@ -191,7 +197,8 @@ class MoneyOutbox(Service):
         return False
 
     def _send(self, row: dict[str, Any]) -> dict[str, Any]:
-        from hustlexp.services.payments import PaymentError, stripe_budget
+        from hustlexp.services.payments import PaymentError
+        from hustlexp.services.stripe_http import stripe_budget
 
         # Logs of this attempt (in a request or a job) carry the id of the request that queued it.
         with context.bound(row["request_id"]):
@@ -207,52 +214,46 @@ class MoneyOutbox(Service):
             return self._succeeded(row, stripe_id)
 
     def _call_stripe(self, row: dict[str, Any]) -> str:
+        """The Stripe call of a claimed row (_claim read what it needs)."""
         payments = self.s.payments
-        with self.db.transaction() as conn:
-            escrow = one(conn, "SELECT * FROM escrows WHERE id = %s", (row["escrow_id"],))
-            recipient = one(conn, f"""SELECT u.stripe_connect_id, {PAYABLE_SQL} AS payable
-                                        FROM users u {PAYOUT_ACCOUNT_JOIN} WHERE u.id = %s""",
-                            (row["recipient_id"],)) if row["recipient_id"] else None
-        assert escrow is not None
+        escrow_id = str(row["escrow_id"])
         kind = MoneyKind(row["kind"])
         if kind is MoneyKind.TRANSFER:
-            if recipient is None or not recipient["stripe_connect_id"]:
+            if not row["stripe_connect_id"]:
                 raise NoPayoutAccount
-            if not recipient["payable"]:
+            if not row["payable"]:
                 raise NoPayoutAccount(PAYOUTS_DISABLED)
             if row["attempt_count"] > 1:
                 # Stripe forgets idempotency keys after a day and our last back-off is a day:
                 # a retry first asks whether an earlier attempt did pay.
-                paid = payments.find_transfer(str(escrow["id"]))
+                paid = payments.find_transfer(escrow_id)
                 if paid is not None:
                     return paid
             return str(payments.create_transfer(
-                amount=row["amount"], destination=recipient["stripe_connect_id"], escrow_id=str(escrow["id"]),
-                task_id=str(escrow["task_id"]), worker_id=str(row["recipient_id"]),
+                amount=row["amount"], destination=row["stripe_connect_id"], escrow_id=escrow_id,
+                task_id=str(row["task_id"]), worker_id=str(row["recipient_id"]),
                 idempotency_key=row["idempotency_key"], request_id=row["request_id"]))
         if kind is MoneyKind.REFUND:
             return str(payments.create_refund(
-                payment_intent_id=escrow["stripe_payment_intent_id"], amount=row["amount"],
-                escrow_id=str(escrow["id"]), reason_note="task_refund", idempotency_key=row["idempotency_key"],
+                payment_intent_id=row["stripe_payment_intent_id"], amount=row["amount"],
+                escrow_id=escrow_id, reason_note="task_refund", idempotency_key=row["idempotency_key"],
                 request_id=row["request_id"]))
-        intent = payments.cancel_payment_intent(escrow["stripe_payment_intent_id"],
+        intent = payments.cancel_payment_intent(row["stripe_payment_intent_id"],
                                                 idempotency_key=row["idempotency_key"])
         return str(intent.id)
 
     def _succeeded(self, row: dict[str, Any], stripe_id: str) -> dict[str, Any]:
+        done = f"""UPDATE money_outbox SET status = 'SUCCEEDED', stripe_object_id = %s, completed_at = now(),
+                                          last_error = NULL WHERE {FENCE}"""
         column = {"TRANSFER": "stripe_transfer_id", "REFUND": "stripe_refund_id"}.get(row["kind"])
+        if column is not None:
+            # The escrow keeps the id in the same statement (one row: the escrow of a row still ours).
+            done = f"""WITH done AS ({done} RETURNING escrow_id, stripe_object_id)
+                       UPDATE escrows e SET {column} = done.stripe_object_id FROM done WHERE e.id = done.escrow_id"""
         with self.db.transaction() as conn:
-            cursor = conn.execute(f"""UPDATE money_outbox SET status = 'SUCCEEDED', stripe_object_id = %s,
-                                             completed_at = now(), last_error = NULL WHERE {FENCE}""",
-                                  (stripe_id, row["id"], row["attempt_count"]))
+            cursor = conn.execute(done, (stripe_id, row["id"], row["attempt_count"]))
             if not self._still_ours(cursor, row):
                 return {"id": row["id"], "status": SUPERSEDED, "stripe_id": stripe_id}
-            if column == "stripe_transfer_id":
-                conn.execute("UPDATE escrows SET stripe_transfer_id = %s WHERE id = %s",
-                             (stripe_id, row["escrow_id"]))
-            elif column == "stripe_refund_id":
-                conn.execute("UPDATE escrows SET stripe_refund_id = %s WHERE id = %s",
-                             (stripe_id, row["escrow_id"]))
         log.info("outbox %s: %s of %s cents done at Stripe (%s)", row["id"], row["kind"], row["amount"],
                  stripe_id)
         return {"id": row["id"], "status": MoneyStatus.SUCCEEDED.value, "stripe_id": stripe_id}

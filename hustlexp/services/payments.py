@@ -9,15 +9,14 @@ leaves as a `PaymentError` that says whether trying again later can help.
 No call waits on Stripe unbounded: connecting gives up after 5 s and waiting for an answer after
 20 s (stripe's own default is 80 s, longer than gunicorn lets a request live), and the library
 retries a dropped or timed-out call at most `max_network_retries` times with the same
-idempotency key. Inside `stripe_budget(seconds)` (every API request runs in one) all the
-Stripe calls together, retries included, get at most that long: what is not done by then
-fails as a retryable PaymentError, so a committed change answers success and the outbox retry
-job finishes the money.
+idempotency key. Inside `stripe_budget(seconds)` (services.stripe_http; every API request runs
+in one) all the Stripe calls together, retries included, get at most that long: what is not
+done by then fails as a retryable PaymentError, so a committed change answers success and the
+outbox retry job finishes the money.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import time
@@ -25,21 +24,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
-import requests
-import requests.adapters
 import stripe
+from stripe import SignatureVerificationError, WebhookSignature  # by name: stripe.<name> is an import per use
 
 from hustlexp.errors import DomainError, PaymentProviderError
+from hustlexp.services.stripe_http import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, StripeHTTPClient
 
 log = logging.getLogger("hustlexp.payments")
 
 CURRENCY = "usd"
 WEBHOOK_TOLERANCE_SECONDS = 300
-CONNECT_TIMEOUT_SECONDS = 5.0
-READ_TIMEOUT_SECONDS = 20.0
-# Kept-alive connections to Stripe per process: one per thread (`hustlexp serve --threads` <= 64).
-KEPT_CONNECTIONS = 64
 
 # Stripe codes that mean "busy, try again", whatever status or error class carries them.
 _RETRYABLE_CODES = frozenset({"lock_timeout", "rate_limit", "token_in_use"})
@@ -79,50 +75,6 @@ class Intent:
     amount_received: int = 0
 
 
-# When the current request's time for Stripe runs out (time.monotonic()), None outside requests.
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("hustlexp_stripe_deadline",
-                                                                          default=None)
-
-
-@contextmanager
-def stripe_budget(seconds: float) -> Iterator[None]:
-    """Every Stripe call made inside gets, all together, at most `seconds` (or less, inside a
-    budget that ends sooner)."""
-    deadline = time.monotonic() + seconds
-    outer = _deadline.get()
-    token = _deadline.set(deadline if outer is None else min(outer, deadline))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
-
-
-class _BoundedSession(requests.Session):
-    """The session stripe's RequestsClient sends through: each call's (connect, read) timeouts
-    are cut to what is left of the current budget, and a call with none left is not sent.
-
-    Every thread of a worker shares it (stripe's client takes one session), so it keeps up to
-    KEPT_CONNECTIONS connections alive: with requests' default of 10, a worker of 16 threads
-    opened and dropped a TCP connection to Stripe on most calls (py-spy, issue 11)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=KEPT_CONNECTIONS)
-        self.mount("https://", adapter)
-        self.mount("http://", adapter)
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        deadline = _deadline.get()
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0.05:
-                # A plain RequestException: stripe does not retry it; we still call it retryable.
-                raise requests.RequestException("the time this request may wait on Stripe is spent")
-            connect, read = kwargs.get("timeout") or (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
-            kwargs["timeout"] = (min(connect, left), min(read, left))
-        return super().request(method, url, *args, **kwargs)
-
-
 class PaymentsGateway:
     def __init__(self, secret_key: str, *, api_base: str | None = None,
                  http_client: stripe.HTTPClient | None = None, webhook_secret: str | None = None,
@@ -140,8 +92,8 @@ class PaymentsGateway:
         self.read_timeout = read_timeout
         self.max_network_retries = max_network_retries
         if http_client is None:
-            http_client = stripe.RequestsClient(
-                timeout=(min(CONNECT_TIMEOUT_SECONDS, read_timeout), read_timeout), session=_BoundedSession())
+            http_client = StripeHTTPClient(connect_timeout=min(CONNECT_TIMEOUT_SECONDS, read_timeout),
+                                           read_timeout=read_timeout)
         self._client = stripe.StripeClient(
             secret_key,
             base_addresses={"api": api_base} if api_base else None,
@@ -155,6 +107,15 @@ class PaymentsGateway:
         Run inside `stripe_budget(call_seconds)`, several calls together take no longer."""
         return self.read_timeout * (1 + self.max_network_retries)
 
+    def _call(self, method: str, path: str, params: dict[str, Any] | None = None, *,
+              idempotency_key: str | None = None) -> dict[str, Any]:
+        """One API call (retries, errors and budget as for any stripe call); the answer as the
+        plain JSON Stripe sent. No StripeObject tree is built: that was over a third of a call's
+        CPU on our side (issue 11), and we read a few fields."""
+        options = {"idempotency_key": idempotency_key} if idempotency_key is not None else {}
+        answer: dict[str, Any] = self._client.raw_request(method, path, **(params or {}), **options).data
+        return answer
+
     # -- PaymentIntents ---------------------------------------------------------------
 
     def create_payment_intent(self, *, amount: int, escrow_id: str, task_id: str, poster_id: str,
@@ -162,22 +123,19 @@ class PaymentsGateway:
         _require_cents(amount)
         ids = {"escrow_id": escrow_id, "task_id": task_id, "poster_user_id": poster_id}
         with _stripe_call("payment_intents.create", ids):
-            pi = self._client.v1.payment_intents.create(
-                {
-                    "amount": amount,
-                    "currency": CURRENCY,
-                    "capture_method": "automatic",
-                    # Ties the charge to the transfer that later pays the worker.
-                    "transfer_group": escrow_id,
-                    "metadata": {"escrow_id": escrow_id, "task_id": task_id, "poster_user_id": poster_id},
-                },
-                {"idempotency_key": idempotency_key},
-            )
+            pi = self._call("post", "/v1/payment_intents", {
+                "amount": amount,
+                "currency": CURRENCY,
+                "capture_method": "automatic",
+                # Ties the charge to the transfer that later pays the worker.
+                "transfer_group": escrow_id,
+                "metadata": {"escrow_id": escrow_id, "task_id": task_id, "poster_user_id": poster_id},
+            }, idempotency_key=idempotency_key)
         return _intent(pi)
 
     def retrieve_payment_intent(self, payment_intent_id: str) -> Intent:
         with _stripe_call("payment_intents.retrieve", {"payment_intent_id": payment_intent_id}):
-            pi = self._client.v1.payment_intents.retrieve(payment_intent_id)
+            pi = self._call("get", f"/v1/payment_intents/{_quoted(payment_intent_id)}")
         return _intent(pi)
 
     def cancel_payment_intent(self, payment_intent_id: str, *, idempotency_key: str) -> Intent:
@@ -185,8 +143,8 @@ class PaymentsGateway:
         ids = {"payment_intent_id": payment_intent_id}
         try:
             with _stripe_call("payment_intents.cancel", ids, quiet_codes=_UNEXPECTED_STATE):
-                pi = self._client.v1.payment_intents.cancel(payment_intent_id, None,
-                                                            {"idempotency_key": idempotency_key})
+                pi = self._call("post", f"/v1/payment_intents/{_quoted(payment_intent_id)}/cancel",
+                                idempotency_key=idempotency_key)
         except PaymentError as err:
             if err.stripe_code not in _UNEXPECTED_STATE:
                 raise
@@ -201,9 +159,8 @@ class PaymentsGateway:
     def charge_risk_level(self, charge_id: str) -> str | None:
         """Radar's risk level of a charge (normal, elevated, highest...), None when unscored."""
         with _stripe_call("charges.retrieve", {"charge_id": charge_id}):
-            charge = self._client.v1.charges.retrieve(charge_id)
-        outcome = charge.outcome
-        level = outcome.risk_level if outcome is not None else None
+            charge = self._call("get", f"/v1/charges/{_quoted(charge_id)}")
+        level = (charge.get("outcome") or {}).get("risk_level")
         return str(level) if level else None
 
     # -- Money out ----------------------------------------------------------------------
@@ -214,27 +171,24 @@ class PaymentsGateway:
         ids = {"escrow_id": escrow_id, "task_id": task_id, "worker_user_id": worker_id,
                "destination": destination}
         with _stripe_call("transfers.create", ids):
-            transfer = self._client.v1.transfers.create(
-                {
-                    "amount": amount,
-                    "currency": CURRENCY,
-                    "destination": destination,
-                    "transfer_group": escrow_id,
-                    "metadata": _traced({"escrow_id": escrow_id, "task_id": task_id, "worker_user_id": worker_id},
-                                        request_id),
-                },
-                {"idempotency_key": idempotency_key},
-            )
-        return str(transfer.id)
+            transfer = self._call("post", "/v1/transfers", {
+                "amount": amount,
+                "currency": CURRENCY,
+                "destination": destination,
+                "transfer_group": escrow_id,
+                "metadata": _traced({"escrow_id": escrow_id, "task_id": task_id, "worker_user_id": worker_id},
+                                    request_id),
+            }, idempotency_key=idempotency_key)
+        return str(transfer["id"])
 
     def find_transfer(self, escrow_id: str) -> str | None:
         """The transfer already made for this escrow, if any. Idempotency keys expire after a
         day, so a late retry looks here before paying again."""
         with _stripe_call("transfers.list", {"escrow_id": escrow_id}):
-            page = self._client.v1.transfers.list({"transfer_group": escrow_id, "limit": 10})
-        for transfer in page.data:
-            if transfer.metadata and transfer.metadata.to_dict().get("escrow_id") == escrow_id:
-                return str(transfer.id)
+            page = self._call("get", "/v1/transfers", {"transfer_group": escrow_id, "limit": 10})
+        for transfer in page["data"]:
+            if (transfer.get("metadata") or {}).get("escrow_id") == escrow_id:
+                return str(transfer["id"])
         return None
 
     def create_refund(self, *, payment_intent_id: str, amount: int, escrow_id: str, reason_note: str,
@@ -242,16 +196,13 @@ class PaymentsGateway:
         _require_cents(amount)
         ids = {"escrow_id": escrow_id, "payment_intent_id": payment_intent_id}
         with _stripe_call("refunds.create", ids):
-            refund = self._client.v1.refunds.create(
-                {
-                    "payment_intent": payment_intent_id,
-                    "amount": amount,
-                    "reason": "requested_by_customer",
-                    "metadata": _traced({"escrow_id": escrow_id, "refund_reason": reason_note}, request_id),
-                },
-                {"idempotency_key": idempotency_key},
-            )
-        return str(refund.id)
+            refund = self._call("post", "/v1/refunds", {
+                "payment_intent": payment_intent_id,
+                "amount": amount,
+                "reason": "requested_by_customer",
+                "metadata": _traced({"escrow_id": escrow_id, "refund_reason": reason_note}, request_id),
+            }, idempotency_key=idempotency_key)
+        return str(refund["id"])
 
     # -- Connect (Express accounts of workers) ------------------------------------------
 
@@ -263,21 +214,20 @@ class PaymentsGateway:
         if email:
             params["email"] = email
         with _stripe_call("accounts.create", {"user_id": user_id}):
-            account = self._client.v1.accounts.create(params,  # type: ignore[arg-type]
-                                                      {"idempotency_key": idempotency_key})
-        return account_snapshot(account.to_dict())
+            account = self._call("post", "/v1/accounts", params, idempotency_key=idempotency_key)
+        return account_snapshot(account)
 
     def retrieve_account(self, account_id: str) -> dict[str, Any]:
         with _stripe_call("accounts.retrieve", {"account_id": account_id}):
-            account = self._client.v1.accounts.retrieve(account_id)
-        return account_snapshot(account.to_dict())
+            account = self._call("get", f"/v1/accounts/{_quoted(account_id)}")
+        return account_snapshot(account)
 
     def create_account_link(self, *, account_id: str, refresh_url: str, return_url: str) -> dict[str, Any]:
         """A one-time onboarding link for the account (Stripe makes a new one per call; no key)."""
         with _stripe_call("account_links.create", {"account_id": account_id}):
-            link = self._client.v1.account_links.create({"account": account_id, "refresh_url": refresh_url,
-                                                         "return_url": return_url, "type": "account_onboarding"})
-        return {"url": str(link.url), "expires_at": int(link.expires_at)}
+            link = self._call("post", "/v1/account_links", {"account": account_id, "refresh_url": refresh_url,
+                                                            "return_url": return_url, "type": "account_onboarding"})
+        return {"url": str(link["url"]), "expires_at": int(link["expires_at"])}
 
     # -- Webhooks -----------------------------------------------------------------------
 
@@ -293,8 +243,10 @@ class PaymentsGateway:
             # The stripe library refuses only old timestamps; a future one is as suspect.
             if _signed_at(signature_header) > time.time() + tolerance:
                 raise WebhookSignatureError("webhook timestamp is in the future")
+            # The stdlib parser: orjson reads integers past 64 bits as floats, which the shape check
+            # would then refuse (the contract test sends such valid JSON).
             event = json.loads(payload)
-        except stripe.SignatureVerificationError as err:
+        except SignatureVerificationError as err:
             raise WebhookSignatureError("webhook signature verification failed") from err
         except (UnicodeDecodeError, ValueError, RecursionError) as err:
             raise WebhookSignatureError("webhook body is not a JSON event") from err
@@ -307,9 +259,9 @@ class PaymentsGateway:
 def _verify_with_any(payload: bytes, header: str | None, secrets: list[str], tolerance: int) -> None:
     for n, secret in enumerate(secrets, start=1):
         try:
-            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance)
+            WebhookSignature.verify_header(payload, header, secret, tolerance)
             return
-        except stripe.SignatureVerificationError:
+        except SignatureVerificationError:
             if n == len(secrets):
                 raise
 
@@ -342,17 +294,21 @@ def _require_cents(amount: int) -> None:
         raise ValueError(f"amount must be a positive integer number of cents, not {amount!r}")
 
 
-def _intent(pi: Any) -> Intent:
-    metadata = pi.metadata.to_dict() if pi.metadata is not None else {}
+def _intent(pi: dict[str, Any]) -> Intent:
     return Intent(
-        id=str(pi.id),
-        client_secret=pi.client_secret,
-        status=str(pi.status),
-        amount=int(pi.amount),
-        currency=str(pi.currency),
-        metadata={str(k): str(v) for k, v in metadata.items()},
-        amount_received=int(pi.amount_received or 0),
+        id=str(pi["id"]),
+        client_secret=pi.get("client_secret"),
+        status=str(pi["status"]),
+        amount=int(pi["amount"]),
+        currency=str(pi["currency"]),
+        metadata={str(k): str(v) for k, v in (pi.get("metadata") or {}).items()},
+        amount_received=int(pi.get("amount_received") or 0),
     )
+
+
+def _quoted(object_id: str) -> str:
+    """An id as one path segment, whatever it holds."""
+    return quote(object_id, safe="")
 
 
 @contextmanager

@@ -19,9 +19,9 @@ from hustlexp.services.payments import (
     PaymentError,
     PaymentsGateway,
     WebhookSignatureError,
-    stripe_budget,
     to_payment_error,
 )
+from hustlexp.services.stripe_http import stripe_budget
 from tests.fakes.stripe_fake import FakeStripe
 
 SECRET = "whsec_test_payments"
@@ -127,7 +127,7 @@ def test_create_payment_intent_concurrent_same_key_creates_one(gateway: Payments
 
 def test_threads_sharing_a_gateway_keep_their_connections_alive(fake: FakeStripe) -> None:
     """A worker's threads share one gateway: each keeps its connection to Stripe for the next
-    call instead of opening one per call (requests' default pool kept 10 for 16 threads)."""
+    call instead of opening one per call (a pool of fewer connections than threads would not)."""
     gateway = PaymentsGateway("sk_test_x", api_base=fake.serve(), webhook_secret=SECRET)
     fake.latency = 0.02  # the calls of a round overlap
     threads, rounds = 16, 4
@@ -410,6 +410,16 @@ def test_construct_event_accepts_signed_event(gateway: PaymentsGateway, fake: Fa
     assert verified["type"] == "payment_intent.succeeded"
     assert verified["data"]["object"]["id"] == intent.id
     assert verified["data"]["object"]["metadata"]["escrow_id"] == "esc_1"
+
+
+def test_construct_event_keeps_integers_of_any_size(gateway: PaymentsGateway, fake: FakeStripe) -> None:
+    """Valid JSON stays what it says: an integer past 64 bits is not turned into a float (the
+    shape check would refuse it as a non-integer amount)."""
+    body, header = fake.sign(fake.event("payment_intent.succeeded", {"id": "pi_big", "amount": 10**20}), SECRET)
+
+    amount = gateway.construct_event(body, header)["data"]["object"]["amount"]
+
+    assert (amount, type(amount)) == (10**20, int)
 
 
 def test_construct_event_accepts_explicit_secret(fake: FakeStripe) -> None:
