@@ -9,10 +9,11 @@ import time
 
 
 class Backoff:
-    def __init__(self, first: float, most: float, settled: float) -> None:
+    def __init__(self, first: float, most: float, settled: float | None = None) -> None:
         """Wait `first` seconds after a failure, doubling up to `most`; an attempt that lived
-        `settled` seconds resets the wait to `first`."""
-        self.first, self.most, self.settled = first, most, settled
+        `settled` seconds (by default `most`) resets the wait to `first`."""
+        self.first, self.most = first, most
+        self.settled = most if settled is None else settled
         self._next = first
         self._started = time.monotonic()
 

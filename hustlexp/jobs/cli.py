@@ -132,8 +132,7 @@ async def _run_jobs(app: procrastinate.App, conninfo: str, concurrency: int) -> 
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    backoff = Backoff(first=WORKER_RESTART_SECONDS, most=WORKER_RESTART_MAX_SECONDS,
-                      settled=WORKER_RESTART_MAX_SECONDS)
+    backoff = Backoff(first=WORKER_RESTART_SECONDS, most=WORKER_RESTART_MAX_SECONDS)
     while not stop.is_set():
         backoff.started()
         try:

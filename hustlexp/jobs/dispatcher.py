@@ -65,7 +65,7 @@ class Dispatcher:
 
     def run(self) -> None:
         """Listen and send until stop() (or KeyboardInterrupt)."""
-        backoff = Backoff(first=RECONNECT_SECONDS, most=RECONNECT_MAX_SECONDS, settled=RECONNECT_MAX_SECONDS)
+        backoff = Backoff(first=RECONNECT_SECONDS, most=RECONNECT_MAX_SECONDS)
         try:
             while not self.stop_event.is_set():
                 backoff.started()

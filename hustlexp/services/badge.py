@@ -22,12 +22,14 @@ from hustlexp.services.badge_catalog import (
     TRUST_BADGES,
 )
 from hustlexp.services.base import Service, one, returns_result
-from hustlexp.services.counters import COUNTS
+from hustlexp.services.counters import COUNTS, read_user
+from hustlexp.services.user import require_user
 
-# What the badge check reads of a user `u` (LEFT JOIN user_counters c): the row's trust tier,
-# level and streak, the counters, and the badges already held.
-USER_COLUMNS = f"""u.trust_tier, u.current_level, u.current_streak, {COUNTS},
+# What the badge check reads of a user `u` (LEFT JOIN user_counters c): the row's trust tier and
+# the counters, which trust reads too, and its own: level, streak and the badges already held.
+OWN_COLUMNS = """u.current_level, u.current_streak,
        ARRAY(SELECT b.badge_type FROM badges b WHERE b.user_id = u.id) AS badges"""
+USER_COLUMNS = f"u.trust_tier, {COUNTS}, {OWN_COLUMNS}"
 
 # A week (ISO, Monday-based, UTC) with enough completions and no proof of this user rejected
 # in it.
@@ -97,10 +99,7 @@ class BadgeService(Service):
         its values of this moment. `completion`: the check follows the completion of `task_id`,
         so only that task's week is tested for perfect-week."""
         if user is None:
-            user = one(conn, f"SELECT {USER_COLUMNS} FROM users u LEFT JOIN user_counters c ON c.user_id = u.id "
-                             "WHERE u.id = %s", (user_id,))
-            if user is None:
-                raise NotFound("No such user.", code="HX504")
+            user = read_user(conn, user_id, USER_COLUMNS)
         held = set(user["badges"])
 
         qualifies: set[str] = set()
@@ -138,8 +137,7 @@ class BadgeService(Service):
         """{earned_badges [earned view, oldest first], available_badges [definitions not yet
         earned], total_earned, total_available (the size of the catalog)}."""
         with self.db.transaction() as conn:
-            if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
-                raise NotFound("No such user.", code="HX504")
+            require_user(conn, user_id)
             rows = conn.execute("SELECT * FROM badges WHERE user_id = %s ORDER BY awarded_at, badge_type",
                                 (user_id,)).fetchall()
         earned = [earned_view(r) for r in rows]

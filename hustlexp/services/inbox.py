@@ -14,14 +14,13 @@ from hustlexp.services.base import (
     Service,
     decode_cursor,
     encode_cursor,
-    one,
     page_params,
     returning,
     returns_result,
     trim_page,
 )
 from hustlexp.services.messaging import OPEN_FOR_MESSAGES, message_item
-from hustlexp.services.user import missing_user
+from hustlexp.services.user import require_user
 
 # Messages of task `t` the viewer %(me)s can see (alias m).
 VISIBLE_SQL = ("m.task_id = t.id AND m.deleted_at IS NULL "
@@ -41,7 +40,7 @@ class InboxService(Service):
         after = decode_cursor(cursor) if cursor else None
         now = self.s.clock()
         with self.db.transaction() as conn:
-            self._require_user(conn, user_id)
+            require_user(conn, user_id)
             # VISIBLE_SQL and UNREAD_SQL are constants of this module; values are parameters.
             rows = conn.execute(f"""
                 SELECT * FROM (
@@ -70,7 +69,7 @@ class InboxService(Service):
     def unread_count(self, user_id: Any) -> dict[str, int]:
         """{unread_count, conversations_with_unread} over every task the caller is party to."""
         with self.db.transaction() as conn:
-            self._require_user(conn, user_id)
+            require_user(conn, user_id)
             row = returning(conn, f"""SELECT count(*) AS n, count(DISTINCT m.task_id) AS threads
                                         FROM task_messages m WHERE {UNREAD_SQL}""", {"me": user_id})
         return {"unread_count": row["n"], "conversations_with_unread": row["threads"]}
@@ -90,7 +89,3 @@ class InboxService(Service):
                                "trust_tier": row["trust_tier"], "is_verified": row["is_verified"]},
                 "last_message": last, "unread_count": row["unread"], "last_activity_at": row["activity_at"]}
 
-    @staticmethod
-    def _require_user(conn: Any, user_id: Any) -> None:
-        if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
-            raise missing_user()

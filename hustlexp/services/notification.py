@@ -26,7 +26,7 @@ from hustlexp.errors import Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, one, page_params, returns_result
 from hustlexp.services.push import CHANNEL as PUSH_CHANNEL
-from hustlexp.services.user import parse_uuid
+from hustlexp.services.user import missing_user, parse_uuid
 
 P = NotificationPriority
 
@@ -431,7 +431,7 @@ class NotificationService(Service):
                                   details={"category": [f"one of {', '.join(sorted(CATALOG))}"]})
         recipient_id = parse_uuid(user_id)
         if recipient_id is None:
-            raise NotFound("No such user.", code="HX504")
+            raise missing_user()
         task_uuid = None
         if task_id is not None:
             task_uuid = parse_uuid(task_id)
@@ -454,7 +454,7 @@ class NotificationService(Service):
             if found is not None and read is not None and task_uuid is not None:
                 read[(recipient_id, task_uuid)] = found
         if found is None:
-            raise NotFound("No such user.", code="HX504")
+            raise missing_user()
         recipient = found
         task = None
         if task_uuid is not None:
@@ -516,7 +516,7 @@ class NotificationService(Service):
         limit, offset = page_params(limit, offset, default=20, maximum=100)
         uid = parse_uuid(user_id)
         if uid is None:
-            raise NotFound("No such user.", code="HX504")
+            raise missing_user()
         now = self.s.clock()
         with self.db.transaction() as conn:
             counts = one(conn, """
@@ -783,5 +783,5 @@ class NotificationService(Service):
     def _existing_user(conn: Any, user_id: Any) -> UUID:
         uid = parse_uuid(user_id)
         if uid is None or one(conn, "SELECT 1 FROM users WHERE id = %s", (uid,)) is None:
-            raise NotFound("No such user.", code="HX504")
+            raise missing_user()
         return uid

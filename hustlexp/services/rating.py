@@ -17,7 +17,7 @@ from hustlexp.domain import TaskState
 from hustlexp.errors import Conflict, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, about, one, page_params, returning, returns_result
-from hustlexp.services.user import missing_user
+from hustlexp.services.user import require_user
 
 WINDOW = timedelta(days=7)
 MAX_COMMENT = 500
@@ -164,7 +164,7 @@ class RatingService(Service):
         limit, _ = page_params(limit, 0)
         now = self.s.clock()
         with self.db.transaction() as conn:
-            self._require_user(conn, user_id)
+            require_user(conn, user_id)
             given = conn.execute(_SELECT + " WHERE r.rater_id = %(user)s ORDER BY r.created_at DESC, r.id DESC "
                                  "LIMIT %(limit)s", {"user": user_id, "now": now, "limit": limit}).fetchall()
             received = self._received(conn, user_id, now, limit)
@@ -177,7 +177,7 @@ class RatingService(Service):
         star_distribution}, recent (the last 10 public ratings)}."""
         now = self.s.clock()
         with self.db.transaction() as conn:
-            self._require_user(conn, user_id)
+            require_user(conn, user_id)
             return {"user_id": user_id, "summary": summary_from(conn, user_id, now),
                     "recent": self._received(conn, user_id, now, RECENT)}
 
@@ -242,7 +242,3 @@ class RatingService(Service):
     def _count(conn: Any, task_id: Any) -> int:
         return int(returning(conn, "SELECT count(*) AS n FROM task_ratings WHERE task_id = %s", (task_id,))["n"])
 
-    @staticmethod
-    def _require_user(conn: Any, user_id: Any) -> None:
-        if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
-            raise missing_user()

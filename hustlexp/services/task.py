@@ -21,6 +21,7 @@ from hustlexp.services.base import Service, about, one, page_params, returning, 
 from hustlexp.services.eligibility import update_if_eligible
 from hustlexp.services.escrow import worker_payout
 from hustlexp.services.trust import require_eligible
+from hustlexp.services.user import missing_user
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class TaskService(Service):
                 _require_visible(conn, task, worker_id)
                 raise Conflict(f"the task is {task['state']}, no longer OPEN")
             if task["candidate_id"] is None:
-                raise NotFound("No such user.", code="HX504")
+                raise missing_user()
             # The feed's own predicate (services/eligibility.py), so the two never disagree, as
             # the condition of the update itself; only a refused worker costs a second read, to
             # say which rule failed.

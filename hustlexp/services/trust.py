@@ -20,9 +20,10 @@ from hustlexp.db import set_local
 from hustlexp.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, one, page_params, returns_result
-from hustlexp.services.counters import COUNTS
+from hustlexp.services.counters import COUNTS, read_user
 from hustlexp.services.eligibility import refusal
 from hustlexp.services.rating import PUBLIC_SQL
+from hustlexp.services.user import missing_user, require_user
 
 TIER_NAMES = {1: "ROOKIE", 2: "VERIFIED", 3: "TRUSTED", 4: "ELITE"}
 TIER_BENEFITS = {
@@ -232,7 +233,7 @@ class TrustService(Service):
             admin = audit.require_admin(conn, admin_user_id, "can_modify_trust")
             user = one(conn, "SELECT id, is_verified, verified_at FROM users WHERE id = %s FOR UPDATE", (user_id,))
             if user is None:
-                raise NotFound("No such user.", code="HX504")
+                raise missing_user()
             if not user["is_verified"]:
                 user = one(conn, "UPDATE users SET is_verified = true, verified_at = %s WHERE id = %s "
                                  "RETURNING id, is_verified, verified_at", (self.s.clock(), user_id))
@@ -299,7 +300,7 @@ class TrustService(Service):
                 raise NotFound("No such task.")
             user = one(conn, "SELECT id, trust_tier FROM users WHERE id = %s", (user_id,))
             if user is None:
-                raise NotFound("No such user.", code="HX504")
+                raise missing_user()
             require_eligible(conn, task_id, user["id"], user["trust_tier"])
             return {"eligible": True, "user_id": user["id"], "task_id": task["id"],
                     "trust_tier": user["trust_tier"], "required_trust_tier": task["required_trust_tier"] or 0,
@@ -313,8 +314,7 @@ class TrustService(Service):
         changed_by, changed_at)."""
         limit, offset = page_params(limit, offset)
         with self.db.transaction() as conn:
-            if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
-                raise NotFound("No such user.", code="HX504")
+            require_user(conn, user_id)
             counted = one(conn, "SELECT count(*) AS n FROM trust_ledger WHERE user_id = %s", (user_id,))
             total = counted["n"] if counted else 0
             rows = conn.execute(
@@ -372,11 +372,7 @@ class TrustService(Service):
             return {"old_tier": old, "new_tier": new, "changed": True}
 
     def _metrics(self, conn: Conn, user_id: Any) -> dict[str, Any]:
-        m = one(conn, f"SELECT {COLUMNS} FROM users u LEFT JOIN user_counters c ON c.user_id = u.id "
-                      "WHERE u.id = %s", (user_id,))
-        if m is None:
-            raise NotFound("No such user.", code="HX504")
-        return m | self._ratings(conn, user_id)
+        return read_user(conn, user_id, COLUMNS) | self._ratings(conn, user_id)
 
     def _ratings(self, conn: Conn, user_id: Any) -> dict[str, Any]:
         counted = one(conn, _RATINGS, {"user": user_id, "now": self.s.clock()})
@@ -384,11 +380,7 @@ class TrustService(Service):
         return counted
 
     def _lock_user(self, conn: Conn, user_id: Any, columns: str = "u.id, u.trust_tier") -> dict[str, Any]:
-        user = one(conn, f"SELECT {columns} FROM users u LEFT JOIN user_counters c ON c.user_id = u.id "
-                         "WHERE u.id = %s FOR UPDATE OF u", (user_id,))
-        if user is None:
-            raise NotFound("No such user.", code="HX504")
-        return user
+        return read_user(conn, user_id, columns, lock=True)
 
     def _notify_change(self, user_id: Any, old: int, new: int, *, task_id: Any = None,
                        reason: str | None = None) -> None:

@@ -153,15 +153,15 @@ class UploadService(Service):
             details = [f"not a confirmed {bucket} upload of yours for this task: {k}" for k in unknown]
             raise ValidationError(f"{field} must name your confirmed uploads, each once",
                                   details={field: details or ["each key once"]})
-        now = self.s.clock()
-        conn.execute("UPDATE uploads SET state = 'ATTACHED', attached_at = %s WHERE id = ANY(%s)",
-                     (now, [r["id"] for r in rows]))
-        conn.execute("""INSERT INTO evidence (task_id, dispute_id, submitted_by, evidence_type, storage_key,
+        conn.execute("""WITH claimed AS (
+                            UPDATE uploads SET state = 'ATTACHED', attached_at = %s WHERE id = ANY(%s)
+                            RETURNING storage_key, content_type, file_size_bytes, checksum_sha256, capture_time)
+                        INSERT INTO evidence (task_id, dispute_id, submitted_by, evidence_type, storage_key,
                                               content_type, file_size_bytes, checksum_sha256, capture_time)
                         SELECT %s, %s, %s, 'PHOTO', storage_key, content_type, file_size_bytes, checksum_sha256,
                                capture_time
-                          FROM uploads WHERE id = ANY(%s) ORDER BY storage_key""",
-                     (task_id, dispute_id, user_id, [r["id"] for r in rows]))
+                          FROM claimed ORDER BY storage_key""",
+                     (self.s.clock(), [r["id"] for r in rows], task_id, dispute_id, user_id))
         return [r for k in keys for r in rows if r["storage_key"] == k]
 
     @returns_result

@@ -53,6 +53,12 @@ def missing_user() -> NotFound:
     return NotFound("No such user.", code="HX504")
 
 
+def require_user(conn: Any, user_id: Any) -> None:
+    """NotFound HX504 unless the user exists (any account status)."""
+    if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
+        raise missing_user()
+
+
 def require_active(conn: Any, user_id: Any, *, lock: bool = False) -> dict[str, Any]:
     """The user's row if their account may act: NotFound HX504 when there is no such user,
     Forbidden HX602 when paused (read-only until they resume), AccountSuspended when suspended,

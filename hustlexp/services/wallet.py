@@ -17,7 +17,7 @@ from typing import Any
 
 from hustlexp.services.base import Service, decode_cursor, encode_cursor, one, page_params, returns_result, trim_page
 from hustlexp.services.connect import PAYABLE_SQL, PAYOUT_ACCOUNT_JOIN
-from hustlexp.services.user import missing_user
+from hustlexp.services.user import require_user
 
 EARNING_STATUSES = ("PAID", "ON_THE_WAY", "WAITING_FOR_PAYOUT_ACCOUNT", "FAILED")
 
@@ -56,7 +56,7 @@ class WalletService(Service):
         next_cursor, has_more}. Totals cover every payout, not only this page."""
         params = _keyset(user_id, limit, cursor)
         with self.db.transaction() as conn:
-            _require_user(conn, user_id)
+            require_user(conn, user_id)
             sums = {r["status"]: r["cents"] for r in conn.execute(
                 f"SELECT status, sum(amount)::bigint AS cents FROM ({_PAYOUTS}) p GROUP BY status", params)}
             rows = conn.execute(f"""
@@ -72,7 +72,7 @@ class WalletService(Service):
         first), next_cursor, has_more}. Totals cover every task, not only this page."""
         params = _keyset(user_id, limit, cursor)
         with self.db.transaction() as conn:
-            _require_user(conn, user_id)
+            require_user(conn, user_id)
             totals = one(conn, f"""SELECT coalesce(sum(charged), 0)::bigint AS charged,
                                           coalesce(sum(held), 0)::bigint AS held,
                                           coalesce(sum(released), 0)::bigint AS released,
@@ -102,6 +102,3 @@ def _page(name: str, rows: list[dict[str, Any]], params: dict[str, Any], id_key:
             "next_cursor": encode_cursor(rows[-1]["created_at"], rows[-1][id_key]) if has_more else None}
 
 
-def _require_user(conn: Any, user_id: Any) -> None:
-    if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
-        raise missing_user()

@@ -12,10 +12,12 @@ from typing import Any
 
 from hustlexp.domain import EscrowState
 from hustlexp.errors import Conflict, NotFound
-from hustlexp.services.badge import USER_COLUMNS as BADGE_USER_COLUMNS
-from hustlexp.services.base import Service, one, page_params, returns_result
+from hustlexp.services.badge import OWN_COLUMNS as BADGE_COLUMNS
+from hustlexp.services.base import Service, one, page_params, returns_result, trim_page
+from hustlexp.services.counters import read_user
 from hustlexp.services.levels import level_for, level_progress
-from hustlexp.services.trust import LAST_PENALTY
+from hustlexp.services.trust import COLUMNS as TRUST_COLUMNS
+from hustlexp.services.user import missing_user, require_user
 
 STREAK_STEP = Decimal("0.05")
 STREAK_CAP = Decimal("2.00")
@@ -140,12 +142,8 @@ class XPService(Service):
         # The lock serialises awards for this worker: a concurrent repeat waits here, then
         # meets the committed row in ON CONFLICT below. The same read holds what the badge check
         # and the promotion need (the counters already count this completion).
-        user = one(conn, f"""SELECT u.id, u.xp_total, u.last_task_completed_at, u.streak_grace_expires_at,
-                                    u.is_verified, {LAST_PENALTY}, {BADGE_USER_COLUMNS}
-                               FROM users u LEFT JOIN user_counters c ON c.user_id = u.id
-                              WHERE u.id = %s FOR UPDATE OF u""", (user_id,))
-        if user is None:
-            raise NotFound("No such user.", code="HX504")
+        user = read_user(conn, user_id, f"""u.id, u.xp_total, u.last_task_completed_at, u.streak_grace_expires_at,
+                                            {TRUST_COLUMNS}, {BADGE_COLUMNS}""", lock=True)
 
         now = self.s.clock()
         streak_at_award, new_streak = next_streak(
@@ -215,7 +213,7 @@ class XPService(Service):
             user = one(conn, "SELECT xp_total, current_level, current_streak FROM users WHERE id = %s",
                        (user_id,))
             if user is None:
-                raise NotFound("No such user.", code="HX504")
+                raise missing_user()
             rows = conn.execute("SELECT * FROM xp_ledger WHERE user_id = %s "
                                 "ORDER BY awarded_at DESC, id DESC LIMIT %s", (user_id, limit)).fetchall()
         return {
@@ -233,8 +231,7 @@ class XPService(Service):
         the previous page), so awards arriving meanwhile never shift a page."""
         limit, _ = page_params(limit, 0)
         with self.db.transaction() as conn:
-            if one(conn, "SELECT 1 FROM users WHERE id = %s", (user_id,)) is None:
-                raise NotFound("No such user.", code="HX504")
+            require_user(conn, user_id)
             after = None
             if before is not None:
                 after = one(conn, "SELECT awarded_at, id FROM xp_ledger WHERE id::text = %s AND user_id = %s",
@@ -249,8 +246,7 @@ class XPService(Service):
                 "OR (awarded_at, id) < (%(at)s, %(id)s::uuid)) ORDER BY awarded_at DESC, id DESC LIMIT %(limit)s",
                 {"user": user_id, "at": after["awarded_at"] if after else None, "id": after["id"] if after else None,
                  "limit": limit + 1}).fetchall()
-        has_more = len(rows) > limit
-        rows = rows[:limit]
+        rows, has_more = trim_page(rows, limit)
         return {"entries": [ledger_entry(r) for r in rows], "total": total, "has_more": has_more,
                 "next_before": rows[-1]["id"] if has_more else None}
 
