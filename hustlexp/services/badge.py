@@ -31,38 +31,34 @@ OWN_COLUMNS = """u.current_level, u.current_streak,
        ARRAY(SELECT b.badge_type FROM badges b WHERE b.user_id = u.id) AS badges"""
 USER_COLUMNS = f"u.trust_tier, {COUNTS}, {OWN_COLUMNS}"
 
-# A week (ISO, Monday-based, UTC) with enough completions and no proof of this user rejected
-# in it.
-_PERFECT_WEEK = """
+# No proof of this user rejected in the week `{week}` (ISO, Monday-based, UTC).
+_NO_REJECTION_IN = """NOT EXISTS (
+        SELECT 1 FROM proofs p
+         WHERE p.submitter_id = %(user_id)s AND p.state = 'REJECTED'
+           AND date_trunc('week', coalesce(p.reviewed_at, p.submitted_at, p.created_at)
+                                  AT TIME ZONE 'UTC') = {week})"""
+
+# A week with enough completions and no proof of this user rejected in it.
+_PERFECT_WEEK = f"""
 WITH weeks AS (
     SELECT date_trunc('week', completed_at AT TIME ZONE 'UTC') AS week
       FROM tasks
      WHERE worker_id = %(user_id)s AND state = 'COMPLETED' AND completed_at IS NOT NULL
      GROUP BY 1
     HAVING count(*) >= %(count)s)
-SELECT EXISTS (
-    SELECT 1 FROM weeks w
-     WHERE NOT EXISTS (
-        SELECT 1 FROM proofs p
-         WHERE p.submitter_id = %(user_id)s AND p.state = 'REJECTED'
-           AND date_trunc('week', coalesce(p.reviewed_at, p.submitted_at, p.created_at)
-                                  AT TIME ZONE 'UTC') = w.week)) AS ok
+SELECT EXISTS (SELECT 1 FROM weeks w WHERE {_NO_REJECTION_IN.format(week="w.week")}) AS ok
 """
 
 # The same test for one week only: the week of a completion, the only week that completion can
 # have made perfect (every earlier week was tested at its own completions). It reads that week's
 # completions and the user's rejected proofs, whatever else the history holds.
-_PERFECT_WEEK_OF_TASK = """
+_PERFECT_WEEK_OF_TASK = f"""
 WITH w AS (SELECT date_trunc('week', completed_at AT TIME ZONE 'UTC') AS week FROM tasks WHERE id = %(task_id)s)
 SELECT (SELECT count(*) FROM tasks t, w
          WHERE t.worker_id = %(user_id)s AND t.state = 'COMPLETED'
            AND t.completed_at >= w.week AT TIME ZONE 'UTC'
            AND t.completed_at < (w.week + interval '7 days') AT TIME ZONE 'UTC') >= %(count)s
-   AND NOT EXISTS (
-        SELECT 1 FROM proofs p, w
-         WHERE p.submitter_id = %(user_id)s AND p.state = 'REJECTED'
-           AND date_trunc('week', coalesce(p.reviewed_at, p.submitted_at, p.created_at)
-                                  AT TIME ZONE 'UTC') = w.week) AS ok
+   AND {_NO_REJECTION_IN.format(week="(SELECT week FROM w)")} AS ok
 """
 
 
