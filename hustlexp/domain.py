@@ -202,6 +202,19 @@ CHECKED_ENUMS: dict[str, type[StrEnum]] = {
 R = TypeVar("R", bound="Row")
 
 
+_FIELDS: dict[type, tuple[tuple[str, ...], frozenset[str]]] = {}
+
+
+def _fields(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
+    """A Row class's field names, in order and as a set (dataclasses.fields walks them anew on
+    every call)."""
+    found = _FIELDS.get(cls)
+    if found is None:
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        found = _FIELDS[cls] = (names, frozenset(names))
+    return found
+
+
 @dataclass(frozen=True)
 class Row:
     """A database row as a typed value. `from_row` ignores columns the class does not name,
@@ -209,8 +222,14 @@ class Row:
 
     @classmethod
     def from_row(cls: type[R], row: dict[str, Any]) -> R:
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = _fields(cls)[1]
         return cls(**{k: v for k, v in row.items() if k in names})
+
+    @classmethod
+    def columns(cls) -> tuple[str, ...]:
+        """The columns this class reads, for a SELECT that fetches no others (every column
+        fetched is parsed, whether or not anything reads it)."""
+        return _fields(cls)[0]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -52,7 +52,7 @@ SELECT expected.name AS trigger_name,
 \echo '== gate'
 DO $gate$
 DECLARE
-    shipped text[] := ARRAY['1.0.0', '1.1.0', '1.2.0', '1.3.0', '1.4.0', '1.5.0', '1.6.0', '1.7.0', '1.8.0', '1.9.0', '1.10.0', '1.11.0', '1.12.0'];  -- every schema version of this release, oldest first
+    shipped text[] := ARRAY['1.0.0', '1.1.0', '1.2.0', '1.3.0', '1.4.0', '1.5.0', '1.6.0', '1.7.0', '1.8.0', '1.9.0', '1.10.0', '1.11.0', '1.12.0', '1.13.0'];  -- every schema version of this release, oldest first
     failures text[] := '{}';
     newest text;
     n integer;

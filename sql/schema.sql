@@ -214,7 +214,9 @@ CREATE TABLE escrows (
             AND refund_amount + release_amount = amount))
 );
 
-CREATE INDEX escrows_state_idx ON escrows (state);
+-- No index on state alone (dropped in 1.13.0): nothing looks escrows up by state, and on a table
+-- without statistics the planner picked it for `id = $1 AND state = 'PENDING'` and read every
+-- PENDING escrow instead of one primary-key row.
 -- The feed's eligibility joins each candidate to its escrow only to see it FUNDED.
 CREATE INDEX escrows_funded_task_idx ON escrows (task_id) WHERE state = 'FUNDED';
 
@@ -887,8 +889,10 @@ BEGIN
     RETURN NEW;
 END $$;
 
+-- The guards' WHEN (1.13.0) is a condition every row the function refuses meets: rows that cannot
+-- break the rule skip a PL/pgSQL call (the function still checks everything itself).
 CREATE TRIGGER task_terminal_guard BEFORE UPDATE ON tasks
-    FOR EACH ROW EXECUTE FUNCTION guard_terminal_task();
+    FOR EACH ROW WHEN (OLD.state IN ('COMPLETED', 'CANCELLED', 'EXPIRED')) EXECUTE FUNCTION guard_terminal_task();
 
 -- INV-3: a task that requires proof completes only with an ACCEPTED proof (HX301).
 -- Also on INSERT, so a task cannot be born COMPLETED; and turning requires_proof off in the
@@ -906,7 +910,7 @@ BEGIN
 END $$;
 
 CREATE TRIGGER task_completed_requires_accepted_proof BEFORE INSERT OR UPDATE ON tasks
-    FOR EACH ROW EXECUTE FUNCTION require_accepted_proof();
+    FOR EACH ROW WHEN (NEW.state = 'COMPLETED') EXECUTE FUNCTION require_accepted_proof();
 
 -- The price is what the escrow holds: once the escrow exists it cannot change (HX004).
 CREATE FUNCTION guard_task_price() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -957,7 +961,7 @@ BEGIN
 END $$;
 
 CREATE TRIGGER escrow_amount_immutable BEFORE UPDATE ON escrows
-    FOR EACH ROW EXECUTE FUNCTION guard_escrow_amount();
+    FOR EACH ROW WHEN (NEW.amount IS DISTINCT FROM OLD.amount) EXECUTE FUNCTION guard_escrow_amount();
 
 -- Terminal escrow: state, amount, task_id frozen (HX002). Stripe ids and timestamps stay writable.
 CREATE FUNCTION guard_terminal_escrow() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -975,7 +979,8 @@ BEGIN
 END $$;
 
 CREATE TRIGGER escrow_terminal_guard BEFORE UPDATE ON escrows
-    FOR EACH ROW EXECUTE FUNCTION guard_terminal_escrow();
+    FOR EACH ROW WHEN (OLD.state IN ('RELEASED', 'REFUNDED', 'REFUND_PARTIAL'))
+    EXECUTE FUNCTION guard_terminal_escrow();
 
 -- A chargeback hold (1.9.0): while an escrow is held its money neither leaves for the worker
 -- nor goes back to the poster, and a lost chargeback's hold is for good (HX204).
@@ -993,7 +998,8 @@ BEGIN
 END $$;
 
 CREATE TRIGGER escrow_chargeback_guard BEFORE UPDATE ON escrows
-    FOR EACH ROW EXECUTE FUNCTION guard_chargeback_hold();
+    FOR EACH ROW WHEN (OLD.chargeback_hold IS NOT NULL OR NEW.chargeback_hold IS NOT NULL)
+    EXECUTE FUNCTION guard_chargeback_hold();
 
 -- INV-2: an escrow is RELEASED only when its task is COMPLETED (HX201).
 CREATE FUNCTION require_completed_task() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -1008,7 +1014,7 @@ BEGIN
 END $$;
 
 CREATE TRIGGER escrow_released_requires_completed_task BEFORE INSERT OR UPDATE ON escrows
-    FOR EACH ROW EXECUTE FUNCTION require_completed_task();
+    FOR EACH ROW WHEN (NEW.state = 'RELEASED') EXECUTE FUNCTION require_completed_task();
 
 -- Money goes back to the poster only once the task has ended without completion: cancelled
 -- (by the poster, an admin or a ruling) or expired (HX203).
@@ -1026,7 +1032,7 @@ BEGIN
 END $$;
 
 CREATE TRIGGER escrow_refund_requires_ended_task BEFORE INSERT OR UPDATE ON escrows
-    FOR EACH ROW EXECUTE FUNCTION require_ended_task();
+    FOR EACH ROW WHEN (NEW.state IN ('REFUNDED', 'REFUND_PARTIAL')) EXECUTE FUNCTION require_ended_task();
 
 -- INV-1: XP only for a RELEASED escrow, paid to that task's worker (HX101).
 CREATE FUNCTION require_released_escrow() RETURNS trigger LANGUAGE plpgsql AS $$

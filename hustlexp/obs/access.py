@@ -32,11 +32,15 @@ def init_request_log(app: Flask, pool: Any) -> None:
         route = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
         response.headers[context.HEADER] = rid
         user = g.get("hx_user")
-        fields = {"event": "request", "method": request.method, "route": route, "path": request.path,
-                  "status": response.status_code, "duration_ms": round(seconds * 1000, 2),
-                  "user_id": str(user.id) if user is not None else None}
-        log.info("%s %s %s %.1fms", request.method, route, response.status_code, seconds * 1000,
-                 extra={"request_id": rid, "fields": fields})
+        if log.isEnabledFor(logging.INFO):
+            fields = {"event": "request", "method": request.method, "route": route, "path": request.path,
+                      "status": response.status_code, "duration_ms": round(seconds * 1000, 2),
+                      "user_id": str(user.id) if user is not None else None}
+            # The record is built here rather than by log.info, which first walks the stack to
+            # find its caller (file, line, function: no formatter of ours prints them).
+            log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "%s %s %s %.1fms",
+                                      (request.method, route, response.status_code, seconds * 1000), None,
+                                      "_finish", {"request_id": rid, "fields": fields}))
         metrics.observe_request(route, request.method, response.status_code, seconds)
         metrics.sample_pool(pool)
         return response

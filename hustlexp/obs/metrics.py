@@ -51,8 +51,17 @@ def multiprocess() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
+# (route, method, status) -> its histogram child: labels() takes a lock and checks its
+# arguments on every call. Bounded: route templates x methods x statuses.
+_latency_children: dict[tuple[str, str, int], Any] = {}
+
+
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
-    REQUEST_LATENCY.labels(route, method, str(status)).observe(seconds)
+    key = (route, method, status)
+    child = _latency_children.get(key)
+    if child is None:
+        child = _latency_children[key] = REQUEST_LATENCY.labels(route, method, str(status))
+    child.observe(seconds)
 
 
 def sample_pool(pool: Any) -> None:

@@ -93,20 +93,23 @@ class EscrowService(Service):
     @returns_result
     def first_intent(self, escrow: dict[str, Any], poster_id: UUID) -> dict[str, Any]:
         """The PaymentIntent of an escrow just created (task.create already holds its row and
-        poster): Stripe, then one conditional UPDATE; anything unexpected takes the general path."""
+        poster): Stripe, then one conditional UPDATE; anything unexpected takes the general path.
+        The UPDATE may run twice (it stores this intent or finds it stored), so it goes without the
+        pool's empty-query check."""
         intent = self.s.payments.create_payment_intent(
             amount=escrow["amount"], escrow_id=str(escrow["id"]), task_id=str(escrow["task_id"]),
             poster_id=str(poster_id), idempotency_key=f"pi-{escrow['id']}")
-        with self.db.one_statement() as conn:
-            stored = one(conn, """UPDATE escrows SET stripe_payment_intent_id = %s
-                                   WHERE id = %s AND state = 'PENDING' AND stripe_payment_intent_id IS NULL
-                               RETURNING id""", (intent.id, escrow["id"]))
+        stored = self.db.run_repeatable(lambda conn: one(conn, """
+            UPDATE escrows SET stripe_payment_intent_id = %(intent)s
+             WHERE id = %(escrow)s AND state = 'PENDING' AND coalesce(stripe_payment_intent_id, %(intent)s) = %(intent)s
+            RETURNING id""", {"intent": intent.id, "escrow": escrow["id"]}))
         if stored is None:
             return self.create_payment_intent(escrow["id"]).unwrap()
         return _intent_out(escrow, intent)
 
     def payment_succeeded(self, conn: Any, *, payment_intent_id: str, amount_received: int,
-                          escrow_id: str | None = None, risk_level: str | None = None) -> dict[str, Any]:
+                          escrow_id: str | None = None, risk_level: str | None = None,
+                          claim: tuple[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
         """payment_intent.succeeded, inside the webhook's transaction (no savepoint of its own: an
         error rolls the whole delivery back, and its event id with it): PENDING -> FUNDED when
         the amount is exactly the escrow's, with Radar's `risk_level` of the charge (None: not
@@ -114,13 +117,21 @@ class EscrowService(Service):
 
         The usual delivery (our escrow id in the metadata, the escrow PENDING, the amount right)
         is one UPDATE that locks the escrow and checks all three; any other is locked, read and
-        judged below."""
+        judged below. `claim` (an INSERT ... RETURNING and its named parameters: the webhook's
+        claim on the event) runs first, in that same statement when it can: None comes back,
+        and nothing changes, when it returns no row."""
+        claimed = claim is None
         by_id = _uuid_or_none(escrow_id)
         if by_id is not None:
-            funded = self._fund(conn, "e.id = %(escrow)s AND e.state = 'PENDING' AND e.amount = %(amount)s",
-                                {"escrow": by_id, "amount": amount_received}, payment_intent_id, risk_level)
+            claimed, funded = self._fund(conn, "e.id = %(escrow)s AND e.state = 'PENDING' AND e.amount = %(amount)s",
+                                         {"escrow": by_id, "amount": amount_received}, payment_intent_id,
+                                         risk_level, claim)
+            if not claimed:
+                return None
             if funded is not None:
                 return funded
+        if claim is not None and not claimed and one(conn, claim[0], claim[1]) is None:
+            return None
         escrow = _locked_by_intent(conn, payment_intent_id, escrow_id)
         if escrow is None:
             log.warning("payment %s matches no escrow", payment_intent_id)
@@ -131,7 +142,7 @@ class EscrowService(Service):
                 log.error("payment %s received %s cents for escrow %s of %s: not funding",
                           payment_intent_id, amount_received, escrow["id"], escrow["amount"])
                 return {"result": "skipped", "reason": "amount_mismatch", "escrow_id": escrow["id"]}
-            funded = self._fund(conn, "e.id = %(escrow)s", {"escrow": escrow["id"]}, payment_intent_id, risk_level)
+            funded = self._fund(conn, "e.id = %(escrow)s", {"escrow": escrow["id"]}, payment_intent_id, risk_level)[1]
             assert funded is not None
             return funded
         if state == EscrowState.REFUNDED and escrow["funded_at"] is None:
@@ -145,20 +156,31 @@ class EscrowService(Service):
         return {"result": "skipped", "reason": f"escrow already {state}", "escrow_id": escrow["id"]}
 
     def _fund(self, conn: Any, where: str, params: dict[str, Any], payment_intent_id: str,
-              risk_level: str | None) -> dict[str, Any] | None:
+              risk_level: str | None, claim: tuple[str, dict[str, Any]] | None = None
+              ) -> tuple[bool, dict[str, Any] | None]:
         """PENDING -> FUNDED for the escrow `where` names (None: no such row); the poster to
-        notify comes back with the update."""
-        task = one(conn, f"""
+        notify comes back with the update. With `claim`, it runs first in the same statement
+        and the update happens only when it returned a row (the bool says whether it did)."""
+        update = f"""
             UPDATE escrows e SET state = 'FUNDED', funded_at = now(),
                                  stripe_payment_intent_id = coalesce(e.stripe_payment_intent_id, %(intent)s),
                                  payment_risk_level = coalesce(%(risk)s, e.payment_risk_level)
-              FROM tasks t WHERE {where} AND t.id = e.task_id
-            RETURNING e.id AS escrow_id, e.amount, t.id, t.poster_id""",
-                   params | {"intent": payment_intent_id, "risk": risk_level})
+              FROM tasks t{", claim" if claim else ""} WHERE {where} AND t.id = e.task_id
+            RETURNING e.id AS escrow_id, e.amount, t.id, t.poster_id"""
+        params = params | {"intent": payment_intent_id, "risk": risk_level}
+        if claim is None:
+            task, claimed = one(conn, update, params), True
+        else:
+            row = one(conn, f"""WITH claim AS ({claim[0]}), funded AS ({update})
+                                SELECT EXISTS (SELECT FROM claim) AS hx_claimed, funded.*
+                                  FROM (SELECT 1) AS one LEFT JOIN funded ON true""", params | claim[1])
+            assert row is not None
+            claimed = row.pop("hx_claimed")
+            task = row if row["escrow_id"] is not None else None
         if task is None:
-            return None
+            return claimed, None
         self._notify(task["poster_id"], "ESCROW_FUNDED", task_id=task["id"], metadata={"amount": task["amount"]})
-        return {"result": "processed", "escrow_id": task["escrow_id"], "state": "FUNDED"}
+        return claimed, {"result": "processed", "escrow_id": task["escrow_id"], "state": "FUNDED"}
 
     @returns_result
     def handle_payment_canceled(self, *, payment_intent_id: str, escrow_id: str | None = None

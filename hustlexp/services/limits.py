@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hustlexp.domain import User
 from hustlexp.errors import RateLimited
 from hustlexp.services.base import Service, one, returns_result
 
@@ -59,7 +60,7 @@ _COUNT = """
     RETURNING c.key, c.hits, c.previous_hits, c.window_start"""
 
 _SIGN_IN = """
-    WITH u AS (SELECT * FROM users WHERE firebase_uid = %(uid)s),
+    WITH u AS (SELECT {user} FROM users WHERE firebase_uid = %(uid)s),
          counted AS ({count})
     SELECT u.*,
            (SELECT json_agg(json_build_object('key', key, 'hits', hits, 'previous_hits', previous_hits,
@@ -68,7 +69,7 @@ _SIGN_IN = """
            (SELECT json_build_object('hits', hits, 'previous_hits', previous_hits,
                                      'window_start', extract(epoch FROM window_start))
               FROM rate_limit_counters WHERE key = %(address_key)s) AS hx_address
-      FROM (SELECT 1) AS one LEFT JOIN u ON true""".format(count=_COUNT.format(rows="""
+      FROM (SELECT 1) AS one LEFT JOIN u ON true""".format(user=", ".join(User.columns()), count=_COUNT.format(rows="""
         SELECT left(r.rule || ':' || u.id::text, 200), r.start, r.seconds, 1
           FROM u CROSS JOIN unnest(%(rules)s::text[], %(starts)s::timestamptz[], %(seconds)s::int[])
                AS r(rule, start, seconds)"""))
@@ -76,8 +77,9 @@ _SIGN_IN = """
 
 @dataclass(frozen=True)
 class SignIn:
-    """What `RateLimits.sign_in` found: the caller's users row (None: not registered), the
-    verdict on the address (None when not asked) and one verdict per rule counted."""
+    """What `RateLimits.sign_in` found: the caller's users row, the columns a domain.User reads
+    (None: not registered), the verdict on the address (None when not asked) and one verdict
+    per rule counted."""
 
     user: dict[str, Any] | None
     address: Verdict | None

@@ -7,6 +7,7 @@ switch and the recipient's time zone live in its `category_preferences` JSONB (s
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -188,7 +189,7 @@ CATEGORIES = frozenset(CATALOG)
 
 # Inside NotificationService.event(): the recipient rows already read (their event lock taken),
 # by (recipient, task).
-_read_in_event: ContextVar[dict[tuple[UUID, UUID], dict[str, Any]] | None] = ContextVar(
+_read_in_event: ContextVar[dict[tuple[UUID, UUID | None], dict[str, Any]] | None] = ContextVar(
     "hustlexp_notification_event", default=None)
 
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -404,6 +405,145 @@ def notification_item(row: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
+# Recording: what record_all() reads and writes
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Notice:
+    """One notification to record (NotificationService.record_all)."""
+
+    user_id: Any
+    category: str
+    task_id: Any = None
+    title: str | None = None
+    body: str | None = None
+    metadata: dict[str, Any] | None = None
+    priority: str | None = None
+    deep_link: str | None = None
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """A notice past the checks that need no database."""
+
+    notice: Notice
+    kind: Kind
+    recipient_id: UUID
+    task_id: UUID | None
+    level: str
+    meta: dict[str, Any]
+
+
+def _runs(wanted: list[_Wanted]) -> list[list[int]]:
+    """The notices split, in order, into runs that one statement may insert together. A
+    notice's duplicate, grouping and cap checks read only its recipient's notifications of
+    its own category, or of its cap group: one that shares either with an earlier notice of
+    the run must see that one inserted first, so it starts the next run."""
+    runs: list[list[int]] = []
+    seen: set[tuple[UUID, str]] = set()
+    for i, w in enumerate(wanted):
+        keys = {(w.recipient_id, w.notice.category)}
+        if w.kind.cap is not None:
+            keys.add((w.recipient_id, "cap:" + w.kind.cap))
+        if not runs or keys & seen:
+            runs.append([])
+            seen = set()
+        runs[-1].append(i)
+        seen |= keys
+    return runs
+
+
+def _recipient_sql(i: int) -> str:
+    return f"""
+            SELECT {i} AS ord,
+                   (%(lock_{i})s::text IS NULL OR pg_advisory_xact_lock(hashtextextended(%(lock_{i})s, 0)) IS NULL)
+                       AS locked,
+                   u.id, u.account_status, p.user_id IS NOT NULL AS has_preferences, {_PREFERENCE_COLUMNS},
+                   t.id AS task_id, t.title AS task_title, t.price AS task_price, t.poster_id AS task_poster_id,
+                   t.worker_id AS task_worker_id, tp.full_name AS task_poster_name,
+                   tw.full_name AS task_worker_name
+              FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id
+              LEFT JOIN tasks t ON t.id = %(task_{i})s LEFT JOIN users tp ON tp.id = t.poster_id
+              LEFT JOIN users tw ON tw.id = t.worker_id
+             WHERE u.id = %(user_{i})s"""
+
+
+@functools.lru_cache(maxsize=16)
+def _recipients_statement(n: int) -> str:
+    return " UNION ALL ".join(f"({_recipient_sql(i)})" for i in range(n))
+
+
+def _recipient_params(i: int, recipient_id: UUID, task_id: UUID | None) -> dict[str, Any]:
+    lock = f"notify:{recipient_id}:{task_id}" if task_id is not None else None
+    return {f"lock_{i}": lock, f"task_{i}": task_id, f"user_{i}": recipient_id}
+
+
+_DEDUPE_SINCE = f"interval '{int(DEDUPE_WINDOW.total_seconds())} seconds'"
+_GROUP_SINCE = f"interval '{int(GROUP_WINDOW.total_seconds())} seconds'"
+_RETAINED = f"interval '{int(RETENTION.total_seconds())} seconds'"
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_statement(shape: tuple[tuple[bool, bool], ...], full: bool) -> str:
+    """The insert for rows of this shape: (has a task, has a discriminator) for each; with
+    `full`, each answers its stored row."""
+    parts = [_insert_part(j, has_task, has_key, full) for j, (has_task, has_key) in enumerate(shape)]
+    return "WITH " + ",\n".join(cte for cte, _ in parts) + "\n" + "\nUNION ALL\n".join(sel for _, sel in parts)
+
+
+def _insert_part(i: int, has_task: bool, has_key: bool, full: bool) -> tuple[str, str]:
+    """One notification's part of the insert (its CTEs, and its SELECT of the result): insert
+    it, or return the one it repeats.
+
+    A repeat is a notification of the same recipient, category and task (and discriminator)
+    from the last five minutes: it comes back and nothing is inserted. Otherwise the new row
+    joins the open group of its category and task (the latest from the last five minutes,
+    while the group has fewer than GROUP_MAX) or starts one. Both reads use
+    notifications_recent_idx, so the cost stays flat however many notifications the
+    recipient has had; the caller holds the event's advisory lock, taken in an earlier
+    statement so this one's snapshot sees what a concurrent copy of the event committed.
+    Only notifications about a task are deduplicated; `task_id IS NULL` rather than IS NOT
+    DISTINCT FROM keeps the grouping read on the index. Parameters are suffixed _i; the
+    windows and the group size are this module's constants."""
+    same_task = f"task_id = %(task_id_{i})s" if has_task else "task_id IS NULL"
+    if not has_task:
+        earlier = "SELECT n.* FROM notifications n WHERE false"
+    else:
+        distinct = "" if not has_key else \
+            f"AND metadata ->> %(key_{i})s::text = %(value_{i})s::text"
+        earlier = f"""SELECT n.* FROM notifications n
+                 WHERE user_id = %(user_id_{i})s AND category = %(category_{i})s AND task_id = %(task_id_{i})s
+                   AND created_at > %(now_{i})s - {_DEDUPE_SINCE} AND created_at <= %(now_{i})s {distinct}
+                 ORDER BY created_at DESC LIMIT 1"""
+    cte = f"""earlier_{i} AS ({earlier}),
+            last_{i} AS (
+                SELECT n.id, n.group_id, coalesce(n.group_position, 1) AS position FROM notifications n
+                 WHERE user_id = %(user_id_{i})s AND category = %(category_{i})s AND {same_task}
+                   AND created_at > %(now_{i})s - {_GROUP_SINCE} AND created_at <= %(now_{i})s
+                 ORDER BY created_at DESC, group_position DESC NULLS LAST LIMIT 1),
+            open_group_{i} AS (SELECT coalesce(group_id, id) AS group_id, position + 1 AS position
+                                 FROM last_{i} WHERE position < {GROUP_MAX}),
+            row_{i} AS (
+                INSERT INTO notifications (id, user_id, category, title, body, deep_link, task_id, metadata,
+                                           channels, priority, group_id, group_position, expires_at,
+                                           created_at, push_due_at)
+                SELECT %(id_{i})s, %(user_id_{i})s, %(category_{i})s, %(title_{i})s, %(body_{i})s, %(link_{i})s,
+                       %(task_id_{i})s, %(metadata_{i})s, %(channels_{i})s, %(priority_{i})s,
+                       coalesce(g.group_id, %(id_{i})s), coalesce(g.position, 1), %(now_{i})s + {_RETAINED},
+                       %(now_{i})s, %(push_due_{i})s
+                  FROM (SELECT) AS new LEFT JOIN open_group_{i} g ON true
+                 WHERE NOT EXISTS (SELECT FROM earlier_{i})
+                RETURNING {"*" if full else "id"})"""
+    inserted, repeated = (f"row_{i}.*, ", f"earlier_{i}.*, ") if full else ("", "")
+    select = f"""SELECT {i} AS ord, {inserted}
+                   CASE WHEN %(wake_{i})s THEN pg_notify('{PUSH_CHANNEL}', row_{i}.id::text) IS NULL END AS woke
+              FROM row_{i}
+            UNION ALL
+            SELECT {i}, {repeated}NULL FROM earlier_{i}"""
+    return cte, select
+
+
+# ---------------------------------------------------------------------------
 # The service
 # ---------------------------------------------------------------------------
 
@@ -425,42 +565,86 @@ class NotificationService(Service):
                priority: str | None = None, deep_link: str | None = None) -> dict[str, Any] | None:
         """notify() inside the caller's transaction with no savepoint of its own: any error
         propagates and rolls back the change the notification announces (Service._notify)."""
-        kind = CATALOG.get(category)
+        return self._record(conn, [Notice(user_id, category, task_id=task_id, title=title, body=body,
+                                          metadata=metadata, priority=priority, deep_link=deep_link)], full=True)[0]
+
+    def record_all(self, conn: Any, notices: Sequence[Notice]) -> None:
+        """record() for several notifications of one event, in as few statements as the rules
+        allow: one read for the recipients not yet read, one insert for each run of notices that
+        cannot see each other (`_runs`). The rows end as recording each in order would leave
+        them; none is sent back (an event's callers never read them)."""
+        self._record(conn, notices, full=False)
+
+    def _record(self, conn: Any, notices: Sequence[Notice], *, full: bool) -> list[dict[str, Any] | None]:
+        """With `full`, what record() answers for each notice; else nothing worth reading."""
+        wanted = [self._checked_notice(n) for n in notices]
+        found = self._read_recipients(conn, [(w.recipient_id, w.task_id) for w in wanted])
+        results: list[dict[str, Any] | None] = [None] * len(wanted)
+        for run in _runs(wanted):
+            ready = [(i, self._prepared(conn, wanted[i], found[i])) for i in run]
+            rows = self._insert_unless_repeat_all(conn, [(i, p) for i, p in ready if p is not None], full)
+            if full:
+                for i, row in rows.items():
+                    results[i] = notification_item(row)
+        return results
+
+    def _checked_notice(self, notice: Notice) -> _Wanted:
+        """The checks that need no database, in the order record() made them."""
+        kind = CATALOG.get(notice.category)
         if kind is None:
-            raise ValidationError(f"unknown notification category {category!r}",
+            raise ValidationError(f"unknown notification category {notice.category!r}",
                                   details={"category": [f"one of {', '.join(sorted(CATALOG))}"]})
-        recipient_id = parse_uuid(user_id)
+        recipient_id = parse_uuid(notice.user_id)
         if recipient_id is None:
             raise missing_user()
         task_uuid = None
-        if task_id is not None:
-            task_uuid = parse_uuid(task_id)
+        if notice.task_id is not None:
+            task_uuid = parse_uuid(notice.task_id)
             if task_uuid is None:
                 raise NotFound("No such task.")
-        level = self._priority(kind, priority)
-        meta = dict(metadata or {})
+        level = self._priority(kind, notice.priority)
+        meta = dict(notice.metadata or {})
         if not all(isinstance(k, str) for k in meta):
             raise ValidationError("metadata keys must be strings", details={"metadata": ["string keys"]})
-        now = self.s.clock()
+        return _Wanted(notice, kind, recipient_id, task_uuid, level, meta)
 
-        # One read: the event's lock (serialising notifications of one recipient about one task,
-        # so a replayed event can't slip past the duplicate check that follows in a fresh
-        # snapshot), the recipient, their preferences and the task. Within event() it is read
-        # once per recipient and task: the lock is held to the end of the transaction anyway.
+    def _read_recipients(self, conn: Any, pairs: list[tuple[UUID, UUID | None]]) -> list[dict[str, Any]]:
+        """For each (recipient, task): the event's lock (serialising notifications of one recipient
+        about one task, so a replayed event can't slip past the duplicate check that follows in a
+        later statement's snapshot), the recipient, their preferences and the task, all pairs in
+        one statement. Within event() a pair is read once: its lock is held to the end of the
+        transaction anyway."""
         read = _read_in_event.get()
-        found = read.get((recipient_id, task_uuid)) if read is not None and task_uuid is not None else None
-        if found is None:
-            found = self._recipient(conn, recipient_id, task_uuid)
-            if found is not None and read is not None and task_uuid is not None:
-                read[(recipient_id, task_uuid)] = found
-        if found is None:
-            raise missing_user()
-        recipient = found
+        cached: dict[tuple[UUID, UUID | None], dict[str, Any]] = {}
+        if read is not None:
+            cached.update((pair, read[pair]) for pair in pairs if pair in read)
+        # Sorted: every event takes its recipients' locks in one global order (no deadlock
+        # between two events naming the same pairs in different orders).
+        missing = sorted(dict.fromkeys(pair for pair in pairs if pair not in cached), key=str)
+        got: Sequence[dict[str, Any] | None] = ()
+        if len(missing) == 1:
+            got = (self._recipient(conn, *missing[0]),)
+        elif missing:
+            got = self._recipients(conn, missing)
+        for pair, row in zip(missing, got, strict=True):
+            if row is None:
+                raise missing_user()
+            cached[pair] = row
+            if read is not None and pair[1] is not None:
+                read[pair] = row
+        return [cached[pair] for pair in pairs]
+
+    def _prepared(self, conn: Any, wanted: _Wanted, recipient: dict[str, Any]) -> dict[str, Any] | None:
+        """The row to insert for one notice (None when its bucket is switched off): audience,
+        preferences, channels and holds, text and link."""
+        kind, recipient_id, task_uuid, meta = wanted.kind, wanted.recipient_id, wanted.task_id, wanted.meta
+        notice = wanted.notice
+        now = self.s.clock()
         task = None
         if task_uuid is not None:
-            if found["task_id"] is None:
+            if recipient["task_id"] is None:
                 raise NotFound("No such task.")
-            task = {k.removeprefix("task_"): found[k] for k in (
+            task = {k.removeprefix("task_"): recipient[k] for k in (
                 "task_id", "task_title", "task_price", "task_poster_id", "task_worker_id", "task_poster_name",
                 "task_worker_name")}
         self._check_audience(conn, kind, recipient_id, task)
@@ -470,28 +654,27 @@ class NotificationService(Service):
             return None
 
         discriminator = self._discriminator(kind, meta)
-        channels, held, push_after = self._channels(conn, kind, category, level, prefs, recipient, now)
+        channels, held, push_after = self._channels(conn, kind, notice.category, wanted.level, prefs, recipient, now)
         if held is not None:
             meta["push_held"] = held
             if push_after is not None:
                 meta["push_after"] = push_after.isoformat()
 
         context = _context(meta, task)
-        final_title = title if title is not None else _render(kind.titles, context)
-        final_body = body if body is not None else _render(kind.bodies, context)
-        final_title, final_body = self._checked_text(final_title, final_body, title is not None)
-        link = self._checked_link(deep_link) if deep_link is not None else \
+        final_title = notice.title if notice.title is not None else _render(kind.titles, context)
+        final_body = notice.body if notice.body is not None else _render(kind.bodies, context)
+        final_title, final_body = self._checked_text(final_title, final_body, notice.title is not None)
+        link = self._checked_link(notice.deep_link) if notice.deep_link is not None else \
             _deep_link(kind, recipient_id, task_uuid)
 
         # The push goes now, when the hold ends, or never (hustlexp.services.push sends it);
         # one due now wakes the push dispatcher at commit.
         push_due = now if NotificationChannel.PUSH.value in channels else push_after
-        row = self._insert_unless_repeat(conn, {
-            "id": uuid.uuid4(), "user_id": recipient_id, "category": category, "title": final_title,
-            "body": final_body, "link": link, "task_id": task_uuid, "metadata": _json(meta),
-            "channels": channels, "priority": level, "expires": now + RETENTION, "now": now,
-            "push_due": push_due, "wake": push_due == now}, discriminator)
-        return notification_item(row)
+        key, value = discriminator if discriminator is not None else (None, None)
+        return {"id": uuid.uuid4(), "user_id": recipient_id, "category": notice.category, "title": final_title,
+                "body": final_body, "link": link, "task_id": task_uuid, "metadata": _json(meta),
+                "channels": channels, "priority": wanted.level, "now": now, "push_due": push_due,
+                "wake": push_due == now, "key": key, "value": value}
 
     @contextmanager
     def event(self) -> Iterator[None]:
@@ -612,18 +795,18 @@ class NotificationService(Service):
 
     @staticmethod
     def _recipient(conn: Any, recipient_id: UUID, task_id: UUID | None) -> dict[str, Any] | None:
-        lock = f"notify:{recipient_id}:{task_id}" if task_id is not None else None
-        return one(conn, f"""
-            SELECT (%(lock)s::text IS NULL OR pg_advisory_xact_lock(hashtextextended(%(lock)s, 0)) IS NULL)
-                       AS locked,
-                   u.id, u.account_status, p.user_id IS NOT NULL AS has_preferences, {_PREFERENCE_COLUMNS},
-                   t.id AS task_id, t.title AS task_title, t.price AS task_price, t.poster_id AS task_poster_id,
-                   t.worker_id AS task_worker_id, tp.full_name AS task_poster_name,
-                   tw.full_name AS task_worker_name
-              FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id
-              LEFT JOIN tasks t ON t.id = %(task)s LEFT JOIN users tp ON tp.id = t.poster_id
-              LEFT JOIN users tw ON tw.id = t.worker_id
-             WHERE u.id = %(user)s""", {"lock": lock, "task": task_id, "user": recipient_id})
+        return one(conn, _recipient_sql(0), _recipient_params(0, recipient_id, task_id))
+
+    @staticmethod
+    def _recipients(conn: Any, pairs: Sequence[tuple[UUID, UUID | None]]) -> Sequence[dict[str, Any] | None]:
+        """_recipient for several pairs in one statement; UNION ALL runs its branches in order, so
+        the locks are taken in the order of `pairs`."""
+        params: dict[str, Any] = {}
+        for i, (recipient_id, task_id) in enumerate(pairs):
+            params |= _recipient_params(i, recipient_id, task_id)
+        rows = conn.execute(_recipients_statement(len(pairs)), params).fetchall()
+        by_ord = {row.pop("ord"): row for row in rows}
+        return [by_ord.get(i) for i in range(len(pairs))]
 
     @staticmethod
     def _check_audience(conn: Any, kind: Kind, recipient: UUID, task: dict[str, Any] | None) -> None:
@@ -649,53 +832,18 @@ class NotificationService(Service):
         return None
 
     @staticmethod
-    def _insert_unless_repeat(conn: Any, values: dict[str, Any], discriminator: tuple[str, str] | None
-                              ) -> dict[str, Any]:
-        """Insert the notification, or return the one it repeats, in one statement.
-
-        A repeat is a notification of the same recipient, category and task (and discriminator)
-        from the last five minutes: it comes back and nothing is inserted. Otherwise the new row
-        joins the open group of its category and task (the latest from the last five minutes,
-        while the group has fewer than GROUP_MAX) or starts one. Both reads use
-        notifications_recent_idx, so the cost stays flat however many notifications the
-        recipient has had; the caller holds the event's advisory lock, taken in an earlier
-        statement so this one's snapshot sees what a concurrent copy of the event committed.
-        Only notifications about a task are deduplicated; `task_id IS NULL` rather than IS NOT
-        DISTINCT FROM keeps the grouping read on the index."""
-        key, value = discriminator if discriminator is not None else (None, None)
-        same_task = "task_id IS NULL" if values["task_id"] is None else "task_id = %(task_id)s"
-        row = one(conn, f"""
-            WITH earlier AS (
-                SELECT n.* FROM notifications n
-                 WHERE %(task_id)s::uuid IS NOT NULL AND user_id = %(user_id)s AND category = %(category)s
-                   AND task_id = %(task_id)s AND created_at > %(dedupe_since)s AND created_at <= %(now)s
-                   AND (%(key)s::text IS NULL OR metadata ->> %(key)s::text = %(value)s::text)
-                 ORDER BY created_at DESC LIMIT 1),
-            last AS (
-                SELECT n.id, n.group_id, coalesce(n.group_position, 1) AS position FROM notifications n
-                 WHERE user_id = %(user_id)s AND category = %(category)s AND {same_task}
-                   AND created_at > %(group_since)s AND created_at <= %(now)s
-                 ORDER BY created_at DESC, group_position DESC NULLS LAST LIMIT 1),
-            open_group AS (SELECT coalesce(group_id, id) AS group_id, position + 1 AS position
-                             FROM last WHERE position < %(group_max)s),
-            row AS (
-                INSERT INTO notifications (id, user_id, category, title, body, deep_link, task_id, metadata,
-                                           channels, priority, group_id, group_position, expires_at,
-                                           created_at, push_due_at)
-                SELECT %(id)s, %(user_id)s, %(category)s, %(title)s, %(body)s, %(link)s, %(task_id)s,
-                       %(metadata)s, %(channels)s, %(priority)s, coalesce(g.group_id, %(id)s),
-                       coalesce(g.position, 1), %(expires)s, %(now)s, %(push_due)s
-                  FROM (SELECT) AS new LEFT JOIN open_group g ON true
-                 WHERE NOT EXISTS (SELECT FROM earlier)
-                RETURNING *)
-            SELECT row.*, CASE WHEN %(wake)s THEN pg_notify(%(channel)s, row.id::text) IS NULL END AS woke
-              FROM row
-            UNION ALL
-            SELECT earlier.*, NULL FROM earlier""", values | {
-            "dedupe_since": values["now"] - DEDUPE_WINDOW, "group_since": values["now"] - GROUP_WINDOW,
-            "key": key, "value": value, "group_max": GROUP_MAX, "channel": PUSH_CHANNEL})
-        assert row is not None
-        return row
+    def _insert_unless_repeat_all(conn: Any, rows: Sequence[tuple[int, dict[str, Any]]], full: bool
+                                  ) -> dict[int, dict[str, Any]]:
+        """Insert each notification, or return the one it repeats, all in one statement (each row
+        its own `_insert_part`); the caller makes sure no row's checks depend on another's. By
+        the index each row was given: the stored row, or with `full` False only its `ord`."""
+        if not rows:
+            return {}
+        statement = _insert_statement(tuple((v["task_id"] is not None, v["key"] is not None) for _, v in rows), full)
+        params = {f"{k}_{j}": v for j, (_, values) in enumerate(rows) for k, v in values.items()}
+        found = conn.execute(statement, params).fetchall()
+        assert len(found) == len(rows)
+        return {rows[row.pop("ord")][0]: row for row in found}
 
     def _channels(self, conn: Any, kind: Kind, category: str, priority: str, prefs: dict[str, Any],
                   recipient: dict[str, Any], now: datetime) -> tuple[Channels, str | None, datetime | None]:

@@ -21,6 +21,7 @@ REVIEW_WINDOW = timedelta(hours=48)
 MAX_PHOTOS = 5
 
 
+
 class ProofService(Service):
     @returns_result
     def create(self, task_id: UUID, worker_id: UUID, *, description: str | None = None) -> dict[str, Any]:
@@ -43,9 +44,9 @@ class ProofService(Service):
     @returns_result
     def upload_photo(self, task_id: UUID, worker_id: UUID, data: bytes, *,
                      capture_time: datetime | None = None) -> dict[str, Any]:
-        """The multipart route: decode the image, store it under
-        proofs/{task}/{proof}/{n}-{random}.{ext}, and attach it (attach_photo). The random part
-        keeps a deleted photo's key from ever naming a later upload."""
+        """The multipart route: decode the image and attach it (attach_photo), which names and
+        stores it under proofs/{task}/{proof}/{n}-{random}.{ext}. The random part keeps a
+        deleted photo's key from ever naming a later upload."""
         image = check_image(data)
         return self.attach_photo(task_id, worker_id, image, capture_time=capture_time, data=data).unwrap()
 
@@ -58,36 +59,47 @@ class ProofService(Service):
         direct upload); otherwise `data` is stored under a new key."""
         with self.db.transaction() as conn:
             # One transaction: the task locked (as submit locks it, so the two never interleave),
-            # then its PENDING proof, locked or created.
+            # then one statement that locks or creates its PENDING proof and files the photo
+            # under the lowest free number (a deleted photo leaves a gap the next upload fills).
             task = self._worker_task(conn, task_id, worker_id, lock=True)
             if task["state"] != TaskState.ACCEPTED:
                 raise Conflict(f"proof is added while the task is ACCEPTED; it is {task['state']}")
-            proof = one(conn, "SELECT * FROM proofs WHERE task_id = %s AND state = 'PENDING' FOR UPDATE",
-                        (task_id,))
-            if proof is None:
-                proof = returning(conn, "INSERT INTO proofs (task_id, submitter_id) VALUES (%s, %s) RETURNING *",
-                                  (task_id, worker_id))
-            taken = conn.execute("SELECT sequence_number FROM proof_photos WHERE proof_id = %s",
-                                 (proof["id"],)).fetchall()
-            if len(taken) >= MAX_PHOTOS:
+            photo = one(conn, """
+                WITH locked AS (
+                    SELECT id FROM proofs WHERE task_id = %(task)s AND state = 'PENDING' FOR UPDATE),
+                created AS (
+                    INSERT INTO proofs (task_id, submitter_id) SELECT %(task)s, %(worker)s
+                     WHERE NOT EXISTS (SELECT FROM locked)
+                    RETURNING id),
+                proof AS (SELECT id FROM locked UNION ALL SELECT id FROM created),
+                slot AS (
+                    SELECT proof.id AS proof_id,
+                           (SELECT min(n) FROM generate_series(1, %(most)s) AS n
+                             WHERE n NOT IN (SELECT sequence_number FROM proof_photos
+                                              WHERE proof_id = proof.id)) AS n
+                      FROM proof)
+                INSERT INTO proof_photos (proof_id, storage_key, content_type, file_size_bytes, checksum_sha256,
+                                          capture_time, sequence_number, location_lat, location_lng,
+                                          camera_make, camera_model)
+                SELECT proof_id,
+                       coalesce(%(key)s::text, 'proofs/' || %(task)s::text || '/' || proof_id::text || '/'
+                                               || n::text || '-' || %(tag)s::text || '.' || %(ext)s::text),
+                       %(type)s::text, %(size)s::bigint, %(sha)s::text, %(taken)s::timestamptz, n,
+                       %(lat)s::numeric, %(lng)s::numeric, %(make)s::text, %(model)s::text
+                  FROM slot WHERE n IS NOT NULL
+                RETURNING *""",
+                        {"task": task_id, "worker": worker_id, "most": MAX_PHOTOS, "key": key,
+                         "tag": uuid4().hex[:12], "ext": image.extension, "type": image.content_type,
+                         "size": image.size, "sha": image.sha256, "taken": image.capture_time or capture_time,
+                         "lat": image.location_lat, "lng": image.location_lng, "make": image.camera_make,
+                         "model": image.camera_model})
+            if photo is None:  # the proof already holds MAX_PHOTOS
                 raise ValidationError(f"a proof holds at most {MAX_PHOTOS} photos",
                                       details={"file": [f"max {MAX_PHOTOS} photos"]})
-            # The lowest free number: a deleted photo leaves a gap the next upload fills.
-            sequence = min(set(range(1, MAX_PHOTOS + 1)) - {r["sequence_number"] for r in taken})
-            if key is None:
-                key = f"proofs/{task_id}/{proof['id']}/{sequence}-{uuid4().hex[:12]}.{image.extension}"
-            photo = one(conn, """INSERT INTO proof_photos (proof_id, storage_key, content_type, file_size_bytes,
-                                     checksum_sha256, capture_time, sequence_number, location_lat, location_lng,
-                                     camera_make, camera_model)
-                                 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *""",
-                        (proof["id"], key, image.content_type, image.size, image.sha256,
-                         image.capture_time or capture_time, sequence, image.location_lat, image.location_lng,
-                         image.camera_make, image.camera_model))
             if data is not None:
                 # Stored inside the transaction: if the row fails, the file is an orphan under a
                 # key nobody references, never a row pointing at nothing.
-                self.s.storage.put(key, data, image.content_type)
-            assert photo is not None
+                self.s.storage.put(photo["storage_key"], data, image.content_type)
             return photo
 
     @returns_result

@@ -41,17 +41,24 @@ class StripeWebhookHandler(Service):
         event_id, event_type = event["id"], event["type"]
         looked_up = self._look_up(event)
         with self.db.transaction() as conn:
-            claimed = one(conn, """INSERT INTO processed_stripe_events (event_id, event_type, result)
-                                   VALUES (%s, %s, 'processing') ON CONFLICT (event_id) DO NOTHING
-                                   RETURNING event_id""", (event_id, event_type))
-            if claimed is None:
+            # The claim is written with the usual outcome, so only another outcome costs an
+            # UPDATE; no other transaction sees the row before this one commits it, outcome and all.
+            claim = (_CLAIM, {"event_id": event_id, "event_type": event_type})
+            if event_type == "payment_intent.succeeded":
+                # The usual funding claims the event in its own statement (None: claimed before).
+                outcome = self._payment_succeeded(event["data"]["object"], looked_up.get("risk_level"), claim)
+            elif one(conn, *claim) is not None:
+                handler = self._handlers(event).get(event_type)
+                obj = event["data"]["object"]
+                outcome = handler(obj) if handler else self._money_event(event, looked_up)
+            else:
+                outcome = None
+            if outcome is None:
                 log.info("stripe event %s (%s) already processed", event_id, event_type)
                 return {"event_id": event_id, "type": event_type, "result": "duplicate"}
-            handler = self._handlers(event).get(event_type)
-            obj = event["data"]["object"]
-            outcome = handler(obj) if handler else self._money_event(event, looked_up)
-            conn.execute("UPDATE processed_stripe_events SET result = %s, error_message = %s WHERE event_id = %s",
-                         (outcome["result"], outcome.get("reason"), event_id))
+            if (outcome["result"], outcome.get("reason")) != ("processed", None):
+                conn.execute("UPDATE processed_stripe_events SET result = %s, error_message = %s "
+                             "WHERE event_id = %s", (outcome["result"], outcome.get("reason"), event_id))
         log.info("stripe event %s (%s): %s", event_id, event_type, outcome)
         return {"event_id": event_id, "type": event_type, **outcome}
 
@@ -128,8 +135,6 @@ class StripeWebhookHandler(Service):
     def _money_event(self, event: dict[str, Any], looked_up: dict[str, Any]) -> dict[str, Any]:
         obj = event["data"]["object"]
         match event["type"]:
-            case "payment_intent.succeeded":
-                return self._payment_succeeded(obj, looked_up.get("risk_level"))
             case "charge.dispute.created":
                 return self.s.chargebacks.opened(obj)
             case "charge.dispute.closed":
@@ -142,17 +147,26 @@ class StripeWebhookHandler(Service):
         log.warning("stripe event %s of unhandled type %s acknowledged and ignored", event["id"], event["type"])
         return {"result": "ignored", "reason": "unhandled event type"}
 
-    def _payment_succeeded(self, pi: dict[str, Any], risk_level: str | None) -> dict[str, Any]:
+    def _payment_succeeded(self, pi: dict[str, Any], risk_level: str | None,
+                           claim: tuple[str, dict[str, Any]]) -> dict[str, Any] | None:
         # In process()'s transaction, with no savepoints: the funding, its risk level, the
         # notification and the event id commit or roll back together.
         conn = self.db.current()
         outcome = self.s.escrows.payment_succeeded(
             conn, payment_intent_id=pi["id"], amount_received=pi.get("amount_received") or pi.get("amount") or 0,
-            escrow_id=_meta(pi, "escrow_id"), risk_level=risk_level)
+            escrow_id=_meta(pi, "escrow_id"), risk_level=risk_level, claim=claim)
+        if outcome is None:
+            return None
         if outcome.get("state") == "FUNDED" and risk_level:
             outcome |= self.s.payment_risk.record(conn, outcome["escrow_id"], risk_level)
         return outcome
 
+
+# Claims an event for this delivery (no row back: an earlier delivery claimed it), recording the
+# usual outcome; a statement of its own, or a data-modifying CTE of the funding's statement.
+_CLAIM = """INSERT INTO processed_stripe_events (event_id, event_type, result)
+            VALUES (%(event_id)s, %(event_type)s, 'processed') ON CONFLICT (event_id) DO NOTHING
+            RETURNING event_id"""
 
 MONEY_EVENT_TYPES = ("charge.dispute.created", "charge.dispute.closed", "transfer.reversed", "payout.failed")
 HANDLED_TYPES = ("payment_intent.succeeded", "payment_intent.canceled", "payment_intent.payment_failed",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from hustlexp.services import audit
 from hustlexp.services.base import Service, about, one, page_params, returning, returns_result, trim_page
 from hustlexp.services.eligibility import update_if_eligible
 from hustlexp.services.escrow import worker_payout
+from hustlexp.services.notification import Notice
 from hustlexp.services.trust import require_eligible
 from hustlexp.services.user import missing_user
 
@@ -59,21 +61,11 @@ class TaskService(Service):
         _validate_new_task(fields, self.s.clock())
         values = {k: v for k, v in fields.items() if v is not None}
         row = values | {"poster_id": poster_id, "idempotency_key": idempotency_key}
-        columns = list(row)
         # Column names come from CREATE_FIELDS above, never from the request. One statement (atomic
         # on its own, so no BEGIN/COMMIT): the task, only for an ACTIVE poster and a new key, and
         # its escrow. No row back means a paused/unknown poster or a replay: the checked path says which.
         with self.db.one_statement() as conn:
-            created = one(conn, """
-                WITH task AS (
-                    INSERT INTO tasks ({columns}) SELECT {values} WHERE EXISTS (
-                        SELECT 1 FROM users WHERE id = %(poster_id)s AND account_status = 'ACTIVE')
-                    ON CONFLICT (poster_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-                    RETURNING *),
-                escrow AS (INSERT INTO escrows (task_id, amount) SELECT id, price FROM task RETURNING *)
-                SELECT task.*, {escrow_columns} FROM task JOIN escrow ON escrow.task_id = task.id""".format(
-                columns=", ".join(columns), values=", ".join(f"%({c})s" for c in columns),
-                escrow_columns=", ".join(f"escrow.{c} AS escrow__{c}" for c in ESCROW_COLUMNS)), row)
+            created = one(conn, _create_sql(tuple(row)), row)
         if created is None:
             with self.db.transaction() as conn:
                 self._require_active(conn, poster_id)
@@ -116,8 +108,10 @@ class TaskService(Service):
                 require_eligible(conn, task_id, worker_id, tier)
                 raise Conflict("the task cannot be accepted now")
             task = accepted
-            self._notify(task["poster_id"], "TASK_ACCEPTED", **about(task))
-            self._notify(worker_id, "TASK_WORKER_ASSIGNED", **about(task))
+            # Both parties' notifications in one read and one insert (no savepoint: if they
+            # fail, the acceptance rolls back with them, as Service._notify does).
+            self.s.notifications.record_all(conn, [Notice(task["poster_id"], "TASK_ACCEPTED", **about(task)),
+                                                   Notice(worker_id, "TASK_WORKER_ASSIGNED", **about(task))])
             return task
 
     @returns_result
@@ -158,9 +152,11 @@ class TaskService(Service):
             task = _update(conn, task["id"], "state = 'COMPLETED', completed_at = now()")
             escrow = self.s.escrows.release_completed(conn, task)
             xp = self.s.xp.award_released(conn, {**escrow, "worker_id": task["worker_id"]})
-            self._notify(task["worker_id"], "ESCROW_RELEASED", **about(task, amount=worker_payout(escrow["amount"])))
-            for party in (task["poster_id"], task["worker_id"]):
-                self._notify(party, "RATING_REQUESTED", **about(task))
+            payout = worker_payout(escrow["amount"])
+            self.s.notifications.record_all(conn, [
+                Notice(task["worker_id"], "ESCROW_RELEASED", **about(task, amount=payout)),
+                *(Notice(party, "RATING_REQUESTED", **about(task))
+                  for party in (task["poster_id"], task["worker_id"]))])
         return {"task": task, "escrow": {k: escrow[k] for k in COMPLETION_ESCROW}, "xp_awarded": _xp_out(xp)}
 
     @returns_result
@@ -266,7 +262,7 @@ class TaskService(Service):
         nulls = " NULLS LAST" if sort in NULLABLE_SORTS and direction == "DESC" else ""
         # The WHERE clauses, the sort column and the direction are the constants above; every
         # value the caller sent travels as a parameter. One more row than asked says has_more.
-        page = f"""SELECT t.*, u.full_name AS poster_name, u.avatar_url AS poster_avatar_url,
+        page = f"""SELECT {_SUMMARY_COLUMNS}, u.full_name AS poster_name, u.avatar_url AS poster_avatar_url,
                           u.trust_tier AS poster_trust_tier, u.is_verified AS poster_is_verified
                      FROM tasks t JOIN users u ON u.id = t.poster_id
                     WHERE {" AND ".join(where)}
@@ -381,11 +377,14 @@ def _xp_out(xp: dict[str, Any] | None) -> dict[str, Any] | None:
         "user_level_before", "user_level_after") if k in xp}
 
 
+# What a list row shows (_summary), every sort column among them: only these are fetched.
+_SUMMARY_FIELDS = ("id", "title", "category", "price", "state", "mode", "location", "deadline", "created_at",
+                   "poster_id", "worker_id")
+_SUMMARY_COLUMNS = ", ".join(f"t.{c}" for c in _SUMMARY_FIELDS)
+
+
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "title": row["title"], "category": row["category"], "price": row["price"],
-            "state": row["state"], "mode": row["mode"], "location": row["location"],
-            "deadline": row["deadline"], "created_at": row["created_at"], "poster_id": row["poster_id"],
-            "worker_id": row["worker_id"],
+    return {**{k: row[k] for k in _SUMMARY_FIELDS},
             "poster": {"id": row["poster_id"], "full_name": row["poster_name"],
                        "avatar_url": row["poster_avatar_url"], "trust_tier": row["poster_trust_tier"],
                        "is_verified": row["poster_is_verified"]}}
@@ -436,6 +435,22 @@ def _normal(value: Any) -> Any:
     if hasattr(value, "as_tuple"):  # Decimal
         return float(value)
     return value
+
+
+@functools.lru_cache(maxsize=256)
+def _create_sql(columns: tuple[str, ...]) -> str:
+    """task.create's statement for these columns (names from CREATE_FIELDS, never from the
+    request), built once per set of columns a client sends."""
+    return """
+        WITH task AS (
+            INSERT INTO tasks ({columns}) SELECT {values} WHERE EXISTS (
+                SELECT 1 FROM users WHERE id = %(poster_id)s AND account_status = 'ACTIVE')
+            ON CONFLICT (poster_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+            RETURNING *),
+        escrow AS (INSERT INTO escrows (task_id, amount) SELECT id, price FROM task RETURNING *)
+        SELECT task.*, {escrow_columns} FROM task JOIN escrow ON escrow.task_id = task.id""".format(
+        columns=", ".join(columns), values=", ".join(f"%({c})s" for c in columns),
+        escrow_columns=", ".join(f"escrow.{c} AS escrow__{c}" for c in ESCROW_COLUMNS))
 
 
 def _validate_new_task(fields: dict[str, Any], now: datetime) -> None:

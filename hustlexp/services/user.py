@@ -12,7 +12,7 @@ from uuid import UUID
 
 from psycopg import sql
 
-from hustlexp.domain import AccountStatus, DefaultMode, RoleCertainty
+from hustlexp.domain import AccountStatus, DefaultMode, RoleCertainty, User
 from hustlexp.errors import AccountClosed, AccountSuspended, Conflict, Forbidden, NotFound, ValidationError
 from hustlexp.services import audit
 from hustlexp.services.base import Service, one, page_params, returns_result
@@ -34,6 +34,8 @@ ROLE_PREFS = {
 
 EDITABLE = ("full_name", "avatar_url", "default_mode", "phone")
 
+# Who is calling (every signed-in request): the columns a domain.User holds, no others.
+_BY_FIREBASE_UID = f"SELECT {', '.join(User.columns())} FROM users WHERE firebase_uid = %s"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _PHONE = re.compile(r"\+?[0-9][0-9 ().-]{5,18}[0-9]")
 _CONNECT_ID = re.compile(r"acct_[A-Za-z0-9]{1,250}")
@@ -236,9 +238,10 @@ class UserService(Service):
 
     @returns_result
     def get_by_firebase_uid(self, firebase_uid: str) -> dict[str, Any]:
+        """The users row of `firebase_uid` as a domain.User reads it (its columns only)."""
         if not isinstance(firebase_uid, str) or not firebase_uid:
             raise missing_user()
-        return self._one("SELECT * FROM users WHERE firebase_uid = %s", firebase_uid)
+        return self._one(_BY_FIREBASE_UID, firebase_uid)
 
     @returns_result
     def update(self, user_id: Any, **fields: Any) -> dict[str, Any]:

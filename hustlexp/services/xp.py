@@ -16,6 +16,7 @@ from hustlexp.services.badge import OWN_COLUMNS as BADGE_COLUMNS
 from hustlexp.services.base import Service, one, page_params, returns_result, trim_page
 from hustlexp.services.counters import read_user
 from hustlexp.services.levels import level_for, level_progress
+from hustlexp.services.notification import Notice
 from hustlexp.services.trust import COLUMNS as TRUST_COLUMNS
 from hustlexp.services.user import missing_user, require_user
 
@@ -192,12 +193,14 @@ class XPService(Service):
             "current_level": level_after, "current_streak": new_streak})
         trust = self.s.trust.promote(conn, user_id, task_id=escrow["task_id"], user=user)
         level_up = level_after > level_before
-        self._notify(user_id, "XP_EARNED", task_id=escrow["task_id"], metadata={
+        # Both in one insert (record_all), inside the completion's transaction like _notify.
+        notices = [Notice(user_id, "XP_EARNED", task_id=escrow["task_id"], metadata={
             "xp_ledger_id": str(row["id"]), "effective_xp": gained, "base_xp": base,
-            "total_xp": xp_after, "streak": new_streak})
+            "total_xp": xp_after, "streak": new_streak})]
         if level_up:
-            self._notify(user_id, "LEVEL_UP", task_id=escrow["task_id"], metadata={
-                "level_before": level_before, "level_after": level_after, "total_xp": xp_after})
+            notices.append(Notice(user_id, "LEVEL_UP", task_id=escrow["task_id"], metadata={
+                "level_before": level_before, "level_after": level_after, "total_xp": xp_after}))
+        self.s.notifications.record_all(conn, notices)
         new_badges = [b["badge_type"] for b in badges]
         for b in trust.get("new_badges", []):
             if b not in new_badges:

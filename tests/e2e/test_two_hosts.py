@@ -95,16 +95,21 @@ def test_two_hosts_share_limits_notifications_photos_and_push(pg: pg_helpers.Tes
         listed_on_b = {x["task_id"] for x in poster_b.notifications() if x["type"] == "ESCROW_FUNDED"}
         assert listed_on_a == listed_on_b == {t["id"] for t in tasks}
 
-        # Both hosts' dispatchers heard every wake-up; each push went out exactly once.
+        # Both hosts' dispatchers heard every wake-up; each push went out exactly once, and was
+        # recorded as sent (a dispatcher records its batch once FCM has answered: wait for both).
+        def funded_rows() -> list[dict[str, Any]]:
+            return conn.execute(
+                "SELECT sent_at, push_due_at, push_error FROM notifications WHERE user_id = %s AND category = "
+                "'ESCROW_FUNDED'", (poster_a.id,)).fetchall()
+
         deadline = time.monotonic() + DELIVERY_DEADLINE
-        while len(fcm.sent_to("phone-1")) < limit and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (len(fcm.sent_to("phone-1")) < limit
+                                               or any(r["sent_at"] is None for r in funded_rows())):
             time.sleep(0.2)
         pushed = Counter(m["data"]["task_id"] for m in fcm.sent_to("phone-1")
                          if m["data"]["category"] == "ESCROW_FUNDED")
         assert pushed == Counter({t["id"]: 1 for t in tasks})
-        rows: list[dict[str, Any]] = conn.execute(
-            "SELECT sent_at, push_due_at, push_error FROM notifications WHERE user_id = %s AND category = "
-            "'ESCROW_FUNDED'", (poster_a.id,)).fetchall()
+        rows = funded_rows()
         assert len(rows) == limit and all(r["sent_at"] and r["push_due_at"] is None and r["push_error"] is None
                                           for r in rows)
 

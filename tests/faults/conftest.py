@@ -103,17 +103,20 @@ def dispatcher(served: Served) -> psutil.Process | None:
 
 
 def holding_stripe(served: Served, processes: list[psutil.Process]) -> list[psutil.Process]:
-    """Those of `processes` with a call open to the fake Stripe (a connection Stripe closed
-    and the client has not, CLOSE_WAIT, is not a call)."""
+    """Those of `processes` with a call open to the fake Stripe: a connection whose request the
+    fake is answering now (an idle kept-alive connection is not a call, nor is one Stripe
+    closed and the client has not, CLOSE_WAIT)."""
     assert served.fake.base_url is not None
     port = int(served.fake.base_url.rsplit(":", 1)[1])
+    answering = set(served.fake.answering)
     holding = []
     for process in processes:
         try:
             connections = process.net_connections(kind="tcp")
         except psutil.NoSuchProcess:
             continue
-        if any(c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED for c in connections):
+        if any(c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+               and c.laddr.port in answering for c in connections):
             holding.append(process)
     return holding
 

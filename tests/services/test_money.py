@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import uuid
 
 import pytest
 
@@ -45,6 +46,18 @@ def test_payment_succeeded_funds_the_escrow_and_notifies_the_poster(services, st
     assert escrow["state"] == "FUNDED" and escrow["funded_at"] is not None
     note = flows.row(services, "SELECT user_id FROM notifications WHERE category = 'ESCROW_FUNDED'")
     assert note["user_id"] == poster
+    assert flows.row(services, "SELECT result, error_message FROM processed_stripe_events") == {
+        "result": "processed", "error_message": None}
+
+
+def test_each_event_is_recorded_with_its_own_outcome(services, stripe_fake):
+    task = flows.post(services, flows.user(services))
+    first = stripe_fake.succeed_payment(task["payment_intent_id"])
+    again = stripe_fake.event("payment_intent.succeeded", first["data"]["object"])  # a new event id
+    assert flows.deliver(services, first)["result"] == "processed"
+    assert flows.deliver(services, again)["result"] == "skipped"
+    assert flows.row(services, "SELECT result, error_message FROM processed_stripe_events WHERE event_id = %s",
+                     again["id"]) == {"result": "skipped", "error_message": "escrow already FUNDED"}
 
 
 @pytest.mark.parametrize("tamper", ["secret", "body", "missing", "stale"])
@@ -67,6 +80,21 @@ def test_replayed_event_has_one_effect(services, stripe_fake):
     assert flows.deliver(services, event)["result"] == "processed"
     assert flows.deliver(services, event)["result"] == "duplicate"
     assert flows.row(services, "SELECT count(*) AS n FROM notifications WHERE category = 'ESCROW_FUNDED'")["n"] == 1
+
+
+@pytest.mark.parametrize("metadata", ["escrow id", "none", "unknown escrow id"])
+def test_replayed_event_has_one_effect_whatever_its_metadata(services, stripe_fake, metadata):
+    # The usual delivery claims the event in the funding's statement; the others claim it alone.
+    task = flows.post(services, flows.user(services))
+    event = stripe_fake.succeed_payment(task["payment_intent_id"])
+    event["data"]["object"]["metadata"] = {"escrow id": {"escrow_id": str(task["escrow_id"])}, "none": {},
+                                           "unknown escrow id": {"escrow_id": str(uuid.uuid4())}}[metadata]
+    assert flows.deliver(services, event)["result"] == "processed"
+    assert flows.deliver(services, event)["result"] == "duplicate"
+    assert flows.row(services, "SELECT count(*) AS n FROM notifications WHERE category = 'ESCROW_FUNDED'")["n"] == 1
+    assert _escrow(services, task["escrow_id"])["state"] == "FUNDED"
+    assert flows.row(services, "SELECT result, error_message FROM processed_stripe_events WHERE event_id = %s",
+                     event["id"]) == {"result": "processed", "error_message": None}
 
 
 def test_same_event_delivered_ten_times_concurrently_has_one_effect(services, stripe_fake):

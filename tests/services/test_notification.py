@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from hustlexp.services import Services
-from hustlexp.services.notification import CATALOG, NotificationService, in_quiet_hours
+from hustlexp.services.notification import CATALOG, Notice, NotificationService, in_quiet_hours
 from tests import factories as f
 from tests.services.conftest import Clock
 
@@ -230,6 +230,57 @@ def test_an_event_reads_each_recipient_once_per_task_and_keeps_every_rule(svc, d
     with db.transaction(), svc.notifications.event():
         svc.notifications.notify(ids["worker"], "RATING_REQUESTED", task_id=ids["task"]).unwrap()
     assert len(reads) == 3
+
+
+def test_record_all_leaves_the_rows_recording_each_in_order_would(svc, db, conn, ids):
+    """A batch (one read, as few inserts as its notices allow) keeps every rule: a repeat inside
+    the batch adds nothing, a later message of a task joins the group the earlier one started,
+    a switched-off bucket records nothing."""
+    svc.notifications.update_preferences(ids["worker"], {"categories": {"xp_badges": False}}).unwrap()
+    task = ids["task"]
+    with db.transaction() as tx:
+        svc.notifications.record_all(tx, [
+            Notice(ids["poster"], "TASK_ACCEPTED", task_id=task),
+            Notice(ids["worker"], "TASK_WORKER_ASSIGNED", task_id=task),
+            Notice(ids["poster"], "TASK_ACCEPTED", task_id=task),
+            Notice(ids["worker"], "XP_EARNED", task_id=task),
+            Notice(ids["worker"], "NEW_MESSAGE", task_id=task, metadata={"message_id": "m1", "preview": "one"}),
+            Notice(ids["worker"], "NEW_MESSAGE", task_id=task, metadata={"message_id": "m2", "preview": "two"})])
+    assert [r["category"] for r in rows(conn, ids["poster"])] == ["TASK_ACCEPTED"]
+    worker = rows(conn, ids["worker"])  # all at the test clock's one instant
+    assert sorted(r["category"] for r in worker) == ["NEW_MESSAGE", "NEW_MESSAGE", "TASK_WORKER_ASSIGNED"]
+    first, second = sorted((r for r in worker if r["category"] == "NEW_MESSAGE"), key=lambda r: r["group_position"])
+    assert (first["body"], second["body"]) == ("one", "two")
+    assert (second["group_id"], second["group_position"]) == (first["group_id"], 2)
+
+
+def test_record_all_counts_a_cap_across_its_own_notices(svc, db, conn):
+    """Notices of one cap group for one recipient go in order: the fourth trust notice of the
+    hour in one batch is held like the fourth sent one by one."""
+    user = f.user(conn)
+    with db.transaction() as tx:
+        svc.notifications.record_all(tx, [Notice(user, "TRUST_TIER_UP", metadata={"new_tier": n})
+                                          for n in (2, 3, 4)] + [Notice(user, "TRUST_TIER_DOWN")])
+    made = rows(conn, user)  # all at the test clock's one instant
+    assert sorted(r["category"] for r in made) == ["TRUST_TIER_DOWN"] + ["TRUST_TIER_UP"] * 3
+    assert sorted("push" in r["channels"] for r in made) == [False, True, True, True]
+    held = next(r for r in made if "push" not in r["channels"])
+    assert (held["category"], held["metadata"]["push_held"]) == ("TRUST_TIER_DOWN", "frequency_cap")
+
+
+def test_record_all_reads_its_recipients_once_and_inserts_once(svc, db, conn, ids, monkeypatch):
+    """Two parties told of one event: one read for both, one insert for both."""
+    calls: list[str] = []
+    for name in ("_recipient", "_recipients", "_insert_unless_repeat_all"):
+        real = getattr(NotificationService, name)
+        monkeypatch.setattr(NotificationService, name,
+                            staticmethod(lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a)))
+    with db.transaction() as tx:
+        svc.notifications.record_all(tx, [Notice(ids["poster"], "TASK_ACCEPTED", task_id=ids["task"]),
+                                          Notice(ids["worker"], "TASK_WORKER_ASSIGNED", task_id=ids["task"])])
+    assert calls == ["_recipients", "_insert_unless_repeat_all"]
+    assert [r["category"] for r in rows(conn, ids["poster"]) + rows(conn, ids["worker"])] == [
+        "TASK_ACCEPTED", "TASK_WORKER_ASSIGNED"]
 
 
 def test_a_concurrent_copy_of_an_event_waits_for_its_lock_and_is_deduplicated(svc, db, conn, ids):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import timedelta
 
 from tests.images import HEIC
@@ -15,7 +16,8 @@ def test_upload_checks_content_and_records_our_checksum(services, stripe_fake, t
     photo = services.proofs.upload_photo(ids["task"], ids["worker"], PNG).unwrap()
     assert photo["content_type"] == "image/png" and photo["sequence_number"] == 1
     assert photo["checksum_sha256"] == hashlib.sha256(PNG).hexdigest()
-    assert photo["storage_key"].startswith(f"proofs/{ids['task']}/") and photo["storage_key"].endswith(".png")
+    # proofs/{task}/{proof}/{n}-{random}.{ext}
+    assert re.fullmatch(rf"proofs/{ids['task']}/{photo['proof_id']}/1-[0-9a-f]{{12}}\.png", photo["storage_key"])
     assert services.storage.get(photo["storage_key"]) == PNG
     heic = services.proofs.upload_photo(ids["task"], ids["worker"], HEIC).unwrap()
     assert heic["content_type"] == "image/heic" and heic["sequence_number"] == 2
@@ -61,6 +63,8 @@ def test_submit_moves_task_and_sets_the_48h_review_deadline(services, stripe_fak
     proof = out["proof"]
     assert proof["review_deadline"] - proof["submitted_at"] == timedelta(hours=48)
     assert len(proof["photos"]) == 2
+    # The proof and photos submit answers with are what a later read finds, field for field.
+    assert proof == services.proofs.get_by_task_id(ids["task"], ids["worker"]).unwrap()
     note = flows.row(services, "SELECT user_id FROM notifications WHERE category = 'PROOF_SUBMITTED'")
     assert note["user_id"] == ids["poster"]
     assert services.proofs.submit(ids["task"], ids["worker"], description="again").code == "CONFLICT"

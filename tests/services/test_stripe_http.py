@@ -21,8 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from urllib3 import exceptions as urllib3_errors
 
+from hustlexp.config import ConfigError
 from hustlexp.services.payments import PaymentError, PaymentsGateway
 from hustlexp.services.stripe_http import StripeHTTPClient, stripe_budget, tls_context
 from tests.fakes.stripe_fake import FakeStripe
@@ -84,7 +84,7 @@ def test_a_hanging_stripe_ends_in_a_read_timeout(fake: FakeStripe) -> None:
         fake.unhang()
 
     assert caught.value.should_retry is True
-    assert isinstance(caught.value.__cause__, urllib3_errors.ReadTimeoutError)
+    assert isinstance(caught.value.__cause__, TimeoutError)
 
 
 def test_the_budget_cuts_the_read_timeout(fake: FakeStripe) -> None:
@@ -96,7 +96,7 @@ def test_the_budget_cuts_the_read_timeout(fake: FakeStripe) -> None:
     finally:
         fake.unhang()
 
-    assert isinstance(caught.value.__cause__, urllib3_errors.ReadTimeoutError)
+    assert isinstance(caught.value.__cause__, TimeoutError)
 
 
 def test_a_spent_budget_sends_nothing(fake: FakeStripe) -> None:
@@ -121,7 +121,7 @@ def test_connection_refused_is_a_retryable_connection_error() -> None:
         client.request("get", f"http://127.0.0.1:{port}/v1/balance", HEADERS)
 
     assert caught.value.should_retry is True
-    assert isinstance(caught.value.__cause__, urllib3_errors.NewConnectionError)
+    assert isinstance(caught.value.__cause__, ConnectionRefusedError)
     gateway = PaymentsGateway("sk_test_http", api_base=f"http://127.0.0.1:{port}")
     with pytest.raises(PaymentError) as failed:
         gateway.retrieve_payment_intent("pi_1")
@@ -142,7 +142,7 @@ def test_a_certificate_outside_the_bundle_is_refused_and_not_retried() -> None:
         StripeHTTPClient().request("get", f"https://127.0.0.1:{port}/v1/balance", HEADERS)
 
     assert caught.value.should_retry is False
-    assert isinstance(caught.value.__cause__, urllib3_errors.SSLError)
+    assert isinstance(caught.value.__cause__, ssl.SSLCertVerificationError)
 
 
 def test_a_proxy_set_when_built_carries_the_calls(fake: FakeStripe, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,3 +201,60 @@ def _tls_server() -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_kept_connection_the_other_end_closed_is_not_reused() -> None:
+    """A server that closes each connection after answering, without saying so: the next call
+    sees the idle connection dropped and opens another instead of failing on it."""
+    with _closing_server() as (port, connections, hung_up):
+        client = StripeHTTPClient()
+        for _ in range(3):
+            body, status, _ = client.request("get", f"http://127.0.0.1:{port}/v1/balance", HEADERS)
+            assert (status, body) == (200, "{}")
+            assert hung_up.acquire(timeout=10)  # its end is closed before the next call
+
+    assert connections == [1, 2, 3]
+
+
+class _Closing(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    opened: list[int]
+    hung_up: threading.Semaphore
+
+    def setup(self) -> None:
+        super().setup()
+        self.opened.append(len(self.opened) + 1)
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+        # No "Connection: close" header: the client cannot know.
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+        self.hung_up.release()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@contextmanager
+def _closing_server() -> Iterator[tuple[int, list[int], threading.Semaphore]]:
+    opened: list[int] = []
+    hung_up = threading.Semaphore(0)
+    handler = type("Handler", (_Closing,), {"opened": opened, "hung_up": hung_up})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield int(server.server_address[1]), opened, hung_up
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_https_proxy_is_refused_when_the_client_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spoken to in plain HTTP, an https:// proxy would see its CONNECT and credentials unencrypted."""
+    monkeypatch.setenv("HTTPS_PROXY", "https://user:secret@proxy.invalid:8443")
+    with pytest.raises(ConfigError, match="https:// proxy"):
+        StripeHTTPClient()

@@ -48,6 +48,26 @@ def test_create_survives_a_stripe_outage_and_the_intent_can_be_made_later(servic
     assert len(stripe_fake.payment_intents) == 1
 
 
+def test_storing_the_first_intent_twice_answers_the_same_and_never_overwrites(services, stripe_fake):
+    """first_intent's UPDATE goes without the pool's check, so it may run twice: a second run finds
+    its intent stored and answers it; an escrow that holds another intent keeps that one."""
+    poster = flows.user(services)
+    task = flows.post(services, poster)
+    escrow = services.escrows.get_by_task_id(task["id"]).unwrap()
+
+    again = services.escrows.first_intent(escrow, poster).unwrap()
+    assert again["payment_intent_id"] == task["payment_intent_id"] and len(stripe_fake.payment_intents) == 1
+
+    other = services.payments.create_payment_intent(amount=escrow["amount"], escrow_id=str(escrow["id"]),
+                                                    task_id=str(task["id"]), poster_id=str(poster),
+                                                    idempotency_key="another-request")
+    flows.row(services, "UPDATE escrows SET stripe_payment_intent_id = %s WHERE id = %s RETURNING id",
+              other.id, escrow["id"])
+    answered = services.escrows.first_intent(escrow, poster).unwrap()
+    assert answered["payment_intent_id"] == other.id
+    assert services.escrows.get_by_task_id(task["id"]).unwrap()["stripe_payment_intent_id"] == other.id
+
+
 def test_paused_poster_cannot_create(services):
     poster = flows.user(services, account_status="PAUSED")
     assert services.tasks.create(poster, title="t", description="d", price=500).code == "HX602"
