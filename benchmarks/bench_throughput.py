@@ -1,7 +1,8 @@
 """Throughput of `hustlexp serve` against a bare Flask + psycopg transition, side by side.
 
     python benchmarks/bench_throughput.py [--runs 3] [--duration 5] [--warmup 2] [--workers 4]
-                                          [--python] [--connections 16] [--slow-connections 64]
+                                          [--python] [--connections 16] [--slow-connections 128]
+                                          [--threads N] [--rows create,accept,...]
     nox -s bench -- --runs 3
 
 Starts an embedded PostgreSQL, the fake Stripe over real HTTP (with a latency switch),
@@ -11,15 +12,18 @@ benchmarks/loadgen.py; whole lifecycles always use the Python generator) and pri
 req/s, p50/p99, errors, and each endpoint ÷ the bare transition.
 
 The rows with Stripe at 0 ms use --connections (16) clients, as issue 11 defines them. The rows
-with every Stripe call taking 200 ms use --slow-connections (64): by Little's law a client
+with every Stripe call taking 200 ms use --slow-connections (128): by Little's law a client
 waiting 200 ms per Stripe call sends at most 5 of them a second, so 16 clients could never
 create more than 80 tasks/s however fast the server is, and the row would measure the client.
-With 64 clients the ceiling is 320/s, above what this machine serves, so the row measures the
-server (its worker threads and pool). Each fresh server first runs --warmup seconds of
+With 128 clients the ceiling is 640/s, above what this machine creates with Stripe at 0 ms
+(64 clients capped the row at 320/s, below half of that), so the row measures the server (its
+worker threads and pool). Each fresh server first runs --warmup seconds of
 unmeasured lifecycles, so the rows see it in its steady state. Each row's label states its
 client count. With --runs N every row is measured N times and shown as the median with its
-spread (min–max). Numbers depend on the machine and its load; they are for comparing changes,
-never asserted."""
+spread (min–max). --rows measures only the rows named (the bare transition always runs), for
+profiling one endpoint. The `me` row (GET /api/users/me) has no goal: it is the floor every
+signed-in endpoint stands on (token, users row, envelope). Numbers depend on the machine and
+its load; they are for comparing changes, never asserted."""
 
 from __future__ import annotations
 
@@ -234,7 +238,7 @@ class Bench:
                  bare_pid: int) -> None:
         self.args, self.db_url, self.stripe, self.meter, self.bare_pid = args, db_url, stripe, meter, bare_pid
         self.api = f"http://127.0.0.1:{args.port}"
-        self.bare = f"http://127.0.0.1:{args.port + 1}"
+        self.bare = f"http://127.0.0.1:{args.bare_port}"
         self.use_wrk = loadgen.have_wrk() and not args.python
         self.delays: dict[str, list[tuple[float, float, int, int]]] = {"lifecycle": [], "lifecycle_slow": []}
 
@@ -293,6 +297,7 @@ class Bench:
 
     def measure(self) -> dict[str, loadgen.Outcome]:
         out: dict[str, loadgen.Outcome] = {}
+        wanted = self.args.rows
         run = uuid.uuid4().hex[:8]
         self.stripe.set_latency(0.0)
         app_pid, self.meter.app = self.meter.app, self.bare_pid
@@ -321,7 +326,11 @@ class Bench:
         # Enough one-shot requests for the fastest rate we could see in the time given.
         budget = int(self.args.duration * 2500)
 
+        if "me" in wanted:
+            out["me"] = self.load(self.api, [("GET", "/api/users/me", poster, b"")], cycle=True)
         for board in (1_000, 100_000):
+            if f"list{board}" not in wanted:
+                continue
             if open_now < board:
                 self.seed_tasks(poster_id, board - open_now, "FUNDED", f"list{run}{board}")
                 open_now = board
@@ -331,8 +340,32 @@ class Bench:
             return [("POST", "/api/tasks", {**poster, "Content-Type": "application/json"},
                      json.dumps(task_body()).encode())]
 
-        out["create"] = self.load(self.api, create_requests(), cycle=True)
+        if "create" in wanted:
+            out["create"] = self.load(self.api, create_requests(), cycle=True)
+        if "webhook" in wanted:
+            self.webhooks(poster_id, budget, run, out)
+        if "accept" in wanted:
+            self.accepts(poster_id, budget, run, out)
+        if "lifecycle" in wanted:
+            since = self.sql("SELECT now() AS now")[0]["now"]
+            out["lifecycle"] = self.lifecycles(pairs[:self.args.connections])
+            self.delays["lifecycle"].append(self.dispatch_delay(since))
+        if not {"create_slow", "lifecycle_slow"} & wanted:
+            return out
+        self.stripe.set_latency(SLOW_STRIPE)
+        try:
+            if "create_slow" in wanted:
+                out["create_slow"] = self.load(self.api, create_requests(), cycle=True,
+                                               connections=self.args.slow_connections)
+            if "lifecycle_slow" in wanted:
+                since = self.sql("SELECT now() AS now")[0]["now"]
+                out["lifecycle_slow"] = self.lifecycles(pairs[:self.args.slow_connections])
+                self.delays["lifecycle_slow"].append(self.dispatch_delay(since))
+        finally:
+            self.stripe.set_latency(0.0)
+        return out
 
+    def webhooks(self, poster_id: str, budget: int, run: str, out: dict[str, loadgen.Outcome]) -> None:
         pending = self.seed_tasks(poster_id, budget, "PENDING", f"wh{run}")
         hooks = []
         for e in pending:
@@ -341,6 +374,7 @@ class Bench:
                                                       "Stripe-Signature": signature}, payload))
         out["webhook"] = self.load(self.api, hooks, cycle=False)
 
+    def accepts(self, poster_id: str, budget: int, run: str, out: dict[str, loadgen.Outcome]) -> None:
         funded = self.seed_tasks(poster_id, budget, "FUNDED", f"acc{run}")
         workers = [token_headers(f"acc-worker-{run}-{i}") for i in range(self.args.connections)]
         for i in range(self.args.connections):
@@ -348,21 +382,6 @@ class Bench:
         accepts = [("POST", f"/api/tasks/{e['task_id']}/accept", {**workers[i % len(workers)],
                     "Content-Type": "application/json"}, b"{}") for i, e in enumerate(funded)]
         out["accept"] = self.load(self.api, accepts, cycle=False)
-
-        since = self.sql("SELECT now() AS now")[0]["now"]
-        out["lifecycle"] = self.lifecycles(pairs[:self.args.connections])
-        self.delays["lifecycle"].append(self.dispatch_delay(since))
-
-        self.stripe.set_latency(SLOW_STRIPE)
-        try:
-            out["create_slow"] = self.load(self.api, create_requests(), cycle=True,
-                                           connections=self.args.slow_connections)
-            since = self.sql("SELECT now() AS now")[0]["now"]
-            out["lifecycle_slow"] = self.lifecycles(pairs[:self.args.slow_connections])
-            self.delays["lifecycle_slow"].append(self.dispatch_delay(since))
-        finally:
-            self.stripe.set_latency(0.0)
-        return out
 
     def dispatch_delay(self, since: Any) -> tuple[float, float, int, int]:
         """How long the lifecycles' transfers waited between the approval's commit and Stripe's
@@ -380,15 +399,20 @@ class Bench:
         return float(row["p50"] or 0), float(row["p99"] or 0), int(row["sent"]), int(row["unsent"])
 
 
-def rows(connections: int, slow: int) -> list[tuple[str, str, str, Callable[[dict[str, float]], str]]]:
-    """The table's rows, each labelled with the client count it runs with."""
+Row = tuple[str, str, str, Callable[[dict[str, float]], str]]  # key, label, goal, judge of the medians
+
+
+def rows(connections: int, slow: int, wanted: set[str]) -> list[Row]:
+    """The table's rows that were measured, each labelled with the client count it runs with."""
     return [(key, label.replace("{c}", str(connections)).replace("{s}", str(slow)), goal, judge)
-            for key, label, goal, judge in ROWS]
+            for key, label, goal, judge in ROWS if key in wanted]
 
 
-ROWS: list[tuple[str, str, str, Callable[[dict[str, float]], str]]] = [
-    # key, label, goal, how the goal is judged from the medians
+ROWS: list[Row] = [
     ("bare", "bare transition (lock, check, update, ledger row)", "-", lambda m: ""),
+    # No goal: the cheapest signed-in request (token, one users row, the envelope), the floor
+    # under every endpoint below; what it costs beyond the bare transition, they all pay.
+    ("me", "GET /api/users/me (floor: token + user row)", "-", lambda m: ""),
     ("create", "POST /api/tasks (Stripe at 0 ms)", ">= 0.5", lambda m: _ge(m["create"] / m["bare"], 0.5)),
     ("webhook", "POST /webhooks/stripe (payment_intent.succeeded)", ">= 0.6",
      lambda m: _ge(m["webhook"] / m["bare"], 0.6)),
@@ -404,6 +428,13 @@ ROWS: list[tuple[str, str, str, Callable[[dict[str, float]], str]]] = [
 ]
 
 
+def _judge(judge: Callable[[dict[str, float]], str], medians: dict[str, float]) -> str:
+    try:
+        return judge(medians)
+    except KeyError:  # judged against a row left out with --rows
+        return "(not judged)"
+
+
 def _ge(value: float, goal: float) -> str:
     return "met" if value >= goal else "NOT met"
 
@@ -411,6 +442,8 @@ def _ge(value: float, goal: float) -> str:
 def report_delays(delays: dict[str, list[tuple[float, float, int, int]]]) -> None:
     print("\npayouts: approval commit -> transfer SUCCEEDED at Stripe (the dispatcher), per run")
     for key, label in (("lifecycle", "lifecycle, Stripe at 0 ms"), ("lifecycle_slow", "lifecycle, Stripe at 200 ms")):
+        if not delays[key]:
+            continue
         runs = "; ".join(f"p50 {p50:.2f} s p99 {p99:.2f} s ({sent} sent, {unsent} not)"
                          for p50, p99, sent, unsent in delays[key])
         print(f"  {label:30} {runs}")
@@ -432,7 +465,7 @@ def report(runs: list[dict[str, loadgen.Outcome]], tool: str, table: list[tuple[
         errors = sum(r[key].errors for r in runs)
         ratio = "" if key.startswith("lifecycle") else f"{medians[key] / medians['bare']:.2f}"
         spread = f"{medians[key]:.0f} ({min(rates):.0f}-{max(rates):.0f})"
-        print(f"{label:58} {spread:>22} {p50:8.1f} {p99:8.1f} {errors:7d} {ratio:>7}  {goal} {judge(medians)}")
+        print(f"{label:58} {spread:>22} {p50:8.1f} {p99:8.1f} {errors:7d} {ratio:>7}  {goal} {_judge(judge, medians)}")
 
     print("\nCPU ms per request (per lifecycle for lifecycles), median of the runs; rate/s of each run;"
           "\n`load` is the Python generator's own CPU (it shares the cores; not in the total)")
@@ -461,13 +494,24 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="threads per worker, both apps "
                         "(default: what `hustlexp serve` uses)")
     parser.add_argument("--connections", type=int, default=16, help="clients of the rows with Stripe at 0 ms")
-    parser.add_argument("--slow-connections", type=int, default=64,
+    parser.add_argument("--slow-connections", type=int, default=128,
                         help="clients of the rows with Stripe at 200 ms (enough that the client count does not "
                              "bound them: at most clients / 0.2 s requests a second)")
     parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--rows", default=",".join(key for key, *_ in ROWS),
+                        help="comma-separated rows to measure (bare always runs), e.g. --rows create,accept; "
+                             f"all: {','.join(key for key, *_ in ROWS[1:])}")
     parser.add_argument("--python", action="store_true", help="use the Python load generator even if wrk exists")
     args = parser.parse_args()
+    known = {key for key, *_ in ROWS}
+    args.rows = {"bare", *(r.strip() for r in args.rows.split(",") if r.strip())}
+    if args.rows - known:
+        parser.error(f"unknown rows: {', '.join(sorted(args.rows - known))}")
     args.port = args.port or free_port()
+    # Its own free port: port + 1 may be held by any socket (it was, once, by a client's).
+    args.bare_port = free_port()
+    while args.bare_port == args.port:
+        args.bare_port = free_port()
     threads = args.threads or serve_threads()
 
     pg = TestServer()
@@ -497,7 +541,7 @@ def main() -> int:
         if args.threads:
             serve_cmd += ["--threads", str(args.threads)]
         bare_cmd = [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--bind",
-                    f"127.0.0.1:{args.port + 1}", "--log-level", "warning"]
+                    f"127.0.0.1:{args.bare_port}", "--log-level", "warning"]
         bare_cmd += ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else []
         print(f"hustlexp serve --workers {args.workers} (threads {threads}) and the bare app alike; "
               f"{args.connections} connections ({args.slow_connections} with slow Stripe), "
@@ -505,7 +549,7 @@ def main() -> int:
         runs = []
         use_wrk = False
         delays: dict[str, list[tuple[float, float, int, int]]] = {"lifecycle": [], "lifecycle_slow": []}
-        with served([*bare_cmd, "benchmarks.bare_app:app"], env, f"http://127.0.0.1:{args.port + 1}/health",
+        with served([*bare_cmd, "benchmarks.bare_app:app"], env, f"http://127.0.0.1:{args.bare_port}/health",
                      "bare app", log) as bare_pid:
             for n in range(args.runs):
                 # A fresh database each run: the board sizes and the notification history start over.
@@ -518,7 +562,7 @@ def main() -> int:
                 for key, values in bench.delays.items():
                     delays[key] += values
                 print(f"run {n + 1}/{args.runs} done", flush=True)
-        table = rows(args.connections, args.slow_connections)
+        table = rows(args.connections, args.slow_connections, args.rows)
         report(runs, "wrk -t2 (+ Python for lifecycles), clients per row as labelled" if use_wrk
                else "Python generator, clients per row as labelled", table)
         report_delays(delays)

@@ -9,7 +9,9 @@ embedded server.
 
 Worker model: gunicorn `gthread`, --workers processes of --threads threads each, so a request
 waiting on Stripe (creating a PaymentIntent) holds one thread while the others keep serving.
-Each worker's pool holds one connection per thread (a request uses one connection at a time).
+Each worker's pool holds one connection per thread, at most POOL_PER_WORKER: a request holds a
+connection only while it talks to the database, never while it waits on Stripe, so threads
+beyond that wait on Stripe, not on the pool.
 
 Money: outside production `serve` also starts the money dispatcher (`hustlexp jobs dispatch`,
 a child process, started again whenever it exits or is killed) so one command pays out; in
@@ -44,7 +46,10 @@ log = logging.getLogger("hustlexp.serve")
 
 GRACEFUL_TIMEOUT_SECONDS = 30
 # Measured with benchmarks/bench_throughput.py on 2 cores: see README "Local work".
-DEFAULT_THREADS = 16
+DEFAULT_THREADS = 24
+# More database sessions than this per worker add no throughput on a small machine, and
+# workers x this (+ the dispatcher's 17) must stay under PostgreSQL's max_connections (100).
+POOL_PER_WORKER = 16
 
 
 def register(sub: Any) -> None:
@@ -92,7 +97,8 @@ def cmd_serve(args: argparse.Namespace, settings: config.Settings) -> int:
         if not settings.production and not args.no_dispatch:
             dispatcher = Supervised([sys.executable, "-m", "hustlexp.cli", *(["-v"] if args.verbose else []),
                                      "jobs", "dispatch"], {**os.environ, "DATABASE_URL": url}, "money dispatcher")
-        app = ApiServer(dataclasses.replace(settings, database_url=url, db_pool_max=args.threads), {
+        pool_max = min(args.threads, POOL_PER_WORKER)
+        app = ApiServer(dataclasses.replace(settings, database_url=url, db_pool_max=pool_max), {
             "bind": f"{args.host}:{args.port}",
             "workers": args.workers,
             "worker_class": "gthread" if args.threads > 1 else "sync",

@@ -74,7 +74,10 @@ def test_metrics_add_up_across_two_gunicorn_workers(tmp_path: Path, db_url: str)
             body = scraped.text
             assert len(_worker_pids(body)) == 2, body[:3000]  # both workers' files are read
             assert _health_count(body) == before + HEALTH_CALLS
-            assert "hustlexp_outbox_rows" in body and "hustlexp_db_pool_max" in body
+            assert "hustlexp_outbox_rows" in body
+            # 24 threads a worker (the default), each worker's pool capped at 16 connections.
+            pool_max = re.search(r"^hustlexp_db_pool_max ([0-9.e+]+)$", body, re.M)
+            assert pool_max and float(pool_max.group(1)) == 2 * 16, body[:3000]
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
         assert proc.returncode == 0, output.decode(errors="replace")[-2000:]
