@@ -235,8 +235,8 @@ def serve_threads() -> int:
 
 class Bench:
     def __init__(self, args: argparse.Namespace, db_url: str, stripe: StripeProcess, meter: Meter,
-                 bare_pid: int) -> None:
-        self.args, self.db_url, self.stripe, self.meter, self.bare_pid = args, db_url, stripe, meter, bare_pid
+) -> None:
+        self.args, self.db_url, self.stripe, self.meter = args, db_url, stripe, meter
         self.api = f"http://127.0.0.1:{args.port}"
         self.bare = f"http://127.0.0.1:{args.bare_port}"
         self.use_wrk = loadgen.have_wrk() and not args.python
@@ -295,15 +295,26 @@ class Bench:
         self.sql("VACUUM (ANALYZE)")
         self.sql("CHECKPOINT")
 
+    def measure_bare(self) -> loadgen.Outcome:
+        """The yardstick row (self.meter.app is the bare app's pid), once every worker answers and
+        after --warmup seconds of the same load unmeasured (a row begun while some workers were
+        still importing cost twice the CPU per request)."""
+        transition = [("POST", "/transition", {}, b"")]
+        seen: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(seen) < self.args.workers and time.monotonic() < deadline:
+            # A new connection each time: any worker that has booted may take it.
+            seen.add(http.get(f"{self.bare}/health", headers={"Connection": "close"}, timeout=10).json()["pid"])
+        if self.args.warmup:
+            loadgen.run_requests(self.bare, transition, self.args.connections, self.args.warmup, cycle=True,
+                                 use_wrk=self.use_wrk)
+        return self.load(self.bare, transition, cycle=True)
+
     def measure(self) -> dict[str, loadgen.Outcome]:
         out: dict[str, loadgen.Outcome] = {}
         wanted = self.args.rows
         run = uuid.uuid4().hex[:8]
         self.stripe.set_latency(0.0)
-        app_pid, self.meter.app = self.meter.app, self.bare_pid
-        out["bare"] = self.load(self.bare, [("POST", "/transition", {}, b"")], cycle=True)
-        self.meter.app = app_pid
-
         pairs = []
         for i in range(max(self.args.connections, self.args.slow_connections)):
             p, w = f"lc-poster-{run}-{i}", f"lc-worker-{run}-{i}"
@@ -549,19 +560,22 @@ def main() -> int:
         runs = []
         use_wrk = False
         delays: dict[str, list[tuple[float, float, int, int]]] = {"lifecycle": [], "lifecycle_slow": []}
-        with served([*bare_cmd, "benchmarks.bare_app:app"], env, f"http://127.0.0.1:{args.bare_port}/health",
-                     "bare app", log) as bare_pid:
-            for n in range(args.runs):
-                # A fresh database each run: the board sizes and the notification history start over.
-                db_url = pg.url_for(pg.create_database())
-                bench = Bench(args, db_url, stripe, meter, bare_pid)
-                use_wrk = bench.use_wrk
-                with served(serve_cmd, env | {"DATABASE_URL": db_url}, f"{bench.api}/health", "hustlexp serve",
-                            log) as meter.app:
-                    runs.append(bench.measure())
-                for key, values in bench.delays.items():
-                    delays[key] += values
-                print(f"run {n + 1}/{args.runs} done", flush=True)
+        for n in range(args.runs):
+            # A fresh database each run: the board sizes and the notification history start over.
+            db_url = pg.url_for(pg.create_database())
+            bench = Bench(args, db_url, stripe, meter)
+            use_wrk = bench.use_wrk
+            # The bare app is stopped before hustlexp serve starts: the two apps' pools together
+            # (4 x 10 and 4 x 16 + the dispatcher's 17) would pass PostgreSQL's 100 connections.
+            with served([*bare_cmd, "benchmarks.bare_app:app"], env, f"{bench.bare}/health", "bare app",
+                        log) as meter.app:
+                bare = bench.measure_bare()
+            with served(serve_cmd, env | {"DATABASE_URL": db_url}, f"{bench.api}/health", "hustlexp serve",
+                        log) as meter.app:
+                runs.append({"bare": bare, **bench.measure()})
+            for key, values in bench.delays.items():
+                delays[key] += values
+            print(f"run {n + 1}/{args.runs} done", flush=True)
         table = rows(args.connections, args.slow_connections, args.rows)
         report(runs, "wrk -t2 (+ Python for lifecycles), clients per row as labelled" if use_wrk
                else "Python generator, clients per row as labelled", table)
