@@ -234,8 +234,7 @@ def serve_threads() -> int:
 # -- the bench ---------------------------------------------------------------------------------
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, db_url: str, stripe: StripeProcess, meter: Meter,
-) -> None:
+    def __init__(self, args: argparse.Namespace, db_url: str, stripe: StripeProcess, meter: Meter) -> None:
         self.args, self.db_url, self.stripe, self.meter = args, db_url, stripe, meter
         self.api = f"http://127.0.0.1:{args.port}"
         self.bare = f"http://127.0.0.1:{args.bare_port}"
@@ -354,9 +353,9 @@ class Bench:
         if "create" in wanted:
             out["create"] = self.load(self.api, create_requests(), cycle=True)
         if "webhook" in wanted:
-            self.webhooks(poster_id, budget, run, out)
+            out["webhook"] = self.webhooks(poster_id, budget, run)
         if "accept" in wanted:
-            self.accepts(poster_id, budget, run, out)
+            out["accept"] = self.accepts(poster_id, budget, run)
         if "lifecycle" in wanted:
             since = self.sql("SELECT now() AS now")[0]["now"]
             out["lifecycle"] = self.lifecycles(pairs[:self.args.connections])
@@ -376,23 +375,25 @@ class Bench:
             self.stripe.set_latency(0.0)
         return out
 
-    def webhooks(self, poster_id: str, budget: int, run: str, out: dict[str, loadgen.Outcome]) -> None:
+    def webhooks(self, poster_id: str, budget: int, run: str) -> loadgen.Outcome:
+        """`budget` payment_intent.succeeded deliveries, each for its own PENDING escrow, sent once."""
         pending = self.seed_tasks(poster_id, budget, "PENDING", f"wh{run}")
         hooks = []
         for e in pending:
             payload, signature = signed_success(e["stripe_payment_intent_id"], str(e["id"]), e["amount"])
             hooks.append(("POST", "/webhooks/stripe", {"Content-Type": "application/json",
                                                       "Stripe-Signature": signature}, payload))
-        out["webhook"] = self.load(self.api, hooks, cycle=False)
+        return self.load(self.api, hooks, cycle=False)
 
-    def accepts(self, poster_id: str, budget: int, run: str, out: dict[str, loadgen.Outcome]) -> None:
+    def accepts(self, poster_id: str, budget: int, run: str) -> loadgen.Outcome:
+        """`budget` FUNDED tasks, each accepted once by one of --connections workers."""
         funded = self.seed_tasks(poster_id, budget, "FUNDED", f"acc{run}")
         workers = [token_headers(f"acc-worker-{run}-{i}") for i in range(self.args.connections)]
         for i in range(self.args.connections):
             self.register(f"acc-worker-{run}-{i}", payout=True)
         accepts = [("POST", f"/api/tasks/{e['task_id']}/accept", {**workers[i % len(workers)],
                     "Content-Type": "application/json"}, b"{}") for i, e in enumerate(funded)]
-        out["accept"] = self.load(self.api, accepts, cycle=False)
+        return self.load(self.api, accepts, cycle=False)
 
     def dispatch_delay(self, since: Any) -> tuple[float, float, int, int]:
         """How long the lifecycles' transfers waited between the approval's commit and Stripe's
