@@ -74,7 +74,10 @@ class Service:
         """Notify inside the caller's transaction (no savepoint: nothing here recovers from a
         failed notification): if notifying fails, the change it announces rolls back with it."""
         if self.db.in_transaction():
-            self.s.notifications.record(self.db.current(), user_id, category, **kw)
+            from hustlexp.services.notification import Notice  # (notification imports this module)
+
+            # record_all, not record: nothing reads the row back, so none is sent back.
+            self.s.notifications.record_all(self.db.current(), [Notice(user_id, category, **kw)])
         else:
             self.s.notifications.notify(user_id, category, **kw).unwrap()
 
