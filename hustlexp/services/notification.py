@@ -621,11 +621,7 @@ class NotificationService(Service):
         # Sorted: every event takes its recipients' locks in one global order (no deadlock
         # between two events naming the same pairs in different orders).
         missing = sorted(dict.fromkeys(pair for pair in pairs if pair not in cached), key=str)
-        got: Sequence[dict[str, Any] | None] = ()
-        if len(missing) == 1:
-            got = (self._recipient(conn, *missing[0]),)
-        elif missing:
-            got = self._recipients(conn, missing)
+        got = self._recipients(conn, missing) if missing else ()
         for pair, row in zip(missing, got, strict=True):
             if row is None:
                 raise missing_user()
@@ -794,13 +790,9 @@ class NotificationService(Service):
         return priority
 
     @staticmethod
-    def _recipient(conn: Any, recipient_id: UUID, task_id: UUID | None) -> dict[str, Any] | None:
-        return one(conn, _recipient_sql(0), _recipient_params(0, recipient_id, task_id))
-
-    @staticmethod
     def _recipients(conn: Any, pairs: Sequence[tuple[UUID, UUID | None]]) -> Sequence[dict[str, Any] | None]:
-        """_recipient for several pairs in one statement; UNION ALL runs its branches in order, so
-        the locks are taken in the order of `pairs`."""
+        """Each pair's row (`_recipient_sql`; None: no such user), all in one statement; UNION ALL
+        runs its branches in order, so the locks are taken in the order of `pairs`."""
         params: dict[str, Any] = {}
         for i, (recipient_id, task_id) in enumerate(pairs):
             params |= _recipient_params(i, recipient_id, task_id)

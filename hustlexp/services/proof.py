@@ -21,7 +21,6 @@ REVIEW_WINDOW = timedelta(hours=48)
 MAX_PHOTOS = 5
 
 
-
 class ProofService(Service):
     @returns_result
     def create(self, task_id: UUID, worker_id: UUID, *, description: str | None = None) -> dict[str, Any]:

@@ -826,11 +826,11 @@ class _FakeStripeRequestHandler(BaseHTTPRequestHandler):
             location = self.stripe_fake.follow_link(parts.path.removeprefix(ONBOARDING_PATH))[0]
             self._send(302, {"Location": location}, b"")
             return
-        if self.stripe_fake.latency:
-            time.sleep(self.stripe_fake.latency)
         peer = self.client_address[1]
-        self.stripe_fake.answering.add(peer)
+        self.stripe_fake.answering.add(peer)  # from now on, a call (a delayed one too) is open here
         try:
+            if self.stripe_fake.latency:
+                time.sleep(self.stripe_fake.latency)
             status, text, headers = self.stripe_fake.handle(self.command, parts.path, parts.query, self.fields, body)
         except NetworkFailure:
             # Close without a byte of response: the client sees the connection drop.

@@ -213,9 +213,9 @@ def test_an_event_reads_each_recipient_once_per_task_and_keeps_every_rule(svc, d
     """Inside event() a recipient notified about one task several times is read (and locked)
     once; dedupe, grouping and the bucket switch still apply to each notification."""
     reads: list[Any] = []
-    read = NotificationService._recipient
-    monkeypatch.setattr(NotificationService, "_recipient",
-                        staticmethod(lambda *a: reads.append(a[1:]) or read(*a)))
+    read = NotificationService._recipients
+    monkeypatch.setattr(NotificationService, "_recipients",
+                        staticmethod(lambda conn, pairs: reads.extend(pairs) or read(conn, pairs)))
     svc.notifications.update_preferences(ids["worker"], {"categories": {"xp_badges": False}}).unwrap()
     with db.transaction(), svc.notifications.event():
         first = svc.notifications.notify(ids["worker"], "PROOF_ACCEPTED", task_id=ids["task"]).unwrap()
@@ -271,7 +271,7 @@ def test_record_all_counts_a_cap_across_its_own_notices(svc, db, conn):
 def test_record_all_reads_its_recipients_once_and_inserts_once(svc, db, conn, ids, monkeypatch):
     """Two parties told of one event: one read for both, one insert for both."""
     calls: list[str] = []
-    for name in ("_recipient", "_recipients", "_insert_unless_repeat_all"):
+    for name in ("_recipients", "_insert_unless_repeat_all"):
         real = getattr(NotificationService, name)
         monkeypatch.setattr(NotificationService, name,
                             staticmethod(lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a)))
