@@ -134,3 +134,15 @@ def test_postgres_restart_mid_load_loses_no_acknowledged_write(world: World, pos
         assert job_workers[0].proc is not None and job_workers[0].proc.poll() is None, \
             job_workers[0].log.read_text()[-3000:]
         until(lambda: _heartbeats_since(world, restarted_at), "the job worker's heartbeat after the outage")
+        # The server is shared with the tests that follow: leave it serving on every gunicorn
+        # worker. /health and the approve above may each have met only one worker; one whose
+        # pool is still reconnecting answers 503, so wait for a run of database-backed answers,
+        # each on a new connection (any worker may take it). A later test once met such a worker.
+        streak = [0]
+
+        def every_worker_serves() -> bool:
+            answered = poster.get("/api/users/me").status_code
+            streak[0] = streak[0] + 1 if answered == 200 else 0
+            return streak[0] >= 20
+
+        until(every_worker_serves, "20 signed-in reads in a row after the restart")
