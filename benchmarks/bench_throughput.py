@@ -357,6 +357,7 @@ class Bench:
         if "accept" in wanted:
             out["accept"] = self.accepts(poster_id, budget, run)
         if "lifecycle" in wanted:
+            self.settle()
             since = self.sql("SELECT now() AS now")[0]["now"]
             out["lifecycle"] = self.lifecycles(pairs[:self.args.connections])
             self.delays["lifecycle"].append(self.dispatch_delay(since))
@@ -365,9 +366,11 @@ class Bench:
         self.stripe.set_latency(SLOW_STRIPE)
         try:
             if "create_slow" in wanted:
+                self.settle()
                 out["create_slow"] = self.load(self.api, create_requests(), cycle=True,
                                                connections=self.args.slow_connections)
             if "lifecycle_slow" in wanted:
+                self.settle()
                 since = self.sql("SELECT now() AS now")[0]["now"]
                 out["lifecycle_slow"] = self.lifecycles(pairs[:self.args.slow_connections])
                 self.delays["lifecycle_slow"].append(self.dispatch_delay(since))

@@ -50,6 +50,17 @@ CONNECT_TIMEOUT_SECONDS = 5
 # next request starts a fresh one, so a recovered database is used again within seconds.
 RECONNECT_WINDOW_SECONDS = 10.0
 OUTAGE_WAIT_SECONDS = 0.5
+# Every statement is prepared on its first run (psycopg's default waits for the fifth). The
+# pool lends its connections in turn, so each one meets every statement afresh: with the
+# default, a worker parsed and planned each statement five times per connection after a start
+# (or after a rollback, which drops a connection's prepared statements), and the benchmark's
+# lifecycle cost about a sixth more CPU in its first seconds (issue 11). The cache holds the whole
+# app's statements, so a rarely run one is not prepared only to push a hot one out.
+PREPARED_MAX = 200
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.prepared_max = PREPARED_MAX
 
 
 @dataclass
@@ -67,8 +78,9 @@ class Database:
         self.conninfo = conninfo
         self.pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             conninfo, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
-            kwargs={"row_factory": dict_row, "autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
-            reconnect_timeout=RECONNECT_WINDOW_SECONDS,
+            kwargs={"row_factory": dict_row, "autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                    "prepare_threshold": 0},
+            configure=_configure, reconnect_timeout=RECONNECT_WINDOW_SECONDS,
             name="hustlexp",
         )
         # time.monotonic() of the first failure of the current outage; None while all is well.
