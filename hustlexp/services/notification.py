@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
@@ -187,10 +187,8 @@ CATALOG: dict[str, Kind] = {
 
 CATEGORIES = frozenset(CATALOG)
 
-# Inside NotificationService.event(): the recipient rows already read (their event lock taken),
-# by (recipient, task).
-_read_in_event: ContextVar[dict[tuple[UUID, UUID | None], dict[str, Any]] | None] = ContextVar(
-    "hustlexp_notification_event", default=None)
+# The NotificationService.event() open in this context, if any (_Event).
+_open_event: ContextVar[_Event | None] = ContextVar("hustlexp_notification_event", default=None)
 
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _DEEP_LINK = re.compile(rf"hustlexp://(?:task/{_UUID}|message/{_UUID}|profile/{_UUID}|trust"
@@ -434,6 +432,17 @@ class _Wanted:
     meta: dict[str, Any]
 
 
+@dataclass
+class _Event:
+    """An open NotificationService.event(): the recipient rows already read (their event lock
+    taken) by (recipient, task), and the notices record_all was given, checked and waiting to be
+    inserted together when the event ends, on `conn`."""
+
+    read: dict[tuple[UUID, UUID | None], dict[str, Any]] = field(default_factory=dict)
+    pending: list[_Wanted] = field(default_factory=list)
+    conn: Any = None
+
+
 def _runs(wanted: list[_Wanted]) -> list[list[int]]:
     """The notices split, in order, into runs that one statement may insert together. A
     notice's duplicate, grouping and cap checks read only its recipient's notifications of
@@ -565,19 +574,35 @@ class NotificationService(Service):
                priority: str | None = None, deep_link: str | None = None) -> dict[str, Any] | None:
         """notify() inside the caller's transaction with no savepoint of its own: any error
         propagates and rolls back the change the notification announces (Service._notify)."""
-        return self._record(conn, [Notice(user_id, category, task_id=task_id, title=title, body=body,
-                                          metadata=metadata, priority=priority, deep_link=deep_link)], full=True)[0]
+        wanted = [self._checked_notice(Notice(user_id, category, task_id=task_id, title=title, body=body,
+                                               metadata=metadata, priority=priority, deep_link=deep_link))]
+        event = _open_event.get()
+        if event is not None:
+            self._flush(event)  # the event's earlier notices first, as if each had been recorded
+        return self._record(conn, wanted, full=True)[0]
 
     def record_all(self, conn: Any, notices: Sequence[Notice]) -> None:
-        """record() for several notifications of one event, in as few statements as the rules
-        allow: one read for the recipients not yet read, one insert for each run of notices that
-        cannot see each other (`_runs`). The rows end as recording each in order would leave
-        them; none is sent back (an event's callers never read them)."""
-        self._record(conn, notices, full=False)
-
-    def _record(self, conn: Any, notices: Sequence[Notice], *, full: bool) -> list[dict[str, Any] | None]:
-        """With `full`, what record() answers for each notice; else nothing worth reading."""
+        """record() for several notifications, in as few statements as the rules allow: one read
+        for the recipients not yet read, one insert for each run of notices that cannot see each
+        other (`_runs`). The rows end as recording each in order would leave them; none is sent
+        back (their callers never read them). Inside an event() they wait for its end, to be
+        recorded with the event's other notices (the checks that need no database are made
+        now, so a bad notice still fails where it is given)."""
         wanted = [self._checked_notice(n) for n in notices]
+        event = _open_event.get()
+        if event is None:
+            self._record(conn, wanted, full=False)
+            return
+        event.pending.extend(wanted)
+        event.conn = conn
+
+    def _flush(self, event: _Event) -> None:
+        pending, event.pending = event.pending, []
+        if pending:
+            self._record(event.conn, pending, full=False)
+
+    def _record(self, conn: Any, wanted: list[_Wanted], *, full: bool) -> list[dict[str, Any] | None]:
+        """With `full`, what record() answers for each notice; else nothing worth reading."""
         found = self._read_recipients(conn, [(w.recipient_id, w.task_id) for w in wanted])
         results: list[dict[str, Any] | None] = [None] * len(wanted)
         for run in _runs(wanted):
@@ -614,7 +639,8 @@ class NotificationService(Service):
         later statement's snapshot), the recipient, their preferences and the task, all pairs in
         one statement. Within event() a pair is read once: its lock is held to the end of the
         transaction anyway."""
-        read = _read_in_event.get()
+        event = _open_event.get()
+        read = event.read if event is not None else None
         cached: dict[tuple[UUID, UUID | None], dict[str, Any]] = {}
         if read is not None:
             cached.update((pair, read[pair]) for pair in pairs if pair in read)
@@ -675,17 +701,21 @@ class NotificationService(Service):
     @contextmanager
     def event(self) -> Iterator[None]:
         """One event's notifications, inside one transaction (a completion notifies its worker
-        four to six times): each recipient is read, and its lock taken, once per task. Nothing
-        in the block may roll back to a savepoint after notifying (the lock would go with it);
-        an event already open is joined."""
-        if _read_in_event.get() is not None:
+        four to six times): those given to record_all are recorded together as the block ends
+        (one read of their recipients, whose locks it takes, and as few inserts as `_runs`
+        allows), and dropped if it raises. Nothing in the block may roll back to a savepoint
+        and carry on (a notice given inside it would still be recorded); an event already open
+        is joined."""
+        if _open_event.get() is not None:
             yield
             return
-        token = _read_in_event.set({})
+        event = _Event()
+        token = _open_event.set(event)
         try:
             yield
+            self._flush(event)
         finally:
-            _read_in_event.reset(token)
+            _open_event.reset(token)
 
     @returns_result
     def list(self, user_id: Any, *, unread_only: bool = False, limit: int | None = 20,

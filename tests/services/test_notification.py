@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from hustlexp.errors import ValidationError
 from hustlexp.services import Services
 from hustlexp.services.notification import CATALOG, Notice, NotificationService, in_quiet_hours
 from tests import factories as f
@@ -230,6 +231,43 @@ def test_an_event_reads_each_recipient_once_per_task_and_keeps_every_rule(svc, d
     with db.transaction(), svc.notifications.event():
         svc.notifications.notify(ids["worker"], "RATING_REQUESTED", task_id=ids["task"]).unwrap()
     assert len(reads) == 3
+
+
+def test_an_event_records_its_notices_together_when_it_ends(svc, db, conn, ids, monkeypatch):
+    """Notices given to record_all inside event() wait for its end: then one read of their
+    recipients and one insert for all. A record() in between sends the waiting ones first, in
+    their order (its repeat is found); a bad notice still fails where it is given."""
+    calls: list[str] = []
+    for name in ("_recipients", "_insert_unless_repeat_all"):
+        real = getattr(NotificationService, name)
+        monkeypatch.setattr(NotificationService, name,
+                            staticmethod(lambda *a, _real=real, _name=name: calls.append(_name) or _real(*a)))
+    task = ids["task"]
+    with db.transaction() as tx, svc.notifications.event():
+        svc.notifications.record_all(tx, [Notice(ids["worker"], "PROOF_ACCEPTED", task_id=task)])
+        svc.notifications.record_all(tx, [Notice(ids["worker"], "ESCROW_RELEASED", task_id=task),
+                                          Notice(ids["poster"], "RATING_REQUESTED", task_id=task)])
+        with pytest.raises(ValidationError):
+            svc.notifications.record_all(tx, [Notice(ids["worker"], "NO_SUCH_CATEGORY", task_id=task)])
+        assert calls == [] and rows(conn, ids["worker"]) == []
+    assert calls == ["_recipients", "_insert_unless_repeat_all"]
+    assert sorted(r["category"] for r in rows(conn, ids["worker"])) == ["ESCROW_RELEASED", "PROOF_ACCEPTED"]
+    assert [r["category"] for r in rows(conn, ids["poster"])] == ["RATING_REQUESTED"]
+
+    with db.transaction() as tx, svc.notifications.event():
+        svc.notifications.record_all(tx, [Notice(ids["poster"], "TASK_ACCEPTED", task_id=task)])
+        first = svc.notifications.record(tx, ids["poster"], "TASK_ACCEPTED", task_id=task)
+    assert first is not None and [r["id"] for r in rows(conn, ids["poster"]) if r["category"] == "TASK_ACCEPTED"] == [
+        first["id"]]
+
+
+def test_an_event_that_raises_records_none_of_its_notices(svc, db, conn, ids):
+    with pytest.raises(RuntimeError), db.transaction() as tx, svc.notifications.event():
+        svc.notifications.record_all(tx, [Notice(ids["worker"], "PROOF_ACCEPTED", task_id=ids["task"])])
+        raise RuntimeError("the event's work failed")
+    with db.transaction(), svc.notifications.event():
+        pass
+    assert rows(conn, ids["worker"]) == []
 
 
 def test_record_all_leaves_the_rows_recording_each_in_order_would(svc, db, conn, ids):
