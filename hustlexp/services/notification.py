@@ -436,11 +436,10 @@ class _Wanted:
 class _Event:
     """An open NotificationService.event(): the recipient rows already read (their event lock
     taken) by (recipient, task), and the notices record_all was given, checked and waiting to be
-    inserted together when the event ends, on `conn`."""
+    inserted together when the event ends (on the transaction's connection)."""
 
     read: dict[tuple[UUID, UUID | None], dict[str, Any]] = field(default_factory=dict)
     pending: list[_Wanted] = field(default_factory=list)
-    conn: Any = None
 
 
 def _runs(wanted: list[_Wanted]) -> list[list[int]]:
@@ -594,12 +593,11 @@ class NotificationService(Service):
             self._record(conn, wanted, full=False)
             return
         event.pending.extend(wanted)
-        event.conn = conn
 
     def _flush(self, event: _Event) -> None:
         pending, event.pending = event.pending, []
         if pending:
-            self._record(event.conn, pending, full=False)
+            self._record(self.db.current(), pending, full=False)
 
     def _record(self, conn: Any, wanted: list[_Wanted], *, full: bool) -> list[dict[str, Any] | None]:
         """With `full`, what record() answers for each notice; else nothing worth reading."""

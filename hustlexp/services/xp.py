@@ -193,7 +193,7 @@ class XPService(Service):
             "current_level": level_after, "current_streak": new_streak})
         trust = self.s.trust.promote(conn, user_id, task_id=escrow["task_id"], user=user)
         level_up = level_after > level_before
-        # Both in one insert (record_all), inside the completion's transaction like _notify.
+        # Both through record_all: inside the completion's event they join its other notices.
         notices = [Notice(user_id, "XP_EARNED", task_id=escrow["task_id"], metadata={
             "xp_ledger_id": str(row["id"]), "effective_xp": gained, "base_xp": base,
             "total_xp": xp_after, "streak": new_streak})]
